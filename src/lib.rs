@@ -1,0 +1,36 @@
+//! airflow-mesos: run Apache Airflow tasks (or any command) in Docker containers on an Apache
+//! Mesos cluster, through the Mesos v1 HTTP scheduler API, with durable state in SQL.
+//!
+//! # Layout
+//!
+//! The crate is a fat library behind a thin binary (`src/main.rs`). Data flows top to bottom:
+//!
+//! | module | role in the architecture |
+//! |---|---|
+//! | [`config`] | `airflow.cfg` `[mesos]` block + `AIRFLOW__MESOS__*` env → typed, validated [`config::Config`] (pure) |
+//! | [`task`] | what a user asks for ([`task::TaskSpec`]), the task state machine, the Airflow state mapping |
+//! | [`scheduler`] | the pure core: offers × queued tasks → launches, status updates → transitions, reconciliation; no I/O, time passed in |
+//! | [`mesos`] | wire boundary: protobuf types, RecordIO codec, HTTP client, master detection, wire ↔ domain conversion |
+//! | [`docker`] | bollard: image build/push, and the local Docker backend (`backend = docker`) |
+//! | [`store`] | durable state: the [`store::TaskStore`] trait and its sqlx implementation (SQLite, PostgreSQL, MySQL) |
+//! | [`driver`] | the async loop that owns all I/O and connects backend, core, store, timers and shutdown |
+//! | [`onetime`] | one-time files (workload JSON, registry credentials) that agents fetch into a sandbox |
+//! | [`api`] | the axum HTTP API (token auth), `/metrics`, `/healthz` |
+//! | [`cli`], [`commands`] | clap argument types; one file per subcommand (the binary only parses and dispatches) |
+//!
+//! The scheduler core sees only domain types ([`scheduler::types`]); protobuf types never leave
+//! [`mesos`]. Both backends (Mesos and local Docker) speak the same domain events and actions,
+//! so the driver and the core are shared.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod docker;
+pub mod driver;
+pub mod mesos;
+pub mod onetime;
+pub mod scheduler;
+pub mod store;
+pub mod task;

@@ -1,0 +1,41 @@
+//! Durable state in SQL (sqlx): tasks, attempts, the change feed, and the framework id.
+//!
+//! SQLite (default, a file under `$AIRFLOW_HOME`), PostgreSQL and MySQL/MariaDB, chosen by URL.
+//! The driver is the only writer, so change-feed sequence numbers are assigned in commit order.
+
+use crate::task::TaskState;
+
+/// A state change of one task, as the core decides it; committed in one transaction with the
+/// others of the same step, before any call that depends on it is sent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    pub task_id: String,
+    pub state: TaskState,
+    /// The attempt this change is about (0 before the first launch).
+    pub attempt: u32,
+    /// Set when a new attempt starts (`<task id>.<attempt>`).
+    pub backend_task_id: Option<String>,
+    pub agent_id: Option<String>,
+    pub hostname: Option<String>,
+    pub agent_url: Option<String>,
+    pub message: Option<String>,
+    pub reason: Option<String>,
+    pub exit_code: Option<i32>,
+    /// Marks the task as having a kill requested (sticky).
+    pub kill_requested: bool,
+    /// Milliseconds since the epoch.
+    pub at: i64,
+}
+
+/// Filters for listing tasks. All given conditions must hold.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TaskFilter {
+    pub states: Vec<TaskState>,
+    /// `key=value` label that must be present.
+    pub label: Option<(String, String)>,
+    pub external_key: Option<String>,
+    /// Only tasks whose last change has `seq > since`.
+    pub since: Option<i64>,
+    /// At most this many (ordered by seq ascending).
+    pub limit: Option<u32>,
+}

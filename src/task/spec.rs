@@ -1,0 +1,724 @@
+//! [`TaskSpec`]: what a user asks for. One schema for JSON (HTTP API) and YAML (job files).
+//!
+//! A spec is checked and normalised once, at submission ([`TaskSpec::normalize`]): Airflow's
+//! `executor_config` (the AVENTER provider's keys) is folded into the explicit fields, and
+//! anything that could never run (no image anywhere, negative cpus, more memory than any agent
+//! has) is refused with an error naming the field, instead of becoming a stuck task.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The command of a task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Command {
+    /// Run with `/bin/sh -c` (Mesos `shell: true`); the image's entrypoint is overridden.
+    Shell(String),
+    /// Run as an argv without a shell (Mesos `shell: false`); the image's entrypoint is kept
+    /// by the Docker containerizer. An empty list runs the image's default command.
+    Argv(Vec<String>),
+}
+
+impl Command {
+    /// A short human rendering (argv joined by spaces, each word shell-quoted when needed).
+    pub fn display(&self) -> String {
+        match self {
+            Command::Shell(s) => s.clone(),
+            Command::Argv(v) => {
+                shlex::try_join(v.iter().map(String::as_str)).unwrap_or_else(|_| v.join(" "))
+            }
+        }
+    }
+}
+
+/// Docker network mode (Mesos `DockerInfo.Network`; `user` needs a network name).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NetworkMode {
+    Host,
+    Bridge,
+    None,
+    /// A user-defined Docker (or CNI) network, by name.
+    User(String),
+}
+
+impl NetworkMode {
+    /// Parses `host`, `bridge`, `none`, `user:<name>` or `user=<name>` (case-insensitive
+    /// keyword, as the AVENTER provider's `docker_network_mode` values are upper case).
+    pub fn parse(s: &str) -> Option<NetworkMode> {
+        let t = s.trim();
+        let lower = t.to_ascii_lowercase();
+        match lower.as_str() {
+            "host" => Some(NetworkMode::Host),
+            "bridge" => Some(NetworkMode::Bridge),
+            "none" => Some(NetworkMode::None),
+            _ => {
+                let rest = lower
+                    .strip_prefix("user:")
+                    .or_else(|| lower.strip_prefix("user="))?;
+                let name = &t[t.len() - rest.len()..];
+                (!name.is_empty()).then(|| NetworkMode::User(name.to_string()))
+            }
+        }
+    }
+}
+
+/// Which Mesos containerizer runs the task's image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Containerizer {
+    /// `ContainerInfo.type = DOCKER` (the agent's Docker containerizer).
+    Docker,
+    /// `ContainerInfo.type = MESOS` with a Docker `Image` (the unified containerizer).
+    Mesos,
+}
+
+impl Containerizer {
+    pub fn parse(s: &str) -> Option<Containerizer> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "docker" => Some(Containerizer::Docker),
+            "mesos" => Some(Containerizer::Mesos),
+            _ => None,
+        }
+    }
+}
+
+/// A port the container listens on; `host_port` is picked from the offer's `ports` when unset.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortSpec {
+    pub container_port: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_port: Option<u32>,
+    #[serde(default = "default_protocol")]
+    pub protocol: String,
+}
+
+fn default_protocol() -> String {
+    "tcp".to_string()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum VolumeMode {
+    #[default]
+    Rw,
+    Ro,
+}
+
+/// A volume: a host path (bind mount) or a named Docker volume (with an optional driver).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VolumeSpec {
+    pub container_path: String,
+    /// Host path to bind-mount (absolute, or relative to the sandbox).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_path: Option<String>,
+    /// Named Docker volume (instead of `host_path`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Docker volume driver for a named volume (e.g. `local`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver: Option<String>,
+    #[serde(default)]
+    pub mode: VolumeMode,
+}
+
+/// A file placed in the task's sandbox before the command runs. Its content is treated as a
+/// secret: it never goes into the TaskInfo, environment, labels or logs; Mesos agents fetch it
+/// from a one-time URL served by the daemon, the local backend writes it into the sandbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SandboxFile {
+    /// Relative path inside the sandbox (no `..`, not absolute).
+    pub path: String,
+    /// The content (UTF-8). Redacted (`***`) whenever a spec is shown.
+    pub content: String,
+}
+
+/// What a user asks for. Optional fields fall back to the `[mesos]` defaults at launch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TaskSpec {
+    /// Human name (shown in the Mesos UI); defaults to the task id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Shell string or argv. Absent: the image's own entrypoint/cmd.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Command>,
+    /// Docker image; defaults to `[mesos] docker_image_slave`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<f64>,
+    /// Memory in MB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mem: Option<f64>,
+    /// Disk in MB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk: Option<f64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<PortSpec>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<VolumeSpec>,
+    /// `host`, `bridge`, `none` or `{user: name}`; defaults to `[mesos] docker_network_mode`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<NetworkMode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub force_pull: Option<bool>,
+    /// Run the container privileged. Off unless asked for.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub privileged: bool,
+    /// Agent constraints, AVENTER syntax: `name:value` must match; `a:x?:b:y` means a:x, or
+    /// else b:y; `hostname:<name>` matches the agent's hostname.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub constraints: Vec<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Seconds between SIGTERM and SIGKILL on kill; defaults to `[mesos] kill_grace_period`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kill_grace_period: Option<f64>,
+    /// Relaunches after a launch failure (DROPPED, lost before start); defaults to
+    /// `[mesos] launch_retries`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<u32>,
+    /// A key of the submitter's own (e.g. Airflow's task-instance key), returned with every
+    /// state change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_key: Option<String>,
+    /// `docker` or `mesos`; defaults to `[mesos] containerizer`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub containerizer: Option<Containerizer>,
+    /// User to run the command as (Mesos `CommandInfo.user`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Files written into the sandbox before start (secret content).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<SandboxFile>,
+    /// Airflow's `executor_config`, as users write it for the AVENTER provider: `cpus`,
+    /// `mem_limit` ("512m", "2g"), `disk`, `image`, `container_type`, `attributes`,
+    /// `force_pull`, `network_mode`, `environment`. Folded into the fields above at
+    /// submission; explicit fields win.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub executor_config: Option<serde_json::Value>,
+}
+
+/// Defaults and limits a spec is checked against (from the `[mesos]` block and what the
+/// backend knows of its agents).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpecDefaults {
+    pub image: Option<String>,
+    pub cpus: f64,
+    pub mem: f64,
+    pub disk: f64,
+    /// The largest memory (MB) any agent can offer, when known; a task asking for more is
+    /// refused at submission.
+    pub max_mem: Option<f64>,
+    /// The largest cpus any agent can offer, when known.
+    pub max_cpus: Option<f64>,
+}
+
+/// A spec that can never run, with the field that is wrong.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct SpecError {
+    /// Dotted path of the offending field, e.g. `cpus`, `executor_config.mem_limit`, `ports[0]`.
+    pub field: String,
+    pub message: String,
+}
+
+impl SpecError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> SpecError {
+        SpecError {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Parses a memory size as Airflow users write it for the AVENTER provider: a bare number is
+/// MB; suffixes `k`, `m`, `g`, `t` (optionally followed by `b`/`i`/`ib`, any case) scale it.
+/// Returns MB.
+pub fn parse_mem_mb(s: &str) -> Option<f64> {
+    let t = s.trim().to_ascii_lowercase();
+    let t = t
+        .strip_suffix("ib")
+        .or_else(|| t.strip_suffix('b'))
+        .or_else(|| t.strip_suffix('i'))
+        .unwrap_or(&t);
+    let (num, factor) = match t.chars().last()? {
+        'k' => (&t[..t.len() - 1], 1.0 / 1024.0),
+        'm' => (&t[..t.len() - 1], 1.0),
+        'g' => (&t[..t.len() - 1], 1024.0),
+        't' => (&t[..t.len() - 1], 1024.0 * 1024.0),
+        _ => (t, 1.0),
+    };
+    let v: f64 = num.trim().parse().ok()?;
+    (v.is_finite() && v >= 0.0).then_some(v * factor)
+}
+
+fn as_f64(v: &serde_json::Value) -> Option<f64> {
+    match v {
+        serde_json::Value::Number(n) => n.as_f64(),
+        serde_json::Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+fn as_bool(v: &serde_json::Value) -> Option<bool> {
+    match v {
+        serde_json::Value::Bool(b) => Some(*b),
+        serde_json::Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
+            "t" | "true" | "1" => Some(true),
+            "f" | "false" | "0" => Some(false),
+            _ => None,
+        },
+        serde_json::Value::Number(n) => n.as_i64().map(|i| i != 0),
+        _ => None,
+    }
+}
+
+impl TaskSpec {
+    /// A shell command task, the rest defaulted.
+    pub fn shell(cmd: impl Into<String>) -> TaskSpec {
+        TaskSpec {
+            command: Some(Command::Shell(cmd.into())),
+            ..TaskSpec::default()
+        }
+    }
+
+    /// Folds `executor_config` into the explicit fields (explicit fields win) and checks the
+    /// result against `defaults`. Idempotent. `executor_config` is kept as given.
+    pub fn normalize(&mut self, defaults: &SpecDefaults) -> Result<(), SpecError> {
+        self.fold_executor_config()?;
+        self.validate(defaults)
+    }
+
+    fn fold_executor_config(&mut self) -> Result<(), SpecError> {
+        let Some(ec) = self.executor_config.clone() else {
+            return Ok(());
+        };
+        let obj = match ec {
+            serde_json::Value::Null => return Ok(()),
+            serde_json::Value::Object(o) => o,
+            _ => {
+                return Err(SpecError::new(
+                    "executor_config",
+                    "must be an object (a dict of settings)",
+                ))
+            }
+        };
+        let f = |k: &str| format!("executor_config.{k}");
+        for (k, v) in &obj {
+            if v.is_null() {
+                continue;
+            }
+            match k.as_str() {
+                "cpus" if self.cpus.is_none() => {
+                    self.cpus = Some(as_f64(v).ok_or_else(|| {
+                        SpecError::new(f(k), "expected a number of cpus, e.g. 0.5")
+                    })?)
+                }
+                "mem_limit" | "mem" | "memory" if self.mem.is_none() => {
+                    let mb = match v {
+                        serde_json::Value::String(s) => parse_mem_mb(s),
+                        other => as_f64(other),
+                    };
+                    self.mem = Some(mb.ok_or_else(|| {
+                        SpecError::new(
+                            f(k),
+                            "expected a memory size such as \"512m\", \"2g\" or a number of MB",
+                        )
+                    })?)
+                }
+                "disk" if self.disk.is_none() => {
+                    let mb = match v {
+                        serde_json::Value::String(s) => parse_mem_mb(s),
+                        other => as_f64(other),
+                    };
+                    self.disk =
+                        Some(mb.ok_or_else(|| SpecError::new(f(k), "expected a disk size in MB"))?)
+                }
+                "image" if self.image.is_none() => {
+                    self.image = Some(
+                        v.as_str()
+                            .ok_or_else(|| SpecError::new(f(k), "expected an image name"))?
+                            .to_string(),
+                    )
+                }
+                "container_type" | "containerizer" if self.containerizer.is_none() => {
+                    let s = v.as_str().unwrap_or_default();
+                    self.containerizer =
+                        Some(Containerizer::parse(s).ok_or_else(|| {
+                            SpecError::new(f(k), "expected \"DOCKER\" or \"MESOS\"")
+                        })?)
+                }
+                "attributes" | "constraints" => {
+                    let items = v.as_array().ok_or_else(|| {
+                        SpecError::new(f(k), "expected a list of \"name:value\" strings")
+                    })?;
+                    for (i, it) in items.iter().enumerate() {
+                        let s = it.as_str().ok_or_else(|| {
+                            SpecError::new(
+                                format!("{}[{i}]", f(k)),
+                                "expected a \"name:value\" string",
+                            )
+                        })?;
+                        if !self.constraints.iter().any(|c| c == s) {
+                            self.constraints.push(s.to_string());
+                        }
+                    }
+                }
+                "force_pull" if self.force_pull.is_none() => {
+                    self.force_pull = Some(
+                        as_bool(v).ok_or_else(|| SpecError::new(f(k), "expected true or false"))?,
+                    )
+                }
+                "network_mode" | "network" if self.network.is_none() => {
+                    let s = v.as_str().unwrap_or_default();
+                    self.network = Some(NetworkMode::parse(s).ok_or_else(|| {
+                        SpecError::new(f(k), "expected HOST, BRIDGE, NONE or USER:<network>")
+                    })?)
+                }
+                "environment" | "env" => {
+                    let m = v.as_object().ok_or_else(|| {
+                        SpecError::new(f(k), "expected a mapping of variable names to values")
+                    })?;
+                    for (name, val) in m {
+                        let val = match val {
+                            serde_json::Value::String(s) => s.clone(),
+                            other => other.to_string(),
+                        };
+                        self.env.entry(name.clone()).or_insert(val);
+                    }
+                }
+                "privileged" => {
+                    self.privileged |=
+                        as_bool(v).ok_or_else(|| SpecError::new(f(k), "expected true or false"))?
+                }
+                "command" => {
+                    return Err(SpecError::new(
+                        f(k),
+                        "the command comes from Airflow; it cannot be set in executor_config",
+                    ))
+                }
+                // Known keys already set explicitly, the provider's internal ones, and keys of
+                // other executors: ignored (the spec keeps them for reference).
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks a (folded) spec against the defaults; see [`SpecError`].
+    pub fn validate(&self, d: &SpecDefaults) -> Result<(), SpecError> {
+        if let Some(Command::Shell(s)) = &self.command {
+            if s.trim().is_empty() {
+                return Err(SpecError::new("command", "must not be empty"));
+            }
+        }
+        let image = self.image.as_deref().or(d.image.as_deref());
+        match image {
+            None => {
+                return Err(SpecError::new(
+                    "image",
+                    "no image given and no default: set `image` or [mesos] docker_image_slave",
+                ))
+            }
+            Some(i) if i.trim().is_empty() || i.chars().any(char::is_whitespace) => {
+                return Err(SpecError::new(
+                    "image",
+                    format!("`{i}` is not an image reference"),
+                ))
+            }
+            _ => {}
+        }
+        let check = |field: &str, v: Option<f64>, default: f64, max: Option<f64>, unit: &str| {
+            let v = v.unwrap_or(default);
+            if !v.is_finite() || v <= 0.0 {
+                return Err(SpecError::new(
+                    field,
+                    format!("must be a positive number, got {v}"),
+                ));
+            }
+            if let Some(max) = max {
+                if v > max {
+                    return Err(SpecError::new(
+                        field,
+                        format!("{v}{unit} is more than any agent offers (largest: {max}{unit})"),
+                    ));
+                }
+            }
+            Ok(())
+        };
+        check("cpus", self.cpus, d.cpus, d.max_cpus, "")?;
+        check("mem", self.mem, d.mem, d.max_mem, " MB")?;
+        if let Some(disk) = self.disk {
+            if !disk.is_finite() || disk < 0.0 {
+                return Err(SpecError::new(
+                    "disk",
+                    format!("must be zero or positive, got {disk}"),
+                ));
+            }
+        }
+        if let Some(g) = self.kill_grace_period {
+            if !g.is_finite() || g < 0.0 {
+                return Err(SpecError::new(
+                    "kill_grace_period",
+                    "must be zero or more seconds",
+                ));
+            }
+        }
+        for (i, p) in self.ports.iter().enumerate() {
+            if p.container_port == 0 || p.container_port > 65535 {
+                return Err(SpecError::new(
+                    format!("ports[{i}].container_port"),
+                    "must be 1-65535",
+                ));
+            }
+            if matches!(p.host_port, Some(h) if h == 0 || h > 65535) {
+                return Err(SpecError::new(
+                    format!("ports[{i}].host_port"),
+                    "must be 1-65535",
+                ));
+            }
+            if !matches!(p.protocol.as_str(), "tcp" | "udp") {
+                return Err(SpecError::new(
+                    format!("ports[{i}].protocol"),
+                    "must be tcp or udp",
+                ));
+            }
+        }
+        for (i, v) in self.volumes.iter().enumerate() {
+            if !v.container_path.starts_with('/') {
+                return Err(SpecError::new(
+                    format!("volumes[{i}].container_path"),
+                    "must be an absolute path",
+                ));
+            }
+            if v.host_path.is_some() == v.name.is_some() {
+                return Err(SpecError::new(
+                    format!("volumes[{i}]"),
+                    "give exactly one of host_path or name",
+                ));
+            }
+        }
+        for (i, f) in self.files.iter().enumerate() {
+            let p = std::path::Path::new(&f.path);
+            if f.path.is_empty()
+                || p.is_absolute()
+                || p.components()
+                    .any(|c| !matches!(c, std::path::Component::Normal(_)))
+            {
+                return Err(SpecError::new(
+                    format!("files[{i}].path"),
+                    "must be a relative path inside the sandbox, without `..`",
+                ));
+            }
+        }
+        for (i, c) in self.constraints.iter().enumerate() {
+            if crate::task::spec::parse_constraint(c).is_none() {
+                return Err(SpecError::new(
+                    format!("constraints[{i}]"),
+                    format!("`{c}` is not `name:value` (or `a:x?:b:y`)"),
+                ));
+            }
+        }
+        for k in self.env.keys() {
+            if k.is_empty() || k.contains('=') {
+                return Err(SpecError::new(
+                    format!("env.{k}"),
+                    "not a valid variable name",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// A copy fit to show: sandbox file contents replaced by `***`.
+    pub fn redacted(&self) -> TaskSpec {
+        let mut s = self.clone();
+        for f in &mut s.files {
+            f.content = "***".to_string();
+        }
+        s
+    }
+}
+
+/// One alternative of an agent constraint: attribute (or `hostname`) `name` must equal `value`
+/// (case-insensitive, as in the AVENTER provider).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttrMatch {
+    pub name: String,
+    pub value: String,
+}
+
+/// Parses a constraint `name:value` or a fallback chain `a:x?:b:y` (the first alternative that
+/// matches satisfies it). Returns the alternatives in order.
+pub fn parse_constraint(s: &str) -> Option<Vec<AttrMatch>> {
+    let mut out = Vec::new();
+    for alt in s.split("?:").flat_map(|a| a.split('?')) {
+        // `a:x?:b:y` splits to ["a:x", "b:y"]; `a:x?b:y` is accepted as well.
+        let alt = alt.trim();
+        if alt.is_empty() {
+            continue;
+        }
+        let (n, v) = alt.split_once(':')?;
+        if n.trim().is_empty() || v.trim().is_empty() {
+            return None;
+        }
+        out.push(AttrMatch {
+            name: n.trim().to_ascii_lowercase(),
+            value: v.trim().to_ascii_lowercase(),
+        });
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn defaults() -> SpecDefaults {
+        SpecDefaults {
+            image: Some("airflow-mesos/airflow:latest".into()),
+            cpus: 1.0,
+            mem: 256.0,
+            disk: 0.0,
+            max_mem: Some(4096.0),
+            max_cpus: None,
+        }
+    }
+
+    #[test]
+    fn command_is_shell_string_or_argv() {
+        let s: TaskSpec = serde_json::from_str(r#"{"command":"echo hi"}"#).unwrap();
+        assert_eq!(s.command, Some(Command::Shell("echo hi".into())));
+        let s: TaskSpec = serde_yaml_ng::from_str("command: [echo, hi]\n").unwrap();
+        assert_eq!(
+            s.command,
+            Some(Command::Argv(vec!["echo".into(), "hi".into()]))
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_with_their_name() {
+        let e = serde_json::from_str::<TaskSpec>(r#"{"comand":"x"}"#).unwrap_err();
+        assert!(e.to_string().contains("comand"), "{e}");
+    }
+
+    #[test]
+    fn executor_config_is_folded_and_explicit_fields_win() {
+        let mut s: TaskSpec = serde_json::from_value(serde_json::json!({
+            "command": "true",
+            "cpus": 2.0,
+            "executor_config": {"cpus": 0.2, "mem_limit": "2g", "disk": 100,
+                "image": "x/y:1", "container_type": "MESOS", "attributes": ["airflow:true"],
+                "force_pull": "True", "network_mode": "BRIDGE", "environment": {"A": "1"}}
+        }))
+        .unwrap();
+        s.normalize(&defaults()).unwrap();
+        assert_eq!(s.cpus, Some(2.0));
+        assert_eq!(s.mem, Some(2048.0));
+        assert_eq!(s.disk, Some(100.0));
+        assert_eq!(s.image.as_deref(), Some("x/y:1"));
+        assert_eq!(s.containerizer, Some(Containerizer::Mesos));
+        assert_eq!(s.constraints, vec!["airflow:true".to_string()]);
+        assert_eq!(s.force_pull, Some(true));
+        assert_eq!(s.network, Some(NetworkMode::Bridge));
+        assert_eq!(s.env.get("A").map(String::as_str), Some("1"));
+        let again = s.clone();
+        s.normalize(&defaults()).unwrap();
+        assert_eq!(s, again, "normalize is idempotent");
+    }
+
+    #[test]
+    fn bad_specs_name_the_field() {
+        let cases: Vec<(serde_json::Value, &str)> = vec![
+            (serde_json::json!({"command": "x", "cpus": -1}), "cpus"),
+            (serde_json::json!({"command": "x", "mem": 100000}), "mem"),
+            (serde_json::json!({"command": ""}), "command"),
+            (
+                serde_json::json!({"command": "x", "executor_config": {"mem_limit": "lots"}}),
+                "executor_config.mem_limit",
+            ),
+            (
+                serde_json::json!({"command": "x", "ports": [{"container_port": 0}]}),
+                "ports[0].container_port",
+            ),
+            (
+                serde_json::json!({"command": "x", "volumes": [{"container_path": "/a"}]}),
+                "volumes[0]",
+            ),
+            (
+                serde_json::json!({"command": "x", "files": [{"path": "../etc/x", "content": ""}]}),
+                "files[0].path",
+            ),
+            (
+                serde_json::json!({"command": "x", "constraints": ["nocolon"]}),
+                "constraints[0]",
+            ),
+        ];
+        for (v, field) in cases {
+            let mut s: TaskSpec = serde_json::from_value(v.clone()).unwrap();
+            let e = s.normalize(&defaults()).unwrap_err();
+            assert_eq!(e.field, field, "{v}: {e}");
+        }
+        let mut no_image = TaskSpec::shell("x");
+        let d = SpecDefaults {
+            image: None,
+            ..defaults()
+        };
+        assert_eq!(no_image.normalize(&d).unwrap_err().field, "image");
+    }
+
+    #[test]
+    fn mem_sizes() {
+        assert_eq!(parse_mem_mb("512m"), Some(512.0));
+        assert_eq!(parse_mem_mb("2g"), Some(2048.0));
+        assert_eq!(parse_mem_mb("2Gi"), Some(2048.0));
+        assert_eq!(parse_mem_mb("300"), Some(300.0));
+        assert_eq!(parse_mem_mb("1.5G"), Some(1536.0));
+        assert_eq!(parse_mem_mb("x"), None);
+        assert_eq!(parse_mem_mb("-1m"), None);
+    }
+
+    #[test]
+    fn constraints_parse() {
+        assert_eq!(parse_constraint("airflow:true").unwrap().len(), 1);
+        let alts = parse_constraint("gpu:true?:cpu:true").unwrap();
+        assert_eq!(
+            alts[1],
+            AttrMatch {
+                name: "cpu".into(),
+                value: "true".into()
+            }
+        );
+        assert!(parse_constraint("x").is_none());
+        assert!(parse_constraint(":y").is_none());
+    }
+
+    #[test]
+    fn network_modes() {
+        assert_eq!(NetworkMode::parse("HOST"), Some(NetworkMode::Host));
+        assert_eq!(
+            NetworkMode::parse("user:MyNet"),
+            Some(NetworkMode::User("MyNet".into()))
+        );
+        assert_eq!(NetworkMode::parse("user:"), None);
+        assert_eq!(NetworkMode::parse("weird"), None);
+    }
+
+    #[test]
+    fn redacted_hides_file_content() {
+        let mut s = TaskSpec::shell("x");
+        s.files.push(SandboxFile {
+            path: "w.json".into(),
+            content: "jwt-secret".into(),
+        });
+        let shown = serde_json::to_string(&s.redacted()).unwrap();
+        assert!(!shown.contains("jwt-secret"));
+    }
+}
