@@ -24,6 +24,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     prost_build::Config::new()
         // Deterministic encoding of map fields (e.g. `TaskInfo.limits`).
         .btree_map(["."])
+        // `prost::Name` impls, so the JSON codec can find each message's descriptor.
+        .enable_type_names()
         .compile_fds(fds)?;
     Ok(())
 }
