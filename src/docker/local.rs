@@ -1,0 +1,1 @@
+//! The local Docker backend (work in progress).
