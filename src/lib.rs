@@ -15,6 +15,7 @@
 //! | [`store`] | durable state: the [`store::TaskStore`] trait and its sqlx implementation (SQLite, PostgreSQL, MySQL) |
 //! | [`driver`] | the async loop that owns all I/O and connects backend, core, store, timers and shutdown |
 //! | [`onetime`] | one-time files (workload JSON, registry credentials) that agents fetch into a sandbox |
+//! | [`registry`] | registry credentials as docker config JSON, `docker.tar.gz`, or user/password for the engine |
 //! | [`api`] | the axum HTTP API (token auth), `/metrics`, `/healthz` |
 //! | [`cli`], [`commands`] | clap argument types; one file per subcommand (the binary only parses and dispatches) |
 //!
@@ -31,6 +32,7 @@ pub mod docker;
 pub mod driver;
 pub mod mesos;
 pub mod onetime;
+pub mod registry;
 pub mod scheduler;
 pub mod store;
 pub mod task;
