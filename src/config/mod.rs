@@ -7,6 +7,23 @@
 //! `config/airflow.cfg`. Loading is a pure function of its sources (file text, environment
 //! map, a command runner), so tests need no files or processes.
 
+pub mod dburl;
+pub mod error;
+pub mod expand;
+pub mod keys;
+pub mod load;
+pub mod master;
+pub mod parse;
+pub mod pylit;
+pub mod source;
+
+pub use error::{ConfigError, ConfigErrors, Location, Source, EXIT_CONFIG};
+pub use load::{load, Entry, FileStatus, Loaded};
+pub use source::{
+    load_from_process, locate, CommandOutput, ConfigLocation, FileInput, LocationOrigin, NoSystem,
+    RealSystem, Sources, SystemAccess,
+};
+
 use crate::task::{Containerizer, NetworkMode};
 use std::fmt;
 use std::net::SocketAddr;
