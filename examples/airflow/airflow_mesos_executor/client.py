@@ -1,0 +1,185 @@
+"""A small HTTP client for the airflow-mesos daemon's API (standard library only).
+
+Every ``/v1`` request carries ``Authorization: Bearer <token>`` when a token is configured. The
+token is never part of an error message or a ``repr``.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any, Dict, Iterable, List, Mapping, Optional
+
+__all__ = ["DaemonClient", "DaemonError", "DaemonUnavailable"]
+
+
+class DaemonError(Exception):
+    """The daemon answered with an HTTP error status.
+
+    ``status`` is the HTTP status, ``error`` the daemon's ``error`` text and ``field`` the spec
+    field it refers to (for 400 answers to a bad spec), when given.
+    """
+
+    def __init__(self, method: str, path: str, status: int, error: str, field: Optional[str] = None):
+        self.method = method
+        self.path = path
+        self.status = status
+        self.error = error
+        self.field = field
+        where = f" (field {field})" if field else ""
+        super().__init__(f"airflow-mesos {method} {path} answered {status}: {error}{where}")
+
+
+class DaemonUnavailable(Exception):
+    """The daemon could not be reached (connection refused, timeout, bad answer)."""
+
+
+class DaemonClient:
+    """Talks to ``<api_url>/v1/...``.
+
+    ``timeout`` is the socket timeout of ordinary calls; long polls of ``/v1/events`` add their
+    ``wait`` to it.
+    """
+
+    def __init__(self, api_url: str, token: Optional[str] = None, timeout: float = 10.0):
+        if not api_url:
+            raise ValueError("the airflow-mesos API URL is empty ([mesos] api_url)")
+        parsed = urllib.parse.urlsplit(api_url)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise ValueError(f"[mesos] api_url must be an http(s) URL, got {api_url!r}")
+        self.api_url = api_url.rstrip("/")
+        self._token = token or None
+        self.timeout = timeout
+
+    def __repr__(self) -> str:
+        auth = "token" if self._token else "no token"
+        return f"DaemonClient({self.api_url!r}, {auth})"
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        query: Optional[Mapping[str, Any]] = None,
+        body: Any = None,
+        timeout: Optional[float] = None,
+    ) -> Any:
+        url = self.api_url + path
+        if query:
+            pairs = [(k, str(v)) for k, v in query.items() if v is not None]
+            if pairs:
+                url += "?" + urllib.parse.urlencode(pairs)
+        data = None
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            data = json.dumps(body).encode("utf-8")
+            headers["Content-Type"] = "application/json"
+        if self._token:
+            headers["Authorization"] = f"Bearer {self._token}"
+        req = urllib.request.Request(url, data=data, headers=headers, method=method)
+        try:
+            with urllib.request.urlopen(req, timeout=timeout or self.timeout) as resp:
+                raw = resp.read()
+        except urllib.error.HTTPError as e:
+            raw = e.read()
+            err, field = _error_text(raw, e.code)
+            raise DaemonError(method, path, e.code, err, field) from None
+        except (urllib.error.URLError, OSError) as e:
+            reason = getattr(e, "reason", e)
+            raise DaemonUnavailable(f"airflow-mesos at {self.api_url}: {method} {path} failed: {reason}") from None
+        if not raw:
+            return None
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise DaemonUnavailable(
+                f"airflow-mesos at {self.api_url}: {method} {path} answered with non-JSON data"
+            ) from None
+
+    # -- API ------------------------------------------------------------------------------
+
+    def submit(self, specs: List[Mapping[str, Any]]) -> List[Dict[str, Any]]:
+        """``POST /v1/tasks`` with ``{"tasks": specs}``; returns the created TaskViews in order."""
+        answer = self._request("POST", "/v1/tasks", body={"tasks": list(specs)})
+        tasks = (answer or {}).get("tasks")
+        if not isinstance(tasks, list) or len(tasks) != len(specs):
+            raise DaemonUnavailable(
+                f"airflow-mesos at {self.api_url}: POST /v1/tasks answered without the {len(specs)} created task(s)"
+            )
+        return tasks
+
+    def get(self, task_id: str) -> Optional[Dict[str, Any]]:
+        """``GET /v1/tasks/{id}``; ``None`` when the daemon does not know the id."""
+        try:
+            return self._request("GET", "/v1/tasks/" + urllib.parse.quote(task_id, safe=""))
+        except DaemonError as e:
+            if e.status == 404:
+                return None
+            raise
+
+    def list(
+        self,
+        states: Optional[Iterable[str]] = None,
+        labels: Optional[Mapping[str, str]] = None,
+        external_key: Optional[str] = None,
+        since: Optional[int] = None,
+        limit: Optional[int] = None,
+    ) -> Dict[str, Any]:
+        """``GET /v1/tasks``; returns ``{"tasks": [...], "cursor": seq}``."""
+        query: Dict[str, Any] = {}
+        if states:
+            query["state"] = ",".join(states)
+        if labels:
+            # One label filter per request is what the API documents; several are joined.
+            query["label"] = ",".join(f"{k}={v}" for k, v in labels.items())
+        if external_key is not None:
+            query["external_key"] = external_key
+        if since is not None:
+            query["since"] = since
+        if limit is not None:
+            query["limit"] = limit
+        return self._request("GET", "/v1/tasks", query=query)
+
+    def events(self, since: Optional[int] = None, limit: int = 500, wait: float = 0) -> Dict[str, Any]:
+        """``GET /v1/events``; returns ``{"events": [...], "cursor": seq}``.
+
+        ``wait`` > 0 long-polls up to that many seconds when no event is newer than ``since``.
+        """
+        query: Dict[str, Any] = {"limit": limit}
+        if since is not None:
+            query["since"] = since
+        if wait:
+            query["wait"] = wait
+        return self._request("GET", "/v1/events", query=query, timeout=self.timeout + float(wait or 0))
+
+    def kill(self, task_id: str) -> Optional[Dict[str, Any]]:
+        """``POST /v1/tasks/{id}/kill``; ``None`` when the task already ended (409) or is unknown (404)."""
+        try:
+            return self._request("POST", "/v1/tasks/" + urllib.parse.quote(task_id, safe="") + "/kill")
+        except DaemonError as e:
+            if e.status in (404, 409):
+                return None
+            raise
+
+    def logs(self, task_id: str, stream: str = "stdout", offset: int = 0, length: Optional[int] = None) -> Dict[str, Any]:
+        """``GET /v1/tasks/{id}/logs``; returns ``{"data", "offset", "next_offset", "terminal", ...}``."""
+        if stream not in ("stdout", "stderr"):
+            raise ValueError(f"stream must be stdout or stderr, got {stream!r}")
+        query: Dict[str, Any] = {"stream": stream, "offset": offset}
+        if length is not None:
+            query["length"] = length
+        return self._request("GET", "/v1/tasks/" + urllib.parse.quote(task_id, safe="") + "/logs", query=query)
+
+
+def _error_text(raw: bytes, status: int):
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        text = raw.decode("utf-8", "replace").strip()[:200]
+        return (text or f"HTTP {status}"), None
+    if isinstance(body, dict):
+        return str(body.get("error") or f"HTTP {status}"), body.get("field")
+    return f"HTTP {status}", None

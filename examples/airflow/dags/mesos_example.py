@@ -1,0 +1,89 @@
+"""Example DAG for the airflow-mesos executor (Airflow 3, task SDK).
+
+Every task runs in its own container through airflow-mesos. The final states are deterministic:
+
+* ``extract`` -> ``transform`` (1 cpu, 256 MB via the AVENTER-style executor_config) -> ``load``
+* ``flaky`` fails on its first try and succeeds on the retry (``retries=1``)
+* ``doomed`` always fails (``retries=0``), so the run ends ``failed``
+* ``slow`` sleeps for ``AM_EXAMPLE_SLOW_SECONDS`` (default 20) so that a scheduler restart can
+  happen while it runs
+* ``report`` runs after everything (``trigger_rule="all_done"``)
+
+If ``AM_EXAMPLE_MARK_DIR`` is set in the task environment, each try creates
+``<dir>/<task_id>.<try_number>`` exclusively; a try that ran twice would fail on the second run.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import datetime, timedelta
+
+from airflow.sdk import dag, get_current_context, task
+
+
+def _mark() -> int:
+    ctx = get_current_context()
+    ti = ctx["ti"]
+    mark_dir = os.environ.get("AM_EXAMPLE_MARK_DIR")
+    if mark_dir:
+        path = os.path.join(mark_dir, f"{ti.task_id}.{ti.try_number}")
+        # O_EXCL: the same try running twice fails here.
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{os.uname().nodename} pid {os.getpid()}\n")
+    print(f"running {ti.task_id} try {ti.try_number} in {os.getcwd()}")
+    return ti.try_number
+
+
+@dag(
+    dag_id="mesos_example",
+    schedule=None,
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    default_args={"retries": 0, "retry_delay": timedelta(seconds=1)},
+    tags=["airflow-mesos"],
+)
+def mesos_example():
+    @task
+    def extract() -> list[int]:
+        _mark()
+        return [1, 2, 3]
+
+    @task(executor_config={"cpus": 1.0, "mem_limit": "256m"})
+    def transform(values: list[int]) -> int:
+        _mark()
+        return sum(v * 10 for v in values)
+
+    @task
+    def load(total: int) -> None:
+        _mark()
+        print(f"loaded {total}")
+        if total != 60:
+            raise ValueError(f"expected 60, got {total}")
+
+    @task(retries=1, retry_delay=timedelta(seconds=1))
+    def flaky() -> str:
+        if _mark() == 1:
+            raise RuntimeError("first try fails on purpose")
+        return "ok on retry"
+
+    @task
+    def doomed() -> None:
+        _mark()
+        raise RuntimeError("this task always fails")
+
+    @task
+    def slow() -> None:
+        _mark()
+        time.sleep(float(os.environ.get("AM_EXAMPLE_SLOW_SECONDS", "20")))
+
+    @task(trigger_rule="all_done")
+    def report() -> None:
+        _mark()
+
+    loaded = load(transform(extract()))
+    [loaded, flaky(), doomed(), slow()] >> report()
+
+
+mesos_example()
