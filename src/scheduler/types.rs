@@ -245,7 +245,12 @@ pub struct LaunchTask {
     pub labels: BTreeMap<String, String>,
     /// Run the command through `/bin/sh -c` (Mesos `shell`), from `command_shell` and the spec.
     pub shell: bool,
-    /// The normalized spec (command, env, volumes, files, user, privileged ...).
+    /// The normalized spec (command, env, volumes, files, user, privileged ...), resolved by
+    /// the core against the `[mesos]` defaults: `env` is `docker_environment` overlaid by the
+    /// spec's; `volumes` are `docker_volumes` (+ the Docker socket when `docker_privileged`)
+    /// then the spec's; `privileged` includes `docker_privileged`; a string `command` is
+    /// already split into an argv when `command_shell = false`; `image`, `containerizer`,
+    /// `network`, `force_pull`, `kill_grace_period`, `cpus`, `mem`, `disk` are filled in.
     pub spec: TaskSpec,
 }
 

@@ -1,0 +1,1103 @@
+//! [`Core`]: the scheduler's state machine. Inputs are new tasks, kill requests, backend
+//! [`Event`]s and timer ticks, each with the current time; every input returns a [`Step`]:
+//! state changes to commit (in one transaction) and then actions to send. The driver commits
+//! `changes` before it sends `actions`, so an ACKNOWLEDGE always follows the state it
+//! acknowledges and a launch's attempt is stored before the ACCEPT goes out.
+//!
+//! # Decisions
+//!
+//! * **Status mapping.** STAGING/STARTING → `Starting`; RUNNING → `Running`; KILLING →
+//!   `Killing`; FINISHED → `Succeeded`; FAILED/ERROR → `Failed`; KILLED → `Killed` (also when
+//!   no kill was asked for: someone killed it). Once a kill was requested, a task that ends
+//!   FAILED/ERROR/GONE is recorded `Killed` (its end was asked for), and a FINISHED one
+//!   `Succeeded`.
+//! * **Launch failures** (DROPPED; LOST with a launch-phase reason such as
+//!   `REASON_INVALID_OFFERS`/`REASON_AGENT_REMOVED` before the attempt was seen on an agent;
+//!   `ActionFailed` of a launch; GONE/GONE_BY_OPERATOR/UNKNOWN for an attempt never seen on an
+//!   agent) requeue the task for a new attempt while `attempt ≤ retries`
+//!   (`spec.retries`, else `launch_retries`), else the task fails. A requeued task keeps its
+//!   place in the FIFO order.
+//! * **Lost attempts.** LOST/UNREACHABLE of an attempt seen on an agent (any of
+//!   STAGING..KILLING was reported) → `Unknown`: never relaunched blindly; periodic
+//!   reconciliation asks about it explicitly. GONE/GONE_BY_OPERATOR/UNKNOWN of such an attempt
+//!   (the master does not know it, or its agent is gone) resolve it as `Failed`, with a
+//!   message saying the attempt is gone.
+//! * **Old attempts.** Updates for an attempt that is not the task's current one are
+//!   acknowledged and change nothing; if such an attempt reports itself alive, it is killed,
+//!   so that no task runs twice.
+//! * **Acknowledgements.** Every update that carries a uuid is acknowledged, after its change
+//!   in the same step: duplicates, old attempts and unknown tasks too (an unacknowledged update
+//!   stalls the agent's stream). Updates without uuid never are.
+//! * **Offers** are used at once and never held: each used offer gets one LAUNCH (the master
+//!   declines the rest with the same filter), the others one DECLINE with
+//!   `offer_refuse_seconds`. SUPPRESS once nothing is queued; REVIVE when work arrives (at most
+//!   once per `revive_interval`; a pending REVIVE is sent by `tick`), and at once after a
+//!   (re-)subscribe when work is queued.
+//! * **Reconciliation.** After every SUBSCRIBED: explicit RECONCILE of every live attempt,
+//!   repeated for the unanswered ones with truncated exponential backoff (one round at a
+//!   time), then one implicit RECONCILE; then every `reconciliation_interval` an explicit
+//!   round for the attempts in `Unknown`/`Launching` (if any) followed by an implicit one.
+//! * **Kill.** A queued task is killed at once. A task with a live attempt gets a KILL with
+//!   its grace period and goes to `Killing`; the KILL is repeated until a terminal update
+//!   arrives. Killing a terminal task is an error.
+
+use super::config::CoreConfig;
+use super::launch::{build, prepare, Prepared};
+use super::matching::{place, Demand};
+use super::types::{Action, BackendState, Event, LaunchTask, Now, Offer, StatusUpdate};
+use crate::store::Change;
+use crate::task::{parse_attempt_task_id, Attempt, TaskRecord, TaskSpec, TaskState};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What an input made the core decide: commit `changes` (one transaction), then send
+/// `actions` in order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Step {
+    pub changes: Vec<Change>,
+    pub actions: Vec<Action>,
+}
+
+impl Step {
+    /// True when there is nothing to commit or send.
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty() && self.actions.is_empty()
+    }
+
+    /// Appends another step's changes and actions after this one's.
+    pub fn append(&mut self, mut other: Step) {
+        self.changes.append(&mut other.changes);
+        self.actions.append(&mut other.actions);
+    }
+}
+
+/// Why a kill request was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum KillError {
+    /// The core does not hold the task: never submitted, or terminal long ago (the store may
+    /// still know it).
+    #[error("no such task")]
+    NotFound,
+    #[error("the task has already ended ({0})")]
+    AlreadyTerminal(TaskState),
+}
+
+/// Counters and gauges of the core, for `/metrics` and `status`. The core does not time
+/// itself; the driver measures how long a step took.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CoreStats {
+    pub queued: usize,
+    pub launching: usize,
+    pub starting: usize,
+    pub running: usize,
+    pub killing: usize,
+    pub unknown: usize,
+    /// Distinct (resources, constraints) classes among the queued tasks.
+    pub classes: usize,
+    /// Tasks that reached a terminal state since start.
+    pub succeeded: u64,
+    pub failed: u64,
+    pub killed: u64,
+    pub offers_received: u64,
+    pub offers_used: u64,
+    pub offers_declined: u64,
+    pub offers_rescinded: u64,
+    pub matching_rounds: u64,
+    pub tasks_launched: u64,
+    pub launch_failures: u64,
+    pub relaunches: u64,
+    pub updates_received: u64,
+    /// Updates for an old attempt, a terminal or an unknown task.
+    pub stale_updates: u64,
+    pub acks: u64,
+    pub kills_sent: u64,
+    pub reconcile_calls: u64,
+    /// Attempts in the current explicit reconciliation that have not been answered yet.
+    pub reconcile_pending: usize,
+    pub suppressed: bool,
+    pub connected: bool,
+}
+
+/// What the core holds about one non-terminal task.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskView {
+    pub id: String,
+    pub spec: Arc<TaskSpec>,
+    pub state: TaskState,
+    /// The latest attempt made (0 before the first launch).
+    pub attempt: u32,
+    /// Backend task id of the latest attempt.
+    pub backend_task_id: Option<String>,
+    pub agent_id: Option<String>,
+    pub hostname: Option<String>,
+    pub agent_url: Option<String>,
+    /// The latest attempt was seen on an agent (some STAGING..KILLING update came): it is
+    /// never relaunched blindly.
+    pub started: bool,
+    pub kill_requested: bool,
+    pub last_backend_state: Option<BackendState>,
+    pub message: Option<String>,
+    pub reason: Option<String>,
+    pub exit_code: Option<i32>,
+    /// FIFO position: older tasks have smaller numbers.
+    pub seq: u64,
+    /// Resolved demand and command; `None` when the spec can no longer be launched (then a
+    /// relaunch fails the task).
+    prepared: Option<Prepared>,
+    class: Option<usize>,
+    kill_at: Option<Instant>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ClassKey {
+    scalars: [i64; 3],
+    fixed_ports: Vec<u64>,
+    dynamic_ports: u32,
+    constraints: Vec<Vec<(String, String)>>,
+}
+
+impl ClassKey {
+    fn of(d: &Demand) -> ClassKey {
+        ClassKey {
+            scalars: d.scalars,
+            fixed_ports: d.fixed_ports.clone(),
+            dynamic_ports: d.dynamic_ports,
+            constraints: d
+                .constraints
+                .iter()
+                .map(|alts| {
+                    alts.iter()
+                        .map(|a| (a.name.clone(), a.value.clone()))
+                        .collect()
+                })
+                .collect(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Class {
+    key: ClassKey,
+    demand: Demand,
+    /// seq → task id, oldest first.
+    queue: BTreeMap<u64, String>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Recon {
+    /// An explicit round is under way.
+    explicit: bool,
+    /// Backend task id → agent id, not answered yet.
+    pending: BTreeMap<String, Option<String>>,
+    retry_at: Option<Instant>,
+    backoff: Duration,
+    /// When the next periodic round starts (set once the explicit round is over).
+    periodic_at: Option<Instant>,
+}
+
+/// The pure scheduler core. See the module documentation for its decisions.
+#[derive(Debug, Clone)]
+pub struct Core {
+    cfg: CoreConfig,
+    tasks: HashMap<String, TaskView>,
+    /// Terminal tasks remembered (bounded by `remember_terminal`), oldest first in `order`.
+    terminal: HashMap<String, TaskState>,
+    terminal_order: VecDeque<String>,
+    classes: Vec<Option<Class>>,
+    free_classes: Vec<usize>,
+    class_index: HashMap<ClassKey, usize>,
+    /// Live tasks per state (indexed by `TaskState as usize`).
+    counts: [usize; 9],
+    next_seq: u64,
+    connected: bool,
+    suppressed: bool,
+    suppress_retry_at: Option<Instant>,
+    revive_wanted: bool,
+    last_revive: Option<Instant>,
+    recon: Recon,
+    kill_timers: BTreeSet<(Instant, String)>,
+    /// Changes decided outside a step (by `restore`), returned with the next step.
+    pending: Step,
+    pending_since: Option<Instant>,
+    stats: CoreStats,
+}
+
+/// Reasons with which the master reports a launch that never reached an agent.
+const LAUNCH_PHASE_REASONS: [&str; 5] = [
+    "REASON_INVALID_OFFERS",
+    "REASON_AGENT_REMOVED",
+    "REASON_AGENT_DISCONNECTED",
+    "REASON_SLAVE_REMOVED",
+    "REASON_SLAVE_DISCONNECTED",
+];
+
+enum Next {
+    Live(TaskState),
+    Terminal(TaskState, Option<String>),
+    LaunchFailed(String),
+}
+
+impl Core {
+    pub fn new(cfg: CoreConfig) -> Core {
+        Core {
+            cfg,
+            tasks: HashMap::new(),
+            terminal: HashMap::new(),
+            terminal_order: VecDeque::new(),
+            classes: Vec::new(),
+            free_classes: Vec::new(),
+            class_index: HashMap::new(),
+            counts: [0; 9],
+            next_seq: 0,
+            connected: false,
+            suppressed: false,
+            suppress_retry_at: None,
+            revive_wanted: false,
+            last_revive: None,
+            recon: Recon::default(),
+            kill_timers: BTreeSet::new(),
+            pending: Step::default(),
+            pending_since: None,
+            stats: CoreStats::default(),
+        }
+    }
+
+    /// The configuration the core runs with.
+    pub fn config(&self) -> &CoreConfig {
+        &self.cfg
+    }
+
+    /// After a restart: queued tasks are queued again (oldest first); tasks with a live
+    /// attempt are held and reconciled after the next SUBSCRIBED; terminal ones are
+    /// remembered. A queued task whose spec can no longer be launched (e.g. no image any
+    /// more) fails; that change comes with the next step.
+    pub fn restore(&mut self, active: Vec<(TaskRecord, Option<Attempt>)>, now: Now) {
+        let mut active = active;
+        active.sort_by(|a, b| (a.0.created_at, &a.0.id).cmp(&(b.0.created_at, &b.0.id)));
+        let mut step = std::mem::take(&mut self.pending);
+        for (rec, attempt) in active {
+            self.restore_one(rec, attempt, now, &mut step);
+        }
+        if !step.is_empty() {
+            self.pending_since.get_or_insert(now.instant);
+        }
+        self.pending = step;
+    }
+
+    fn restore_one(
+        &mut self,
+        rec: TaskRecord,
+        attempt: Option<Attempt>,
+        now: Now,
+        step: &mut Step,
+    ) {
+        if rec.state.is_terminal() {
+            self.remember_terminal(&rec.id, rec.state);
+            return;
+        }
+        if self.tasks.contains_key(&rec.id) || self.terminal.contains_key(&rec.id) {
+            return;
+        }
+        let prepared = prepare(&self.cfg, &rec.spec);
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let (backend_task_id, agent_id, hostname, agent_url) = match &attempt {
+            Some(a) => (
+                Some(a.backend_task_id.clone()),
+                a.agent_id.clone().or(rec.agent_id.clone()),
+                a.hostname.clone().or(rec.hostname.clone()),
+                a.agent_url.clone(),
+            ),
+            None => (
+                rec.current_attempt_id.clone(),
+                rec.agent_id.clone(),
+                rec.hostname.clone(),
+                None,
+            ),
+        };
+        let mut view = TaskView {
+            id: rec.id.clone(),
+            spec: Arc::new(rec.spec),
+            state: rec.state,
+            attempt: attempt
+                .as_ref()
+                .map_or(rec.attempts, |a| a.attempt.max(rec.attempts)),
+            backend_task_id,
+            agent_id,
+            hostname,
+            agent_url,
+            started: rec.state != TaskState::Launching,
+            kill_requested: rec.kill_requested,
+            last_backend_state: None,
+            message: rec.message,
+            reason: rec.reason,
+            exit_code: rec.exit_code,
+            seq,
+            prepared: None,
+            class: None,
+            kill_at: None,
+        };
+        if rec.state == TaskState::Queued {
+            match prepared {
+                Ok(p) => {
+                    view.prepared = Some(p);
+                    self.counts[TaskState::Queued as usize] += 1;
+                    self.tasks.insert(rec.id.clone(), view);
+                    self.enqueue(&rec.id);
+                    self.revive_wanted = true;
+                }
+                Err(e) => {
+                    view.message = Some(format!("cannot be launched: {e}"));
+                    self.counts[TaskState::Queued as usize] += 1;
+                    self.tasks.insert(rec.id.clone(), view);
+                    let msg = Some(format!("cannot be launched: {e}"));
+                    self.finish(&rec.id, TaskState::Failed, msg, None, None, now, step);
+                }
+            }
+            return;
+        }
+        view.prepared = prepared.ok();
+        if view.kill_requested {
+            view.kill_at = Some(now.instant);
+            self.kill_timers.insert((now.instant, rec.id.clone()));
+        }
+        self.counts[view.state as usize] += 1;
+        self.tasks.insert(rec.id, view);
+    }
+
+    /// New tasks, already stored as queued. A task whose spec cannot be launched (no image,
+    /// bad constraint, unsplittable command) fails at once with a message saying why.
+    pub fn submit(&mut self, tasks: Vec<TaskRecord>, now: Now) -> Step {
+        let mut step = self.take_pending();
+        for mut rec in tasks {
+            if self.tasks.contains_key(&rec.id) || self.terminal.contains_key(&rec.id) {
+                continue;
+            }
+            if !rec.state.is_terminal() && !rec.state.has_live_attempt() {
+                rec.state = TaskState::Queued;
+            }
+            self.restore_one(rec, None, now, &mut step);
+        }
+        self.after(now, &mut step);
+        step
+    }
+
+    /// Kills a task: a queued one at once, one with a live attempt through the backend.
+    pub fn kill(&mut self, task_id: &str, now: Now) -> Result<Step, KillError> {
+        let mut step = self.take_pending();
+        let Some(t) = self.tasks.get(task_id) else {
+            return match self.terminal.get(task_id) {
+                Some(s) => Err(KillError::AlreadyTerminal(*s)),
+                None => Err(KillError::NotFound),
+            };
+        };
+        if t.state == TaskState::Queued {
+            self.dequeue(task_id);
+            if let Some(t) = self.tasks.get_mut(task_id) {
+                t.kill_requested = true;
+            }
+            let msg = Some("killed before it was launched".to_string());
+            self.finish(task_id, TaskState::Killed, msg, None, None, now, &mut step);
+        } else if !t.kill_requested {
+            let t = self.tasks.get_mut(task_id).expect("checked above");
+            t.kill_requested = true;
+            let old = t.state;
+            t.state = TaskState::Killing;
+            t.message = Some("kill requested".to_string());
+            self.counts[old as usize] -= 1;
+            self.counts[TaskState::Killing as usize] += 1;
+            step.changes.push(change_of(t, now));
+            self.send_kill(task_id, now, &mut step);
+        }
+        self.after(now, &mut step);
+        Ok(step)
+    }
+
+    /// Handles one backend event.
+    pub fn handle_event(&mut self, ev: Event, now: Now) -> Step {
+        let mut step = self.take_pending();
+        match ev {
+            Event::Subscribed { .. } => self.on_subscribed(now, &mut step),
+            Event::Offers(offers) => self.on_offers(offers, now, &mut step),
+            Event::Rescind(_) => self.stats.offers_rescinded += 1,
+            Event::Update(u) => self.on_update(u, now, &mut step),
+            Event::Failure { agent_id, .. } => {
+                tracing::debug!(?agent_id, "agent or executor failure reported");
+            }
+            Event::Error(_) | Event::Disconnected { .. } => {
+                // Offers are void (the core holds none); tasks keep running.
+                self.connected = false;
+            }
+            Event::Heartbeat => {}
+            Event::ActionFailed { action, error, .. } => {
+                self.on_action_failed(action, &error, now, &mut step)
+            }
+        }
+        self.after(now, &mut step);
+        step
+    }
+
+    /// Timers: reconciliation retries and rounds, a rate-limited REVIVE, kill retries.
+    pub fn tick(&mut self, now: Now) -> Step {
+        let mut step = self.take_pending();
+        if self.connected {
+            self.fire_kills(now, &mut step);
+            if self.recon.explicit {
+                if self.recon.retry_at.is_some_and(|t| t <= now.instant) {
+                    let list: Vec<_> = self
+                        .recon
+                        .pending
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect();
+                    step.actions.push(Action::Reconcile(list));
+                    self.stats.reconcile_calls += 1;
+                    self.recon.backoff =
+                        (self.recon.backoff * 2).min(self.cfg.reconcile_backoff_max);
+                    self.recon.retry_at = Some(now.instant + self.recon.backoff);
+                }
+            } else if self.recon.periodic_at.is_some_and(|t| t <= now.instant) {
+                let list = self
+                    .tasks
+                    .values()
+                    .filter(|t| matches!(t.state, TaskState::Unknown | TaskState::Launching))
+                    .filter_map(|t| Some((t.backend_task_id.clone()?, t.agent_id.clone())))
+                    .collect();
+                self.start_round(list, now, &mut step);
+            }
+        }
+        self.after(now, &mut step);
+        step
+    }
+
+    /// When `tick` next has something to do.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let mut next: Option<Instant> = self.pending_since;
+        let mut consider = |t: Option<Instant>| {
+            if let Some(t) = t {
+                next = Some(next.map_or(t, |n| n.min(t)));
+            }
+        };
+        if self.connected {
+            consider(self.kill_timers.first().map(|(t, _)| *t));
+            if self.recon.explicit {
+                consider(self.recon.retry_at);
+            } else {
+                consider(self.recon.periodic_at);
+            }
+            let queued = self.counts[TaskState::Queued as usize];
+            if queued > 0 && self.revive_wanted {
+                consider(self.last_revive.map(|t| t + self.cfg.revive_interval));
+            }
+            if queued == 0 && !self.suppressed {
+                consider(self.suppress_retry_at);
+            }
+        }
+        next
+    }
+
+    /// Counters and gauges.
+    pub fn stats(&self) -> CoreStats {
+        let c = |s: TaskState| self.counts[s as usize];
+        CoreStats {
+            queued: c(TaskState::Queued),
+            launching: c(TaskState::Launching),
+            starting: c(TaskState::Starting),
+            running: c(TaskState::Running),
+            killing: c(TaskState::Killing),
+            unknown: c(TaskState::Unknown),
+            classes: self.class_index.len(),
+            reconcile_pending: self.recon.pending.len(),
+            suppressed: self.suppressed,
+            connected: self.connected,
+            ..self.stats.clone()
+        }
+    }
+
+    /// What the core holds about a non-terminal task.
+    pub fn task(&self, id: &str) -> Option<&TaskView> {
+        self.tasks.get(id)
+    }
+
+    /// The state of a task the core holds or remembers as terminal.
+    pub fn state_of(&self, id: &str) -> Option<TaskState> {
+        self.tasks
+            .get(id)
+            .map(|t| t.state)
+            .or_else(|| self.terminal.get(id).copied())
+    }
+
+    // ---- inputs ----
+
+    fn on_subscribed(&mut self, now: Now, step: &mut Step) {
+        self.connected = true;
+        self.suppress_retry_at = None;
+        // After a (re-)subscribe, decline filters of the old session may still hold: revive at
+        // once when work is queued. The backend re-declares suppressed roles itself.
+        self.last_revive = None;
+        self.revive_wanted = self.counts[TaskState::Queued as usize] > 0;
+        let mut list: Vec<(String, Option<String>)> = self
+            .tasks
+            .values()
+            .filter(|t| t.state.has_live_attempt())
+            .filter_map(|t| Some((t.backend_task_id.clone()?, t.agent_id.clone())))
+            .collect();
+        list.sort();
+        self.start_round(list, now, step);
+        self.fire_kills(now, step);
+    }
+
+    fn start_round(&mut self, list: Vec<(String, Option<String>)>, now: Now, step: &mut Step) {
+        self.stats.reconcile_calls += 1;
+        if list.is_empty() {
+            step.actions.push(Action::Reconcile(Vec::new()));
+            self.recon = Recon {
+                periodic_at: Some(now.instant + self.cfg.reconciliation_interval),
+                ..Recon::default()
+            };
+        } else {
+            self.recon = Recon {
+                explicit: true,
+                pending: list.iter().cloned().collect(),
+                retry_at: Some(now.instant + self.cfg.reconcile_backoff_initial),
+                backoff: self.cfg.reconcile_backoff_initial,
+                periodic_at: None,
+            };
+            step.actions.push(Action::Reconcile(list));
+        }
+    }
+
+    fn on_offers(&mut self, offers: Vec<Offer>, now: Now, step: &mut Step) {
+        self.stats.offers_received += offers.len() as u64;
+        if offers.is_empty() {
+            return;
+        }
+        self.stats.matching_rounds += 1;
+        let live: Vec<usize> = (0..self.classes.len())
+            .filter(|&i| self.classes[i].is_some())
+            .collect();
+        let placements = {
+            let inputs = live
+                .iter()
+                .map(|&i| {
+                    let c = self.classes[i].as_ref().expect("live class");
+                    (&c.demand, c.queue.keys().copied())
+                })
+                .collect();
+            place(inputs, &offers)
+        };
+        let mut per_offer: Vec<Vec<LaunchTask>> = vec![Vec::new(); offers.len()];
+        for p in placements {
+            let ci = live[p.class];
+            let class = self.classes[ci].as_mut().expect("live class");
+            let Some(id) = class.queue.remove(&p.seq) else {
+                continue;
+            };
+            let offer = &offers[p.offer];
+            let t = self.tasks.get_mut(&id).expect("queued task is held");
+            let attempt = t.attempt + 1;
+            let prepared = t.prepared.as_ref().expect("queued task is prepared");
+            let launch = build(&self.cfg, &id, attempt, &t.spec, prepared, offer, p.take);
+            t.class = None;
+            t.attempt = attempt;
+            t.backend_task_id = Some(launch.backend_task_id.clone());
+            t.agent_id = Some(offer.agent_id.clone());
+            t.hostname = Some(offer.hostname.clone());
+            t.agent_url = offer.agent_url.clone();
+            t.started = false;
+            t.last_backend_state = None;
+            t.message = None;
+            t.reason = None;
+            t.exit_code = None;
+            t.state = TaskState::Launching;
+            self.counts[TaskState::Queued as usize] -= 1;
+            self.counts[TaskState::Launching as usize] += 1;
+            let mut ch = change_of(t, now);
+            ch.backend_task_id = Some(launch.backend_task_id.clone());
+            step.changes.push(ch);
+            per_offer[p.offer].push(launch);
+        }
+        // Drop classes that ran empty.
+        for &ci in &live {
+            if self.classes[ci]
+                .as_ref()
+                .is_some_and(|c| c.queue.is_empty())
+            {
+                self.drop_class(ci);
+            }
+        }
+        let mut declined = Vec::new();
+        for (offer, tasks) in offers.into_iter().zip(per_offer) {
+            if tasks.is_empty() {
+                declined.push(offer.id);
+            } else {
+                self.stats.offers_used += 1;
+                self.stats.tasks_launched += tasks.len() as u64;
+                step.actions.push(Action::Launch {
+                    offer_ids: vec![offer.id],
+                    agent_id: offer.agent_id,
+                    tasks,
+                    refuse_seconds: self.cfg.offer_refuse_seconds,
+                });
+            }
+        }
+        if !declined.is_empty() {
+            self.stats.offers_declined += declined.len() as u64;
+            step.actions.push(Action::Decline {
+                offer_ids: declined,
+                refuse_seconds: self.cfg.offer_refuse_seconds,
+            });
+        }
+    }
+
+    fn on_update(&mut self, u: StatusUpdate, now: Now, step: &mut Step) {
+        self.stats.updates_received += 1;
+        let mut ack_agent = u.agent_id.clone();
+        match parse_attempt_task_id(&u.backend_task_id) {
+            Some((tid, n)) => {
+                let tid = tid.to_string();
+                let current = match self.tasks.get(&tid) {
+                    Some(t) => {
+                        let same = t.backend_task_id.as_deref() == Some(u.backend_task_id.as_str());
+                        if same && ack_agent.is_none() {
+                            ack_agent = t.agent_id.clone();
+                        }
+                        same && t.attempt == n && t.state.has_live_attempt()
+                    }
+                    None => false,
+                };
+                if current {
+                    self.recon.pending.remove(&u.backend_task_id);
+                    self.apply_update(&tid, &u, now, step);
+                } else {
+                    self.stats.stale_updates += 1;
+                    self.recon.pending.remove(&u.backend_task_id);
+                    let alive = matches!(
+                        u.state,
+                        BackendState::Staging
+                            | BackendState::Starting
+                            | BackendState::Running
+                            | BackendState::Killing
+                    );
+                    let ours = self.tasks.contains_key(&tid) || self.terminal.contains_key(&tid);
+                    if alive && ours {
+                        // An attempt we gave up on is running: stop it, a task runs once.
+                        tracing::warn!(backend_task_id = %u.backend_task_id, state = u.state.mesos_name(),
+                            "an old attempt reports itself alive; killing it");
+                        self.stats.kills_sent += 1;
+                        step.actions.push(Action::Kill {
+                            backend_task_id: u.backend_task_id.clone(),
+                            agent_id: u.agent_id.clone(),
+                            grace_secs: Some(self.cfg.kill_grace_secs),
+                        });
+                    }
+                }
+            }
+            None => {
+                self.stats.stale_updates += 1;
+                tracing::debug!(backend_task_id = %u.backend_task_id, "update for a task id we never made");
+            }
+        }
+        if let Some(uuid) = u.uuid {
+            match ack_agent {
+                Some(agent_id) => {
+                    self.stats.acks += 1;
+                    step.actions.push(Action::Acknowledge {
+                        agent_id,
+                        backend_task_id: u.backend_task_id,
+                        uuid,
+                    });
+                }
+                None => tracing::warn!(backend_task_id = %u.backend_task_id,
+                    "update with a uuid but no agent id: cannot acknowledge it"),
+            }
+        }
+    }
+
+    fn apply_update(&mut self, tid: &str, u: &StatusUpdate, now: Now, step: &mut Step) {
+        let t = self.tasks.get_mut(tid).expect("checked by caller");
+        if t.agent_id.is_none() {
+            t.agent_id = u.agent_id.clone();
+        }
+        t.last_backend_state = Some(u.state);
+        if u.message.is_some() {
+            t.message = u.message.clone();
+        }
+        if u.reason.is_some() {
+            t.reason = u.reason.clone();
+        }
+        if u.exit_code.is_some() {
+            t.exit_code = u.exit_code;
+        }
+        let n = t.attempt;
+        let name = u.state.mesos_name();
+        let launch_phase = u
+            .reason
+            .as_deref()
+            .is_some_and(|r| LAUNCH_PHASE_REASONS.contains(&r));
+        let detail = describe(u);
+        use BackendState as B;
+        let next = match u.state {
+            B::Staging | B::Starting => Next::Live(TaskState::Starting),
+            B::Running => Next::Live(TaskState::Running),
+            B::Killing => Next::Live(TaskState::Killing),
+            B::Finished => Next::Terminal(TaskState::Succeeded, None),
+            B::Failed | B::Error => Next::Terminal(TaskState::Failed, None),
+            B::Killed => Next::Terminal(TaskState::Killed, None),
+            B::Dropped => Next::LaunchFailed(format!("attempt {n} was not launched: {detail}")),
+            B::Lost if !t.started && launch_phase => {
+                Next::LaunchFailed(format!("attempt {n} was not launched: {detail}"))
+            }
+            B::Lost | B::Unreachable => Next::Live(TaskState::Unknown),
+            B::Unknown | B::Gone | B::GoneByOperator if !t.started => Next::LaunchFailed(format!(
+                "attempt {n} never reached an agent and the master does not know it: {detail}"
+            )),
+            B::Unknown | B::Gone | B::GoneByOperator => Next::Terminal(
+                TaskState::Failed,
+                Some(format!(
+                    "attempt {n} is gone: the master answered {name}; whether it ran to the end is unknown{}",
+                    u.message.as_deref().map(|m| format!(" ({m})")).unwrap_or_default()
+                )),
+            ),
+        };
+        match next {
+            Next::Live(s) => {
+                if s != TaskState::Unknown {
+                    t.started = true;
+                }
+                let s = if t.kill_requested && s != TaskState::Unknown {
+                    TaskState::Killing
+                } else {
+                    s
+                };
+                let regress = s == TaskState::Starting
+                    && matches!(t.state, TaskState::Running | TaskState::Killing);
+                if s == t.state || regress {
+                    return; // duplicate: nothing to commit
+                }
+                let old = t.state;
+                t.state = s;
+                self.counts[old as usize] -= 1;
+                self.counts[s as usize] += 1;
+                step.changes.push(change_of(t, now));
+            }
+            Next::Terminal(mut s, msg) => {
+                if t.kill_requested && s == TaskState::Failed {
+                    s = TaskState::Killed;
+                }
+                let msg = msg.or_else(|| t.message.clone());
+                let (reason, code) = (t.reason.clone(), t.exit_code);
+                self.finish(tid, s, msg, reason, code, now, step);
+            }
+            Next::LaunchFailed(what) => self.launch_failed(tid, what, now, step),
+        }
+    }
+
+    fn on_action_failed(&mut self, action: Action, error: &str, now: Now, step: &mut Step) {
+        match action {
+            Action::Launch { tasks, .. } => {
+                for lt in tasks {
+                    let failed = self.tasks.get(&lt.task_id).is_some_and(|t| {
+                        t.state == TaskState::Launching
+                            && t.backend_task_id.as_deref() == Some(lt.backend_task_id.as_str())
+                    });
+                    if failed {
+                        self.recon.pending.remove(&lt.backend_task_id);
+                        let what = format!(
+                            "attempt {} was not launched: the ACCEPT call failed: {error}",
+                            lt.attempt
+                        );
+                        self.launch_failed(&lt.task_id, what, now, step);
+                    }
+                }
+            }
+            Action::Suppress(_) => {
+                self.suppressed = false;
+                self.suppress_retry_at = Some(now.instant + self.cfg.revive_interval);
+            }
+            Action::Revive(_) => self.revive_wanted = true,
+            // Unanswered reconciliation is retried by its backoff; kills by their timer; an
+            // unacknowledged update is sent again by the agent; a failed decline only leaves
+            // the offer to time out or be rescinded.
+            Action::Reconcile(_)
+            | Action::Kill { .. }
+            | Action::Acknowledge { .. }
+            | Action::Decline { .. } => {
+                tracing::debug!(%error, "backend call failed; its retry is scheduled");
+            }
+        }
+    }
+
+    // ---- transitions ----
+
+    fn launch_failed(&mut self, tid: &str, what: String, now: Now, step: &mut Step) {
+        self.stats.launch_failures += 1;
+        let t = self.tasks.get(tid).expect("checked by caller");
+        if t.kill_requested {
+            let msg = Some(format!("killed before it started ({what})"));
+            let reason = t.reason.clone();
+            self.finish(tid, TaskState::Killed, msg, reason, None, now, step);
+            return;
+        }
+        let limit = t.spec.retries.unwrap_or(self.cfg.launch_retries);
+        let n = t.attempt;
+        if n > limit || t.prepared.is_none() {
+            let why = if t.prepared.is_none() {
+                "the spec can no longer be launched".to_string()
+            } else {
+                format!("no launch retries left ({limit} allowed)")
+            };
+            let msg = Some(format!("{what}; {why}"));
+            let reason = t.reason.clone();
+            self.finish(tid, TaskState::Failed, msg, reason, None, now, step);
+            return;
+        }
+        self.stats.relaunches += 1;
+        let t = self.tasks.get_mut(tid).expect("checked above");
+        let old = t.state;
+        t.state = TaskState::Queued;
+        t.message = Some(format!("{what}; relaunching (retry {n} of {limit})"));
+        t.started = false;
+        self.counts[old as usize] -= 1;
+        self.counts[TaskState::Queued as usize] += 1;
+        step.changes.push(change_of(t, now));
+        self.remove_kill_timer(tid);
+        self.enqueue(tid);
+        self.revive_wanted = true;
+    }
+
+    /// Moves a task to a terminal state: one change, then it is forgotten (but remembered as
+    /// terminal).
+    #[allow(clippy::too_many_arguments)]
+    fn finish(
+        &mut self,
+        tid: &str,
+        state: TaskState,
+        message: Option<String>,
+        reason: Option<String>,
+        exit_code: Option<i32>,
+        now: Now,
+        step: &mut Step,
+    ) {
+        self.remove_kill_timer(tid);
+        let Some(mut t) = self.tasks.remove(tid) else {
+            return;
+        };
+        if let Some(b) = &t.backend_task_id {
+            self.recon.pending.remove(b);
+        }
+        self.counts[t.state as usize] -= 1;
+        t.state = state;
+        t.message = message;
+        t.reason = reason;
+        t.exit_code = exit_code;
+        step.changes.push(change_of(&t, now));
+        match state {
+            TaskState::Succeeded => self.stats.succeeded += 1,
+            TaskState::Killed => self.stats.killed += 1,
+            _ => self.stats.failed += 1,
+        }
+        self.remember_terminal(tid, state);
+    }
+
+    fn remember_terminal(&mut self, tid: &str, state: TaskState) {
+        if self.cfg.remember_terminal == 0 {
+            return;
+        }
+        if self.terminal.insert(tid.to_string(), state).is_none() {
+            self.terminal_order.push_back(tid.to_string());
+        }
+        while self.terminal_order.len() > self.cfg.remember_terminal {
+            if let Some(old) = self.terminal_order.pop_front() {
+                self.terminal.remove(&old);
+            }
+        }
+    }
+
+    // ---- kills ----
+
+    fn send_kill(&mut self, tid: &str, now: Now, step: &mut Step) {
+        self.remove_kill_timer(tid);
+        let Some(t) = self.tasks.get_mut(tid) else {
+            return;
+        };
+        let grace = t.spec.kill_grace_period.unwrap_or(self.cfg.kill_grace_secs);
+        if let Some(b) = &t.backend_task_id {
+            self.stats.kills_sent += 1;
+            step.actions.push(Action::Kill {
+                backend_task_id: b.clone(),
+                agent_id: t.agent_id.clone(),
+                grace_secs: Some(grace),
+            });
+        }
+        let at = now.instant
+            + Duration::try_from_secs_f64(grace).unwrap_or_default()
+            + self.cfg.kill_retry_after;
+        t.kill_at = Some(at);
+        self.kill_timers.insert((at, tid.to_string()));
+    }
+
+    fn remove_kill_timer(&mut self, tid: &str) {
+        if let Some(t) = self.tasks.get_mut(tid) {
+            if let Some(at) = t.kill_at.take() {
+                self.kill_timers.remove(&(at, tid.to_string()));
+            }
+        }
+    }
+
+    fn fire_kills(&mut self, now: Now, step: &mut Step) {
+        let due: Vec<String> = self
+            .kill_timers
+            .iter()
+            .take_while(|(at, _)| *at <= now.instant)
+            .map(|(_, id)| id.clone())
+            .collect();
+        for id in due {
+            let live = self
+                .tasks
+                .get(&id)
+                .is_some_and(|t| t.kill_requested && t.state.has_live_attempt());
+            if live {
+                self.send_kill(&id, now, step);
+            } else {
+                self.remove_kill_timer(&id);
+            }
+        }
+    }
+
+    // ---- queue ----
+
+    fn enqueue(&mut self, tid: &str) {
+        let t = self.tasks.get(tid).expect("held");
+        let Some(prepared) = &t.prepared else {
+            return;
+        };
+        let key = ClassKey::of(&prepared.demand);
+        let ci = match self.class_index.get(&key) {
+            Some(&ci) => ci,
+            None => {
+                let class = Class {
+                    key: key.clone(),
+                    demand: prepared.demand.clone(),
+                    queue: BTreeMap::new(),
+                };
+                let ci = match self.free_classes.pop() {
+                    Some(ci) => {
+                        self.classes[ci] = Some(class);
+                        ci
+                    }
+                    None => {
+                        self.classes.push(Some(class));
+                        self.classes.len() - 1
+                    }
+                };
+                self.class_index.insert(key, ci);
+                ci
+            }
+        };
+        let seq = t.seq;
+        self.classes[ci]
+            .as_mut()
+            .expect("indexed class")
+            .queue
+            .insert(seq, tid.to_string());
+        self.tasks.get_mut(tid).expect("held").class = Some(ci);
+    }
+
+    fn dequeue(&mut self, tid: &str) {
+        let Some(t) = self.tasks.get_mut(tid) else {
+            return;
+        };
+        let Some(ci) = t.class.take() else {
+            return;
+        };
+        let seq = t.seq;
+        let empty = match self.classes[ci].as_mut() {
+            Some(c) => {
+                c.queue.remove(&seq);
+                c.queue.is_empty()
+            }
+            None => false,
+        };
+        if empty {
+            self.drop_class(ci);
+        }
+    }
+
+    fn drop_class(&mut self, ci: usize) {
+        if let Some(c) = self.classes[ci].take() {
+            self.class_index.remove(&c.key);
+            self.free_classes.push(ci);
+        }
+    }
+
+    // ---- bookkeeping after every input ----
+
+    fn take_pending(&mut self) -> Step {
+        self.pending_since = None;
+        std::mem::take(&mut self.pending)
+    }
+
+    /// Completes a finished explicit reconciliation and keeps SUPPRESS/REVIVE in line with the
+    /// queue.
+    fn after(&mut self, now: Now, step: &mut Step) {
+        if !self.connected {
+            return;
+        }
+        if self.recon.explicit && self.recon.pending.is_empty() {
+            self.start_round(Vec::new(), now, step);
+        }
+        if self.counts[TaskState::Queued as usize] == 0 {
+            self.revive_wanted = false;
+            let blocked = self.suppress_retry_at.is_some_and(|t| t > now.instant);
+            if !self.suppressed && !blocked {
+                step.actions.push(Action::Suppress(Vec::new()));
+                self.suppressed = true;
+                self.suppress_retry_at = None;
+            }
+        } else if self.revive_wanted || self.suppressed {
+            let due = self
+                .last_revive
+                .is_none_or(|t| now.instant >= t + self.cfg.revive_interval);
+            if due {
+                step.actions.push(Action::Revive(Vec::new()));
+                self.last_revive = Some(now.instant);
+                self.suppressed = false;
+                self.revive_wanted = false;
+            } else {
+                self.revive_wanted = true;
+            }
+        }
+    }
+}
+
+/// A change carrying the task's current fields.
+fn change_of(t: &TaskView, now: Now) -> Change {
+    Change {
+        task_id: t.id.clone(),
+        state: t.state,
+        attempt: t.attempt,
+        backend_task_id: None,
+        agent_id: t.agent_id.clone(),
+        hostname: t.hostname.clone(),
+        agent_url: t.agent_url.clone(),
+        message: t.message.clone(),
+        reason: t.reason.clone(),
+        exit_code: t.exit_code,
+        kill_requested: t.kill_requested,
+        at: now.unix_ms,
+    }
+}
+
+/// `TASK_DROPPED (REASON_INVALID_OFFERS): message`.
+fn describe(u: &StatusUpdate) -> String {
+    let mut s = u.state.mesos_name().to_string();
+    if let Some(r) = &u.reason {
+        s.push_str(&format!(" ({r})"));
+    }
+    if let Some(m) = &u.message {
+        s.push_str(&format!(": {m}"));
+    }
+    s
+}

@@ -1,0 +1,853 @@
+//! Scenario tests of the core's task lifecycle, reconciliation, kills and suppress/revive, on
+//! a fake clock (the core takes time as an input, so no sleeping or tokio clock is needed).
+
+use super::types::{
+    to_milli, Action, Attribute, BackendState, Event, Flavour, Now, Offer, Quantity, Resource,
+    StatusUpdate,
+};
+use super::{Core, CoreConfig, KillError, Step};
+use crate::task::{Attempt, TaskRecord, TaskSpec, TaskState};
+use std::time::{Duration, Instant};
+
+struct Clock {
+    base: Instant,
+    offset: Duration,
+}
+
+impl Clock {
+    fn new() -> Clock {
+        Clock {
+            base: Instant::now(),
+            offset: Duration::ZERO,
+        }
+    }
+    fn now(&self) -> Now {
+        Now {
+            instant: self.base + self.offset,
+            unix_ms: 1_700_000_000_000 + self.offset.as_millis() as i64,
+        }
+    }
+    fn advance(&mut self, secs: f64) -> Now {
+        self.offset += Duration::from_secs_f64(secs);
+        self.now()
+    }
+}
+
+fn cfg() -> CoreConfig {
+    CoreConfig {
+        default_image: Some("airflow:2".into()),
+        launch_retries: 2,
+        ..CoreConfig::default()
+    }
+}
+
+fn record(id: &str) -> TaskRecord {
+    record_with(id, TaskSpec::shell("airflow tasks run x"))
+}
+
+fn record_with(id: &str, spec: TaskSpec) -> TaskRecord {
+    TaskRecord {
+        id: id.into(),
+        spec,
+        state: TaskState::Queued,
+        attempts: 0,
+        current_attempt_id: None,
+        agent_id: None,
+        hostname: None,
+        message: None,
+        reason: None,
+        exit_code: None,
+        kill_requested: false,
+        created_at: 0,
+        updated_at: 0,
+        seq: 0,
+    }
+}
+
+fn offer(id: &str, agent: &str, cpus: f64, mem: f64) -> Offer {
+    let f = Flavour::plain("unreserved");
+    Offer {
+        id: id.into(),
+        agent_id: agent.into(),
+        hostname: format!("{agent}.example"),
+        agent_url: Some(format!("http://{agent}.example:5051")),
+        resources: vec![
+            Resource {
+                name: "cpus".into(),
+                quantity: Quantity::Scalar(to_milli(cpus)),
+                flavour: f.clone(),
+            },
+            Resource {
+                name: "mem".into(),
+                quantity: Quantity::Scalar(to_milli(mem)),
+                flavour: f,
+            },
+        ],
+        attributes: vec![],
+        allocation_role: None,
+    }
+}
+
+fn update(backend_id: &str, state: BackendState, uuid: Option<u8>) -> StatusUpdate {
+    StatusUpdate {
+        backend_task_id: backend_id.into(),
+        state,
+        message: None,
+        reason: None,
+        source: None,
+        agent_id: Some("a1".into()),
+        uuid: uuid.map(|b| vec![b; 16]),
+        timestamp: None,
+        exit_code: None,
+    }
+}
+
+fn subscribed() -> Event {
+    Event::Subscribed {
+        framework_id: "fw".into(),
+        heartbeat_interval_secs: Some(15.0),
+        master: None,
+    }
+}
+
+fn launches(step: &Step) -> Vec<(String, Vec<String>)> {
+    step.actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Launch {
+                offer_ids, tasks, ..
+            } => Some((
+                offer_ids[0].clone(),
+                tasks.iter().map(|t| t.backend_task_id.clone()).collect(),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+fn acks(step: &Step) -> Vec<String> {
+    step.actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Acknowledge {
+                backend_task_id, ..
+            } => Some(backend_task_id.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn has(step: &Step, pred: impl Fn(&Action) -> bool) -> bool {
+    step.actions.iter().any(pred)
+}
+
+/// A connected core with the given tasks launched on agent `a1` (one offer).
+fn running_core(ids: &[&str], clock: &Clock) -> Core {
+    let mut core = Core::new(cfg());
+    core.handle_event(subscribed(), clock.now());
+    core.submit(ids.iter().map(|i| record(i)).collect(), clock.now());
+    let step = core.handle_event(
+        Event::Offers(vec![offer("o1", "a1", 64.0, 65536.0)]),
+        clock.now(),
+    );
+    assert_eq!(launches(&step)[0].1.len(), ids.len());
+    core
+}
+
+#[test]
+fn launch_running_finished_with_acks_after_changes() {
+    let clock = Clock::new();
+    let mut core = Core::new(cfg());
+    let s = core.handle_event(subscribed(), clock.now());
+    assert_eq!(
+        s.actions,
+        vec![Action::Reconcile(vec![]), Action::Suppress(vec![])]
+    );
+
+    let s = core.submit(vec![record("t-a")], clock.now());
+    assert!(s.changes.is_empty(), "submitted tasks are already stored");
+    assert_eq!(s.actions, vec![Action::Revive(vec![])]);
+
+    let s = core.handle_event(
+        Event::Offers(vec![offer("o1", "a1", 4.0, 4096.0)]),
+        clock.now(),
+    );
+    assert_eq!(
+        launches(&s),
+        vec![("o1".to_string(), vec!["t-a.1".to_string()])]
+    );
+    assert_eq!(s.changes.len(), 1);
+    let c = &s.changes[0];
+    assert_eq!(c.state, TaskState::Launching);
+    assert_eq!(c.attempt, 1);
+    assert_eq!(c.backend_task_id.as_deref(), Some("t-a.1"));
+    assert_eq!(c.agent_id.as_deref(), Some("a1"));
+    assert_eq!(c.hostname.as_deref(), Some("a1.example"));
+    assert_eq!(c.at, clock.now().unix_ms);
+    let Action::Launch {
+        tasks,
+        refuse_seconds,
+        agent_id,
+        ..
+    } = &s.actions[0]
+    else {
+        panic!("launch first: {:?}", s.actions)
+    };
+    assert_eq!(agent_id, "a1");
+    assert_eq!(*refuse_seconds, 120.0);
+    assert_eq!(tasks[0].image, "airflow:2");
+    assert_eq!(tasks[0].labels.get("airflow-mesos.task-id").unwrap(), "t-a");
+    assert!(
+        has(&s, |a| *a == Action::Suppress(vec![])),
+        "queue empty again"
+    );
+
+    let mut u = update("t-a.1", BackendState::Running, Some(1));
+    u.message = Some("container up".into());
+    let s = core.handle_event(Event::Update(u), clock.now());
+    assert_eq!(s.changes.len(), 1);
+    assert_eq!(s.changes[0].state, TaskState::Running);
+    assert_eq!(s.changes[0].message.as_deref(), Some("container up"));
+    assert_eq!(
+        s.actions,
+        vec![Action::Acknowledge {
+            agent_id: "a1".into(),
+            backend_task_id: "t-a.1".into(),
+            uuid: vec![1; 16]
+        }]
+    );
+
+    let mut u = update("t-a.1", BackendState::Finished, Some(2));
+    u.exit_code = Some(0);
+    let s = core.handle_event(Event::Update(u), clock.now());
+    assert_eq!(s.changes.len(), 1);
+    assert_eq!(s.changes[0].state, TaskState::Succeeded);
+    assert_eq!(s.changes[0].exit_code, Some(0));
+    assert_eq!(acks(&s), vec!["t-a.1".to_string()]);
+    assert!(core.task("t-a").is_none());
+    assert_eq!(
+        core.kill("t-a", clock.now()),
+        Err(KillError::AlreadyTerminal(TaskState::Succeeded))
+    );
+    assert_eq!(core.kill("t-zz", clock.now()), Err(KillError::NotFound));
+    let st = core.stats();
+    assert_eq!((st.succeeded, st.tasks_launched, st.acks), (1, 1, 2));
+    assert_eq!(st.running + st.queued + st.launching, 0);
+}
+
+#[test]
+fn duplicate_updates_change_nothing_but_are_acknowledged() {
+    let clock = Clock::new();
+    let mut core = running_core(&["t-a"], &clock);
+    let s = core.handle_event(
+        Event::Update(update("t-a.1", BackendState::Running, Some(1))),
+        clock.now(),
+    );
+    assert_eq!(s.changes.len(), 1);
+    let s = core.handle_event(
+        Event::Update(update("t-a.1", BackendState::Running, Some(1))),
+        clock.now(),
+    );
+    assert!(s.changes.is_empty());
+    assert_eq!(acks(&s), vec!["t-a.1".to_string()]);
+    // A late STARTING after RUNNING does not move the task back.
+    let s = core.handle_event(
+        Event::Update(update("t-a.1", BackendState::Starting, Some(3))),
+        clock.now(),
+    );
+    assert!(s.changes.is_empty());
+    assert_eq!(core.task("t-a").unwrap().state, TaskState::Running);
+}
+
+#[test]
+fn updates_without_uuid_are_never_acknowledged_unknown_tasks_with_uuid_are() {
+    let clock = Clock::new();
+    let mut core = running_core(&["t-a"], &clock);
+    let s = core.handle_event(
+        Event::Update(update("t-a.1", BackendState::Running, None)),
+        clock.now(),
+    );
+    assert_eq!(s.changes.len(), 1);
+    assert!(acks(&s).is_empty());
+    let s = core.handle_event(
+        Event::Update(update(
+            "other-framework-task",
+            BackendState::Running,
+            Some(9),
+        )),
+        clock.now(),
+    );
+    assert!(s.changes.is_empty());
+    assert_eq!(acks(&s), vec!["other-framework-task".to_string()]);
+    let s = core.handle_event(
+        Event::Update(update("t-never.1", BackendState::Finished, Some(9))),
+        clock.now(),
+    );
+    assert!(s.changes.is_empty());
+    assert_eq!(acks(&s), vec!["t-never.1".to_string()]);
+}
+
+#[test]
+fn task_error_fails_the_task() {
+    let clock = Clock::new();
+    let mut core = running_core(&["t-a"], &clock);
+    let mut u = update("t-a.1", BackendState::Error, None);
+    u.reason = Some("REASON_TASK_INVALID".into());
+    u.message = Some("Task uses no resources".into());
+    let s = core.handle_event(Event::Update(u), clock.now());
+    assert_eq!(s.changes.len(), 1);
+    assert_eq!(s.changes[0].state, TaskState::Failed);
+    assert_eq!(s.changes[0].reason.as_deref(), Some("REASON_TASK_INVALID"));
+    assert_eq!(
+        s.changes[0].message.as_deref(),
+        Some("Task uses no resources")
+    );
+    assert!(launches(&s).is_empty());
+    assert_eq!(core.stats().failed, 1);
+}
+
+#[test]
+fn dropped_launch_is_retried_as_a_new_attempt_with_a_new_id() {
+    let mut clock = Clock::new();
+    let mut core = running_core(&["t-a"], &clock);
+    let mut u = update("t-a.1", BackendState::Dropped, None);
+    u.reason = Some("REASON_INVALID_OFFERS".into());
+    let s = core.handle_event(Event::Update(u), clock.advance(10.0));
+    assert_eq!(s.changes.len(), 1);
+    assert_eq!(s.changes[0].state, TaskState::Queued);
+    assert_eq!(s.changes[0].attempt, 1);
+    assert!(s.changes[0]
+        .message
+        .as_deref()
+        .unwrap()
+        .contains("TASK_DROPPED"));
+    assert!(
+        has(&s, |a| *a == Action::Revive(vec![])),
+        "work arrived: {:?}",
+        s.actions
+    );
+
+    let s = core.handle_event(
+        Event::Offers(vec![offer("o2", "a2", 4.0, 4096.0)]),
+        clock.now(),
+    );
+    assert_eq!(
+        launches(&s),
+        vec![("o2".to_string(), vec!["t-a.2".to_string()])]
+    );
+    assert_eq!(s.changes[0].attempt, 2);
+    assert_eq!(s.changes[0].backend_task_id.as_deref(), Some("t-a.2"));
+    // The old attempt's late updates change nothing.
+    let s = core.handle_event(
+        Event::Update(update("t-a.1", BackendState::Dropped, None)),
+        clock.now(),
+    );
+    assert!(s.is_empty());
+    assert_eq!(core.task("t-a").unwrap().state, TaskState::Launching);
+}
+
+#[test]
+fn retry_limit_exhausted_fails_the_task() {
+    let mut clock = Clock::new();
+    let mut core = Core::new(cfg());
+    core.handle_event(subscribed(), clock.now());
+    let spec = TaskSpec {
+        retries: Some(1),
+        ..TaskSpec::shell("x")
+    };
+    core.submit(vec![record_with("t-a", spec)], clock.now());
+    for attempt in 1..=2 {
+        let s = core.handle_event(
+            Event::Offers(vec![offer(&format!("o{attempt}"), "a1", 4.0, 4096.0)]),
+            clock.advance(10.0),
+        );
+        assert_eq!(launches(&s)[0].1, vec![format!("t-a.{attempt}")]);
+        let s = core.handle_event(
+            Event::Update(update(
+                &format!("t-a.{attempt}"),
+                BackendState::Dropped,
+                None,
+            )),
+            clock.now(),
+        );
+        let expect = if attempt == 1 {
+            TaskState::Queued
+        } else {
+            TaskState::Failed
+        };
+        assert_eq!(s.changes[0].state, expect);
+    }
+    assert_eq!(core.state_of("t-a"), Some(TaskState::Failed));
+    let st = core.stats();
+    assert_eq!((st.launch_failures, st.relaunches, st.failed), (2, 1, 1));
+}
+
+#[test]
+fn launch_call_failure_counts_as_a_launch_failure() {
+    let clock = Clock::new();
+    let mut core = Core::new(cfg());
+    core.handle_event(subscribed(), clock.now());
+    core.submit(vec![record("t-a")], clock.now());
+    let s = core.handle_event(
+        Event::Offers(vec![offer("o1", "a1", 4.0, 4096.0)]),
+        clock.now(),
+    );
+    let launch = s.actions[0].clone();
+    let s = core.handle_event(
+        Event::ActionFailed {
+            action: launch,
+            error: "connection refused".into(),
+            fatal: false,
+        },
+        clock.now(),
+    );
+    assert_eq!(s.changes[0].state, TaskState::Queued);
+    assert!(s.changes[0]
+        .message
+        .as_deref()
+        .unwrap()
+        .contains("connection refused"));
+    let s = core.handle_event(
+        Event::Offers(vec![offer("o2", "a1", 4.0, 4096.0)]),
+        clock.now(),
+    );
+    assert_eq!(launches(&s)[0].1, vec!["t-a.2".to_string()]);
+}
+
+#[test]
+fn lost_before_start_is_relaunched_lost_after_start_is_held_unknown() {
+    let clock = Clock::new();
+    let mut core = running_core(&["t-a", "t-b"], &clock);
+    let mut u = update("t-a.1", BackendState::Lost, None);
+    u.reason = Some("REASON_AGENT_REMOVED".into());
+    let s = core.handle_event(Event::Update(u.clone()), clock.now());
+    assert_eq!(
+        s.changes[0].state,
+        TaskState::Queued,
+        "never reached an agent"
+    );
+
+    core.handle_event(
+        Event::Update(update("t-b.1", BackendState::Running, Some(1))),
+        clock.now(),
+    );
+    u.backend_task_id = "t-b.1".into();
+    let s = core.handle_event(Event::Update(u), clock.now());
+    assert_eq!(
+        s.changes[0].state,
+        TaskState::Unknown,
+        "ran: never relaunched blindly"
+    );
+    let s = core.handle_event(
+        Event::Update(update("t-b.1", BackendState::Unreachable, None)),
+        clock.now(),
+    );
+    assert!(s.changes.is_empty());
+    // The agent comes back.
+    let s = core.handle_event(
+        Event::Update(update("t-b.1", BackendState::Running, None)),
+        clock.now(),
+    );
+    assert_eq!(s.changes[0].state, TaskState::Running);
+}
+
+#[test]
+fn kill_of_a_queued_task_is_immediate() {
+    let clock = Clock::new();
+    let mut core = Core::new(cfg());
+    core.handle_event(subscribed(), clock.now());
+    core.submit(vec![record("t-a"), record("t-b")], clock.now());
+    let s = core.kill("t-a", clock.now()).unwrap();
+    assert_eq!(s.changes.len(), 1);
+    assert_eq!(s.changes[0].state, TaskState::Killed);
+    assert!(s.changes[0].kill_requested);
+    assert!(s.actions.is_empty(), "t-b is still queued: {:?}", s.actions);
+    let s = core.kill("t-b", clock.now()).unwrap();
+    assert_eq!(s.actions, vec![Action::Suppress(vec![])]);
+    let s = core.handle_event(
+        Event::Offers(vec![offer("o1", "a1", 4.0, 4096.0)]),
+        clock.now(),
+    );
+    assert!(launches(&s).is_empty());
+    assert!(has(
+        &s,
+        |a| matches!(a, Action::Decline { offer_ids, refuse_seconds } if offer_ids == &vec!["o1".to_string()] && *refuse_seconds == 120.0)
+    ));
+    assert_eq!(
+        core.kill("t-a", clock.now()),
+        Err(KillError::AlreadyTerminal(TaskState::Killed))
+    );
+}
+
+#[test]
+fn kill_of_a_running_task_is_sent_with_grace_and_repeated() {
+    let mut clock = Clock::new();
+    let mut core = running_core(&["t-a"], &clock);
+    core.handle_event(
+        Event::Update(update("t-a.1", BackendState::Running, Some(1))),
+        clock.now(),
+    );
+    let s = core.kill("t-a", clock.now()).unwrap();
+    assert_eq!(s.changes[0].state, TaskState::Killing);
+    assert!(s.changes[0].kill_requested);
+    assert_eq!(
+        s.actions,
+        vec![Action::Kill {
+            backend_task_id: "t-a.1".into(),
+            agent_id: Some("a1".into()),
+            grace_secs: Some(30.0)
+        }]
+    );
+    assert!(
+        core.kill("t-a", clock.now()).unwrap().is_empty(),
+        "idempotent"
+    );
+    // No terminal update within grace + 30 s: the kill is sent again.
+    let deadline = core.next_deadline().unwrap();
+    assert_eq!(deadline, clock.now().instant + Duration::from_secs(60));
+    assert!(core.tick(clock.advance(59.0)).actions.is_empty());
+    let s = core.tick(clock.advance(1.0));
+    assert!(has(
+        &s,
+        |a| matches!(a, Action::Kill { backend_task_id, .. } if backend_task_id == "t-a.1")
+    ));
+    // A RUNNING (e.g. a reconciliation answer) keeps it Killing.
+    let s = core.handle_event(
+        Event::Update(update("t-a.1", BackendState::Running, None)),
+        clock.now(),
+    );
+    assert!(s.changes.is_empty());
+    let s = core.handle_event(
+        Event::Update(update("t-a.1", BackendState::Killed, Some(2))),
+        clock.now(),
+    );
+    assert_eq!(s.changes[0].state, TaskState::Killed);
+    assert_eq!(acks(&s), vec!["t-a.1".to_string()]);
+    assert!(core
+        .tick(clock.advance(120.0))
+        .actions
+        .iter()
+        .all(|a| !matches!(a, Action::Kill { .. })));
+}
+
+#[test]
+fn kill_before_start_then_dropped_ends_killed_not_relaunched() {
+    let clock = Clock::new();
+    let mut core = running_core(&["t-a"], &clock);
+    core.kill("t-a", clock.now()).unwrap();
+    let s = core.handle_event(
+        Event::Update(update("t-a.1", BackendState::Dropped, None)),
+        clock.now(),
+    );
+    assert_eq!(s.changes[0].state, TaskState::Killed);
+    assert!(launches(&s).is_empty());
+}
+
+fn live(id: &str, state: TaskState, attempt: u32, agent: &str) -> (TaskRecord, Option<Attempt>) {
+    let mut rec = record(id);
+    rec.state = state;
+    rec.attempts = attempt;
+    rec.current_attempt_id = Some(format!("{id}.{attempt}"));
+    rec.agent_id = Some(agent.into());
+    let a = Attempt {
+        task_id: id.into(),
+        attempt,
+        backend_task_id: format!("{id}.{attempt}"),
+        agent_id: Some(agent.into()),
+        hostname: None,
+        agent_url: None,
+        state,
+        message: None,
+        reason: None,
+        started_at: 0,
+        updated_at: 0,
+    };
+    (rec, Some(a))
+}
+
+#[test]
+fn restore_then_reconcile_with_gone_and_running_answers() {
+    let mut clock = Clock::new();
+    let mut core = Core::new(cfg());
+    let mut queued = record("t-q");
+    queued.attempts = 1;
+    queued.current_attempt_id = Some("t-q.1".into());
+    core.restore(
+        vec![
+            live("t-run", TaskState::Running, 1, "a1"),
+            live("t-launch", TaskState::Launching, 2, "a2"),
+            live("t-unk", TaskState::Unknown, 1, "a3"),
+            (queued, None),
+            live("t-done", TaskState::Succeeded, 1, "a1"),
+        ],
+        clock.now(),
+    );
+    assert_eq!(core.stats().queued, 1);
+    assert_eq!(
+        core.kill("t-done", clock.now()),
+        Err(KillError::AlreadyTerminal(TaskState::Succeeded))
+    );
+
+    let s = core.handle_event(subscribed(), clock.now());
+    assert_eq!(
+        s.actions[0],
+        Action::Reconcile(vec![
+            ("t-launch.2".into(), Some("a2".into())),
+            ("t-run.1".into(), Some("a1".into())),
+            ("t-unk.1".into(), Some("a3".into())),
+        ])
+    );
+    assert!(
+        has(&s, |a| *a == Action::Revive(vec![])),
+        "queued work after subscribe"
+    );
+
+    // Answers (no uuid, from the master).
+    let mut ans = update("t-run.1", BackendState::Running, None);
+    ans.reason = Some("REASON_RECONCILIATION".into());
+    let s = core.handle_event(Event::Update(ans.clone()), clock.now());
+    assert!(s.is_empty(), "already running: {s:?}");
+    ans.backend_task_id = "t-launch.2".into();
+    ans.state = BackendState::Gone;
+    let s = core.handle_event(Event::Update(ans.clone()), clock.now());
+    assert_eq!(
+        s.changes[0].state,
+        TaskState::Queued,
+        "never reached an agent: relaunched"
+    );
+    assert_eq!(core.stats().reconcile_pending, 1);
+
+    // t-unk got no answer: asked again after the backoff, alone.
+    assert_eq!(
+        core.next_deadline(),
+        Some(clock.now().instant + Duration::from_secs(5))
+    );
+    let s = core.tick(clock.advance(5.0));
+    assert!(has(&s, |a| *a
+        == Action::Reconcile(vec![(
+            "t-unk.1".into(),
+            Some("a3".into())
+        )])));
+    assert_eq!(
+        core.next_deadline(),
+        Some(clock.now().instant + Duration::from_secs(10))
+    );
+    ans.backend_task_id = "t-unk.1".into();
+    let s = core.handle_event(Event::Update(ans), clock.now());
+    assert_eq!(s.changes[0].state, TaskState::Failed);
+    assert!(s.changes[0].message.as_deref().unwrap().contains("is gone"));
+    assert!(
+        has(&s, |a| *a == Action::Reconcile(vec![])),
+        "then one implicit round"
+    );
+
+    // The relaunched task keeps its place: older (by creation, then id) first.
+    let s = core.handle_event(
+        Event::Offers(vec![offer("o1", "a1", 8.0, 8192.0)]),
+        clock.advance(5.0),
+    );
+    let launched: Vec<String> = launches(&s).into_iter().flat_map(|(_, t)| t).collect();
+    assert_eq!(
+        launched,
+        vec!["t-launch.3".to_string(), "t-q.2".to_string()]
+    );
+    // Periodic round 900 s after the last one: explicit for the attempts not yet seen on an
+    // agent, then implicit.
+    assert_eq!(
+        core.next_deadline(),
+        Some(clock.now().instant + Duration::from_secs(895))
+    );
+    let s = core.tick(clock.advance(895.0));
+    assert!(
+        has(&s, |a| matches!(a, Action::Reconcile(l) if l.len() == 2)),
+        "launching attempts asked explicitly: {s:?}"
+    );
+}
+
+#[test]
+fn old_attempt_alive_is_killed() {
+    let clock = Clock::new();
+    let mut core = running_core(&["t-a"], &clock);
+    core.handle_event(
+        Event::Update(update("t-a.1", BackendState::Dropped, None)),
+        clock.now(),
+    );
+    core.handle_event(
+        Event::Offers(vec![offer("o2", "a2", 4.0, 4096.0)]),
+        clock.now(),
+    );
+    let s = core.handle_event(
+        Event::Update(update("t-a.1", BackendState::Running, Some(4))),
+        clock.now(),
+    );
+    assert!(s.changes.is_empty());
+    assert!(has(
+        &s,
+        |a| matches!(a, Action::Kill { backend_task_id, .. } if backend_task_id == "t-a.1")
+    ));
+    assert_eq!(acks(&s), vec!["t-a.1".to_string()]);
+    assert_eq!(
+        core.task("t-a").unwrap().backend_task_id.as_deref(),
+        Some("t-a.2")
+    );
+}
+
+#[test]
+fn suppress_and_revive_are_rate_limited_on_a_fake_clock() {
+    let mut clock = Clock::new();
+    let mut core = Core::new(cfg());
+    core.handle_event(subscribed(), clock.now());
+    assert!(core.stats().suppressed);
+    let s = core.submit(vec![record("t-1")], clock.now());
+    assert_eq!(s.actions, vec![Action::Revive(vec![])]);
+    let s = core.handle_event(
+        Event::Offers(vec![offer("o1", "a1", 4.0, 4096.0)]),
+        clock.advance(1.0),
+    );
+    assert!(has(&s, |a| *a == Action::Suppress(vec![])));
+    // More work 1 s later: the revive waits for the 5 s rate limit.
+    let s = core.submit(vec![record("t-2")], clock.advance(1.0));
+    assert!(s.actions.is_empty(), "{:?}", s.actions);
+    assert_eq!(
+        core.next_deadline(),
+        Some(clock.now().instant + Duration::from_secs(3))
+    );
+    assert!(core.tick(clock.advance(2.0)).actions.is_empty());
+    let s = core.tick(clock.advance(1.0));
+    assert_eq!(s.actions, vec![Action::Revive(vec![])]);
+    // Nothing more to do until the offers come.
+    assert!(core.tick(clock.advance(10.0)).actions.is_empty());
+    // Suppress is sent once and remembered.
+    let s = core.kill("t-2", clock.now()).unwrap();
+    assert_eq!(s.actions, vec![Action::Suppress(vec![])]);
+    let s = core.kill("t-1", clock.now()).unwrap();
+    assert!(
+        matches!(s.actions.as_slice(), [Action::Kill { .. }]),
+        "{:?}",
+        s.actions
+    );
+    assert!(core.submit(vec![], clock.now()).actions.is_empty());
+}
+
+#[test]
+fn resubscribe_revives_queued_work_and_disconnect_changes_nothing() {
+    let mut clock = Clock::new();
+    let mut core = Core::new(cfg());
+    core.handle_event(subscribed(), clock.now());
+    core.submit(vec![record("t-1")], clock.now());
+    let s = core.handle_event(
+        Event::Disconnected {
+            reason: "stream closed".into(),
+        },
+        clock.advance(1.0),
+    );
+    assert!(s.is_empty());
+    assert_eq!(core.next_deadline(), None, "no timers while disconnected");
+    let s = core.handle_event(subscribed(), clock.advance(1.0));
+    assert!(has(&s, |a| *a == Action::Revive(vec![])), "{:?}", s.actions);
+    assert!(has(&s, |a| *a == Action::Reconcile(vec![])));
+}
+
+#[test]
+fn failed_suppress_is_retried_later_not_in_a_loop() {
+    let mut clock = Clock::new();
+    let mut core = Core::new(cfg());
+    core.handle_event(subscribed(), clock.now());
+    let s = core.handle_event(
+        Event::ActionFailed {
+            action: Action::Suppress(vec![]),
+            error: "503".into(),
+            fatal: false,
+        },
+        clock.now(),
+    );
+    assert!(s.actions.is_empty());
+    assert_eq!(
+        core.next_deadline().map(|d| d - clock.now().instant),
+        Some(Duration::from_secs(5))
+    );
+    let s = core.tick(clock.advance(5.0));
+    assert_eq!(s.actions, vec![Action::Suppress(vec![])]);
+}
+
+#[test]
+fn older_tasks_first_and_unfit_tasks_stay_queued() {
+    let clock = Clock::new();
+    let mut core = Core::new(cfg());
+    core.handle_event(subscribed(), clock.now());
+    let big = TaskSpec {
+        cpus: Some(3.0),
+        ..TaskSpec::shell("x")
+    };
+    core.submit(
+        vec![
+            record("t-1"),
+            record_with("t-2", big.clone()),
+            record("t-3"),
+            record_with("t-4", big),
+        ],
+        clock.now(),
+    );
+    let s = core.handle_event(
+        Event::Offers(vec![offer("o1", "a1", 4.0, 4096.0)]),
+        clock.now(),
+    );
+    assert_eq!(
+        launches(&s)[0].1,
+        vec!["t-1.1".to_string(), "t-2.1".to_string()]
+    );
+    assert_eq!(core.stats().queued, 2);
+    assert!(!has(&s, |a| matches!(a, Action::Suppress(_))));
+}
+
+#[test]
+fn constraints_from_config_and_spec_pick_the_agent() {
+    let clock = Clock::new();
+    let mut c = cfg();
+    c.constraints = vec![crate::task::spec::parse_constraint("airflow:true").unwrap()];
+    let mut core = Core::new(c);
+    core.handle_event(subscribed(), clock.now());
+    let spec = TaskSpec {
+        constraints: vec!["hostname:a3.example".into()],
+        ..TaskSpec::shell("x")
+    };
+    core.submit(
+        vec![record("t-any"), record_with("t-a3", spec)],
+        clock.now(),
+    );
+    let mut o1 = offer("o1", "a1", 4.0, 4096.0);
+    let mut o2 = offer("o2", "a2", 4.0, 4096.0);
+    let mut o3 = offer("o3", "a3", 4.0, 4096.0);
+    o2.attributes = vec![Attribute {
+        name: "AIRFLOW".into(),
+        value: "True".into(),
+    }];
+    o3.attributes = o2.attributes.clone();
+    o1.attributes = vec![];
+    let s = core.handle_event(Event::Offers(vec![o1, o2, o3]), clock.now());
+    assert_eq!(
+        launches(&s),
+        vec![
+            ("o2".to_string(), vec!["t-any.1".to_string()]),
+            ("o3".to_string(), vec!["t-a3.1".to_string()]),
+        ]
+    );
+    assert!(has(
+        &s,
+        |a| matches!(a, Action::Decline { offer_ids, .. } if offer_ids == &vec!["o1".to_string()])
+    ));
+}
+
+#[test]
+fn unlaunchable_spec_fails_at_submission() {
+    let clock = Clock::new();
+    let mut core = Core::new(CoreConfig::default()); // no default image
+    let s = core.submit(vec![record("t-a")], clock.now());
+    assert_eq!(s.changes.len(), 1);
+    assert_eq!(s.changes[0].state, TaskState::Failed);
+    assert!(s.changes[0]
+        .message
+        .as_deref()
+        .unwrap()
+        .contains("no image"));
+}
