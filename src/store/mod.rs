@@ -2,6 +2,25 @@
 //!
 //! SQLite (default, a file under `$AIRFLOW_HOME`), PostgreSQL and MySQL/MariaDB, chosen by URL.
 //! The driver is the only writer, so change-feed sequence numbers are assigned in commit order.
+//!
+//! # Layout
+//! - [`Store`] (`db.rs`): connect + migrate, and every read and write, written once for the
+//!   three databases.
+//! - `plan.rs`: the pure rules of [`Store::commit`] (which rows change, which events append).
+//! - `sql.rs`: the little SQL that differs by dialect, placeholders and chunking.
+//! - `url.rs`: [`translate_url`] (SQLAlchemy → sqlx) and [`redact_url`].
+//! - `error.rs`: [`StoreError`].
+//! - `migrations/<dialect>/` at the crate root: the schema, one folder per dialect.
+
+mod db;
+mod error;
+mod plan;
+mod sql;
+mod url;
+
+pub use db::Store;
+pub use error::StoreError;
+pub use url::{dialect_of, redact_url, translate_url, Dialect};
 
 use crate::task::TaskState;
 

@@ -1,0 +1,964 @@
+//! [`Store`]: the sqlx implementation of the durable store, over SQLite, PostgreSQL or
+//! MySQL/MariaDB.
+//!
+//! One body of code serves the three databases: each operation is written once inside
+//! [`on_pool!`], which expands it for the concrete pool of the connected dialect; only the SQL
+//! that truly differs (upserts, schema) lives in [`super::sql`] and `migrations/<dialect>/`.
+//!
+//! # Single writer
+//! The driver is the only writer. Change-feed sequence numbers are assigned by the store as
+//! `MAX(seq) + 1, …` inside the writing transaction, so they increase strictly in commit order
+//! and a reader that has seen `seq = n` will never later see a new event with `seq <= n`.
+//! A second concurrent writer cannot corrupt the feed (the event `seq` is a primary key: one of
+//! the two transactions fails with a unique-key error) but would see such failures.
+
+use super::plan::{plan_commit, AttemptWrite, TaskHead};
+use super::sql::{chunks, in_list, values_list, MAX_STATEMENT_BYTES, TASK_UPDATE_COLS};
+use super::url::{normalize_server_url, redact_url, scrub, Dialect};
+use super::{Change, StoreError, TaskFilter};
+use crate::task::{Attempt, TaskEvent, TaskRecord, TaskSpec, TaskState};
+use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{ConnectOptions, Connection};
+use std::collections::BTreeMap;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long `connect` waits for the first connection before giving up.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a SQLite statement waits for a lock held by another connection.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Pool size for the server databases (one writer plus API readers).
+const MAX_CONNECTIONS: u32 = 8;
+
+static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+static MYSQL_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/mysql");
+
+#[derive(Clone)]
+enum Pools {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+    MySql(MySqlPool),
+}
+
+/// The durable store. Cheap to clone (a pool handle); clones share the connections.
+#[derive(Clone)]
+pub struct Store {
+    pools: Pools,
+    dialect: Dialect,
+    /// The URL with its password redacted, for messages.
+    url: Arc<str>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("dialect", &self.dialect)
+            .field("url", &self.url)
+            .finish()
+    }
+}
+
+/// Runs `$body` with `$pool` bound to the concrete pool of `$store`'s dialect.
+macro_rules! on_pool {
+    ($store:expr, |$pool:ident| $body:expr) => {
+        match &$store.pools {
+            Pools::Sqlite($pool) => $body,
+            Pools::Postgres($pool) => $body,
+            Pools::MySql($pool) => $body,
+        }
+    };
+}
+
+/// Appends `$events` to the change feed inside transaction `$tx`, in multi-row chunks.
+macro_rules! insert_events {
+    ($d:expr, $tx:ident, $events:expr, $op:expr) => {{
+        let events: &[TaskEvent] = $events;
+        let sizes: Vec<usize> = events.iter().map(event_size).collect();
+        for r in chunks(&sizes, $d.max_params() / 7, MAX_STATEMENT_BYTES) {
+            let sql = $d
+                .sql(&format!(
+                    "INSERT INTO task_events ({EVENT_COLS}) VALUES {}",
+                    values_list(r.len(), 7)
+                ))
+                .into_owned();
+            let mut q = sqlx::query(&sql);
+            for e in &events[r] {
+                q = q
+                    .bind(e.seq)
+                    .bind(&e.task_id)
+                    .bind(e.state.as_str())
+                    .bind(i64::from(e.attempt))
+                    .bind(&e.message)
+                    .bind(e.at)
+                    .bind(&e.external_key);
+            }
+            q.execute(&mut *$tx).await.map_err(StoreError::query($op))?;
+        }
+    }};
+}
+
+fn event_size(e: &TaskEvent) -> usize {
+    64 + e.task_id.len()
+        + e.message.as_ref().map_or(0, String::len)
+        + e.external_key.as_ref().map_or(0, String::len)
+}
+
+/// Starts a writing transaction. SQLite takes the write lock up front (`BEGIN IMMEDIATE`), so
+/// a read-then-write transaction never fails to upgrade its lock.
+trait BeginWrite {
+    type Db: sqlx::Database;
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>;
+}
+
+impl BeginWrite for SqlitePool {
+    type Db = sqlx::Sqlite;
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
+        self.begin_with("BEGIN IMMEDIATE").await
+    }
+}
+
+impl BeginWrite for PgPool {
+    type Db = sqlx::Postgres;
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+        self.begin().await
+    }
+}
+
+impl BeginWrite for MySqlPool {
+    type Db = sqlx::MySql;
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::MySql>, sqlx::Error> {
+        self.begin().await
+    }
+}
+
+const TASK_COLS: &str = "t.id, t.spec, t.state, t.attempts, t.current_attempt_id, t.agent_id, \
+    t.hostname, t.message, t.reason, t.exit_code, t.kill_requested, t.created_at, t.updated_at, \
+    t.seq";
+const HEAD_COLS: &str = "id, external_key, state, attempts, current_attempt_id, agent_id, \
+    hostname, message, reason, exit_code, kill_requested, updated_at, seq";
+const ATTEMPT_COLS: &str = "a.task_id, a.attempt, a.backend_task_id, a.agent_id, a.hostname, \
+    a.agent_url, a.state, a.message, a.reason, a.started_at, a.updated_at";
+/// The attempt columns under `a_` names, next to [`TASK_COLS`] in a join.
+const JOINED_ATTEMPT_COLS: &str =
+    "a.attempt AS a_attempt, a.backend_task_id AS a_backend_task_id, \
+    a.agent_id AS a_agent_id, a.hostname AS a_hostname, a.agent_url AS a_agent_url, \
+    a.state AS a_state, a.message AS a_message, a.reason AS a_reason, \
+    a.started_at AS a_started_at, a.updated_at AS a_updated_at";
+const EVENT_COLS: &str = "seq, task_id, state, attempt, message, at, external_key";
+const TERMINAL: &str = "('succeeded', 'failed', 'killed')";
+
+/// A text column, decoded as a string whatever collation flags the server reports: MySQL marks
+/// `utf8mb4_bin` columns (which we use for byte-exact keys) as binary, which sqlx will not
+/// decode into a `String` directly.
+struct Text(String);
+
+impl<DB: sqlx::Database> sqlx::Type<DB> for Text
+where
+    String: sqlx::Type<DB>,
+    Vec<u8>: sqlx::Type<DB>,
+{
+    fn type_info() -> DB::TypeInfo {
+        <String as sqlx::Type<DB>>::type_info()
+    }
+
+    fn compatible(ty: &DB::TypeInfo) -> bool {
+        <String as sqlx::Type<DB>>::compatible(ty) || <Vec<u8> as sqlx::Type<DB>>::compatible(ty)
+    }
+}
+
+impl<'r, DB: sqlx::Database> sqlx::Decode<'r, DB> for Text
+where
+    String: sqlx::Decode<'r, DB> + sqlx::Type<DB>,
+    Vec<u8>: sqlx::Decode<'r, DB>,
+{
+    fn decode(value: DB::ValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        use sqlx::ValueRef;
+        if <String as sqlx::Type<DB>>::compatible(&value.type_info()) {
+            <String as sqlx::Decode<DB>>::decode(value).map(Text)
+        } else {
+            let bytes = <Vec<u8> as sqlx::Decode<DB>>::decode(value)?;
+            Ok(Text(String::from_utf8(bytes)?))
+        }
+    }
+}
+
+fn opt(t: Option<Text>) -> Option<String> {
+    t.map(|t| t.0)
+}
+
+#[derive(sqlx::FromRow)]
+struct TaskRow {
+    id: Text,
+    spec: Text,
+    state: Text,
+    attempts: i64,
+    current_attempt_id: Option<Text>,
+    agent_id: Option<Text>,
+    hostname: Option<Text>,
+    message: Option<Text>,
+    reason: Option<Text>,
+    exit_code: Option<i64>,
+    kill_requested: bool,
+    created_at: i64,
+    updated_at: i64,
+    seq: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct HeadRow {
+    id: Text,
+    external_key: Option<Text>,
+    state: Text,
+    attempts: i64,
+    current_attempt_id: Option<Text>,
+    agent_id: Option<Text>,
+    hostname: Option<Text>,
+    message: Option<Text>,
+    reason: Option<Text>,
+    exit_code: Option<i64>,
+    kill_requested: bool,
+    updated_at: i64,
+    seq: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct AttemptRow {
+    task_id: Text,
+    attempt: i64,
+    backend_task_id: Text,
+    agent_id: Option<Text>,
+    hostname: Option<Text>,
+    agent_url: Option<Text>,
+    state: Text,
+    message: Option<Text>,
+    reason: Option<Text>,
+    started_at: i64,
+    updated_at: i64,
+}
+
+/// A task row with the columns of one of its attempts (all `None` in a LEFT JOIN miss).
+#[derive(sqlx::FromRow)]
+struct JoinedRow {
+    #[sqlx(flatten)]
+    task: TaskRow,
+    a_attempt: Option<i64>,
+    a_backend_task_id: Option<Text>,
+    a_agent_id: Option<Text>,
+    a_hostname: Option<Text>,
+    a_agent_url: Option<Text>,
+    a_state: Option<Text>,
+    a_message: Option<Text>,
+    a_reason: Option<Text>,
+    a_started_at: Option<i64>,
+    a_updated_at: Option<i64>,
+}
+
+#[derive(sqlx::FromRow)]
+struct EventRow {
+    seq: i64,
+    task_id: Text,
+    state: Text,
+    attempt: i64,
+    message: Option<Text>,
+    at: i64,
+    external_key: Option<Text>,
+}
+
+fn parse_state(s: &str, whose: &str) -> Result<TaskState, StoreError> {
+    s.parse().map_err(|e| StoreError::Corrupt {
+        what: format!("state of {whose}"),
+        reason: format!("{e}"),
+    })
+}
+
+fn to_u32(v: i64, what: &str) -> Result<u32, StoreError> {
+    u32::try_from(v).map_err(|_| StoreError::Corrupt {
+        what: what.to_string(),
+        reason: format!("{v} is not a valid attempt number"),
+    })
+}
+
+fn to_i32(v: Option<i64>, what: &str) -> Result<Option<i32>, StoreError> {
+    v.map(|v| {
+        i32::try_from(v).map_err(|_| StoreError::Corrupt {
+            what: what.to_string(),
+            reason: format!("{v} is not a valid exit code"),
+        })
+    })
+    .transpose()
+}
+
+impl TryFrom<TaskRow> for TaskRecord {
+    type Error = StoreError;
+    fn try_from(r: TaskRow) -> Result<TaskRecord, StoreError> {
+        let id = r.id.0;
+        // The serde error names a position and field, never the (secret) content.
+        let spec: TaskSpec = serde_json::from_str(&r.spec.0).map_err(|e| StoreError::Corrupt {
+            what: format!("spec of task {id}"),
+            reason: e.to_string(),
+        })?;
+        Ok(TaskRecord {
+            state: parse_state(&r.state.0, &format!("task {id}"))?,
+            attempts: to_u32(r.attempts, &format!("attempts of task {id}"))?,
+            exit_code: to_i32(r.exit_code, &format!("exit code of task {id}"))?,
+            id,
+            spec,
+            current_attempt_id: opt(r.current_attempt_id),
+            agent_id: opt(r.agent_id),
+            hostname: opt(r.hostname),
+            message: opt(r.message),
+            reason: opt(r.reason),
+            kill_requested: r.kill_requested,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            seq: r.seq,
+        })
+    }
+}
+
+impl TryFrom<HeadRow> for TaskHead {
+    type Error = StoreError;
+    fn try_from(r: HeadRow) -> Result<TaskHead, StoreError> {
+        let id = r.id.0;
+        Ok(TaskHead {
+            state: parse_state(&r.state.0, &format!("task {id}"))?,
+            attempts: to_u32(r.attempts, &format!("attempts of task {id}"))?,
+            exit_code: to_i32(r.exit_code, &format!("exit code of task {id}"))?,
+            id,
+            external_key: opt(r.external_key),
+            current_attempt_id: opt(r.current_attempt_id),
+            agent_id: opt(r.agent_id),
+            hostname: opt(r.hostname),
+            message: opt(r.message),
+            reason: opt(r.reason),
+            kill_requested: r.kill_requested,
+            updated_at: r.updated_at,
+            seq: r.seq,
+        })
+    }
+}
+
+impl TryFrom<AttemptRow> for Attempt {
+    type Error = StoreError;
+    fn try_from(r: AttemptRow) -> Result<Attempt, StoreError> {
+        let backend_task_id = r.backend_task_id.0;
+        Ok(Attempt {
+            state: parse_state(&r.state.0, &format!("attempt {backend_task_id}"))?,
+            attempt: to_u32(r.attempt, &format!("attempt {backend_task_id}"))?,
+            task_id: r.task_id.0,
+            backend_task_id,
+            agent_id: opt(r.agent_id),
+            hostname: opt(r.hostname),
+            agent_url: opt(r.agent_url),
+            message: opt(r.message),
+            reason: opt(r.reason),
+            started_at: r.started_at,
+            updated_at: r.updated_at,
+        })
+    }
+}
+
+impl TryFrom<JoinedRow> for (TaskRecord, Option<Attempt>) {
+    type Error = StoreError;
+    fn try_from(r: JoinedRow) -> Result<(TaskRecord, Option<Attempt>), StoreError> {
+        let attempt = match (r.a_attempt, r.a_backend_task_id, r.a_state) {
+            (Some(attempt), Some(backend_task_id), Some(state)) => {
+                Some(Attempt::try_from(AttemptRow {
+                    task_id: Text(r.task.id.0.clone()),
+                    attempt,
+                    backend_task_id,
+                    agent_id: r.a_agent_id,
+                    hostname: r.a_hostname,
+                    agent_url: r.a_agent_url,
+                    state,
+                    message: r.a_message,
+                    reason: r.a_reason,
+                    started_at: r.a_started_at.unwrap_or_default(),
+                    updated_at: r.a_updated_at.unwrap_or_default(),
+                })?)
+            }
+            _ => None,
+        };
+        Ok((TaskRecord::try_from(r.task)?, attempt))
+    }
+}
+
+impl TryFrom<EventRow> for TaskEvent {
+    type Error = StoreError;
+    fn try_from(r: EventRow) -> Result<TaskEvent, StoreError> {
+        Ok(TaskEvent {
+            state: parse_state(&r.state.0, &format!("event {}", r.seq))?,
+            attempt: to_u32(r.attempt, &format!("event {}", r.seq))?,
+            seq: r.seq,
+            task_id: r.task_id.0,
+            message: opt(r.message),
+            at: r.at,
+            external_key: opt(r.external_key),
+        })
+    }
+}
+
+fn collect<R, T: TryFrom<R, Error = StoreError>>(rows: Vec<R>) -> Result<Vec<T>, StoreError> {
+    rows.into_iter().map(T::try_from).collect()
+}
+
+/// A task prepared for insertion.
+struct NewTask<'a> {
+    rec: &'a TaskRecord,
+    spec: String,
+    seq: i64,
+}
+
+impl Store {
+    /// Connects to the database at `url` (sqlx syntax: `sqlite:path`, `sqlite:///abs/path`,
+    /// `postgres://…`, `mysql://…`; `postgresql:`, `mariadb:` and `+driver` schemes are
+    /// accepted too) and brings its schema up to date.
+    ///
+    /// A SQLite file and its parent directories are created when missing; SQLite runs in WAL
+    /// mode with a busy timeout. Errors name the URL with its password redacted.
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        let (dialect, sqlx_url) = normalize_server_url(url.trim())?;
+        let shown: Arc<str> = redact_url(url.trim()).into();
+        let invalid = |e: sqlx::Error| StoreError::InvalidUrl {
+            url: shown.to_string(),
+            reason: scrub(&e.to_string(), url),
+        };
+        let unreachable = |e: sqlx::Error| StoreError::Connect {
+            url: shown.to_string(),
+            reason: scrub(&e.to_string(), url),
+        };
+        let timed_out = |_| StoreError::Connect {
+            url: shown.to_string(),
+            reason: format!("no answer within {} s", CONNECT_TIMEOUT.as_secs()),
+        };
+        let pools = match dialect {
+            Dialect::Sqlite => {
+                let opts = SqliteConnectOptions::from_str(&sqlx_url)
+                    .map_err(invalid)?
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .busy_timeout(SQLITE_BUSY_TIMEOUT)
+                    .foreign_keys(true);
+                let in_memory = sqlx_url.contains(":memory:") || sqlx_url.contains("mode=memory");
+                if !in_memory {
+                    if let Some(dir) = opts.get_filename().parent() {
+                        if !dir.as_os_str().is_empty() {
+                            tokio::fs::create_dir_all(dir).await.map_err(|source| {
+                                StoreError::CreateDir {
+                                    path: dir.to_path_buf(),
+                                    source,
+                                }
+                            })?;
+                        }
+                    }
+                }
+                // Probe once so that a bad path fails with SQLite's own error.
+                let probe = tokio::time::timeout(CONNECT_TIMEOUT, opts.connect())
+                    .await
+                    .map_err(timed_out)?
+                    .map_err(unreachable)?;
+                let _ = probe.close().await;
+                // An in-memory database lives as long as one connection does: keep exactly one.
+                let pool_opts = if in_memory {
+                    SqlitePoolOptions::new()
+                        .max_connections(1)
+                        .min_connections(1)
+                        .idle_timeout(None)
+                        .max_lifetime(None)
+                } else {
+                    SqlitePoolOptions::new().max_connections(4)
+                };
+                Pools::Sqlite(pool_opts.connect_lazy_with(opts))
+            }
+            Dialect::Postgres => {
+                let opts = PgConnectOptions::from_str(&sqlx_url).map_err(invalid)?;
+                let probe = tokio::time::timeout(CONNECT_TIMEOUT, opts.connect())
+                    .await
+                    .map_err(timed_out)?
+                    .map_err(unreachable)?;
+                let _ = probe.close().await;
+                Pools::Postgres(
+                    PgPoolOptions::new()
+                        .max_connections(MAX_CONNECTIONS)
+                        .acquire_timeout(CONNECT_TIMEOUT)
+                        .connect_lazy_with(opts),
+                )
+            }
+            Dialect::MySql => {
+                let opts = MySqlConnectOptions::from_str(&sqlx_url).map_err(invalid)?;
+                let probe = tokio::time::timeout(CONNECT_TIMEOUT, opts.connect())
+                    .await
+                    .map_err(timed_out)?
+                    .map_err(unreachable)?;
+                let _ = probe.close().await;
+                Pools::MySql(
+                    MySqlPoolOptions::new()
+                        .max_connections(MAX_CONNECTIONS)
+                        .acquire_timeout(CONNECT_TIMEOUT)
+                        .connect_lazy_with(opts),
+                )
+            }
+        };
+        let store = Store {
+            pools,
+            dialect,
+            url: shown,
+        };
+        store.migrate(url).await?;
+        tracing::debug!(url = %store.url, dialect = dialect.name(), "store connected");
+        Ok(store)
+    }
+
+    async fn migrate(&self, raw_url: &str) -> Result<(), StoreError> {
+        let res = match &self.pools {
+            Pools::Sqlite(p) => SQLITE_MIGRATOR.run(p).await,
+            Pools::Postgres(p) => POSTGRES_MIGRATOR.run(p).await,
+            Pools::MySql(p) => MYSQL_MIGRATOR.run(p).await,
+        };
+        res.map_err(|e| StoreError::Migrate {
+            url: self.url.to_string(),
+            reason: scrub(&e.to_string(), raw_url),
+        })
+    }
+
+    /// Which database this store talks to.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// The database URL with its password redacted.
+    pub fn redacted_url(&self) -> &str {
+        &self.url
+    }
+
+    /// Closes all connections (waiting for those in use to be returned).
+    pub async fn close(&self) {
+        on_pool!(self, |p| p.close().await)
+    }
+
+    /// The framework id stored for `framework_name`, if any.
+    pub async fn framework_id(&self, framework_name: &str) -> Result<Option<String>, StoreError> {
+        let sql = self
+            .dialect
+            .sql("SELECT framework_id FROM frameworks WHERE name = ?");
+        let id = on_pool!(self, |p| sqlx::query_scalar::<_, Text>(&sql)
+            .bind(framework_name)
+            .fetch_optional(p)
+            .await)
+        .map_err(StoreError::query("reading the framework id"))?;
+        Ok(opt(id))
+    }
+
+    /// Stores (inserts or replaces) the framework id of `framework_name`.
+    pub async fn set_framework_id(&self, framework_name: &str, id: &str) -> Result<(), StoreError> {
+        let sql = self.dialect.sql(self.dialect.framework_upsert());
+        on_pool!(self, |p| sqlx::query(&sql)
+            .bind(framework_name)
+            .bind(id)
+            .execute(p)
+            .await
+            .map(|_| ()))
+        .map_err(StoreError::query("storing the framework id"))
+    }
+
+    /// Inserts new tasks in one transaction, with one change-feed event each (in the state of
+    /// the record, normally `queued`). The store assigns `seq` and sets `created_at` and
+    /// `updated_at` to `at_ms`; the other fields are stored as given. Returns the events.
+    pub async fn insert_tasks(
+        &self,
+        tasks: &[TaskRecord],
+        at_ms: i64,
+    ) -> Result<Vec<TaskEvent>, StoreError> {
+        if tasks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let op = "inserting tasks";
+        let d = self.dialect;
+        on_pool!(self, |p| {
+            let mut tx = p.begin_write().await.map_err(StoreError::query(op))?;
+            let max: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM task_events")
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(StoreError::query(op))?;
+            let first = max.unwrap_or(0) + 1;
+            let mut new = Vec::with_capacity(tasks.len());
+            for (i, rec) in tasks.iter().enumerate() {
+                // serde_json cannot fail on these types (string keys, finite-or-null floats).
+                let spec = serde_json::to_string(&rec.spec).map_err(|e| StoreError::Corrupt {
+                    what: format!("spec of task {}", rec.id),
+                    reason: e.to_string(),
+                })?;
+                new.push(NewTask {
+                    rec,
+                    spec,
+                    seq: first + i as i64,
+                });
+            }
+            let events: Vec<TaskEvent> = new
+                .iter()
+                .map(|n| TaskEvent {
+                    seq: n.seq,
+                    task_id: n.rec.id.clone(),
+                    state: n.rec.state,
+                    attempt: n.rec.attempts,
+                    message: n.rec.message.clone(),
+                    at: at_ms,
+                    external_key: n.rec.spec.external_key.clone(),
+                })
+                .collect();
+
+            const TASK_INSERT_COLS: usize = 15;
+            let sizes: Vec<usize> = new.iter().map(|n| n.spec.len() + 256).collect();
+            for r in chunks(
+                &sizes,
+                d.max_params() / TASK_INSERT_COLS,
+                MAX_STATEMENT_BYTES,
+            ) {
+                let sql = d
+                    .sql(&format!(
+                        "INSERT INTO tasks (id, external_key, spec, state, attempts, \
+                     current_attempt_id, agent_id, hostname, message, reason, exit_code, \
+                     kill_requested, created_at, updated_at, seq) VALUES {}",
+                        values_list(r.len(), TASK_INSERT_COLS)
+                    ))
+                    .into_owned();
+                let mut q = sqlx::query(&sql);
+                for n in &new[r] {
+                    let t = n.rec;
+                    q = q
+                        .bind(&t.id)
+                        .bind(&t.spec.external_key)
+                        .bind(&n.spec)
+                        .bind(t.state.as_str())
+                        .bind(i64::from(t.attempts))
+                        .bind(&t.current_attempt_id)
+                        .bind(&t.agent_id)
+                        .bind(&t.hostname)
+                        .bind(&t.message)
+                        .bind(&t.reason)
+                        .bind(t.exit_code.map(i64::from))
+                        .bind(t.kill_requested)
+                        .bind(at_ms)
+                        .bind(at_ms)
+                        .bind(n.seq);
+                }
+                q.execute(&mut *tx).await.map_err(StoreError::query(op))?;
+            }
+
+            let labels: Vec<(&str, &str, &str)> = tasks
+                .iter()
+                .flat_map(|t| {
+                    t.spec
+                        .labels
+                        .iter()
+                        .map(move |(k, v)| (t.id.as_str(), k.as_str(), v.as_str()))
+                })
+                .collect();
+            let sizes: Vec<usize> = labels
+                .iter()
+                .map(|l| l.0.len() + l.1.len() + l.2.len())
+                .collect();
+            for r in chunks(&sizes, d.max_params() / 3, MAX_STATEMENT_BYTES) {
+                let sql = d
+                    .sql(&format!(
+                        "INSERT INTO task_labels (task_id, name, value) VALUES {}",
+                        values_list(r.len(), 3)
+                    ))
+                    .into_owned();
+                let mut q = sqlx::query(&sql);
+                for (id, k, v) in &labels[r] {
+                    q = q.bind(*id).bind(*k).bind(*v);
+                }
+                q.execute(&mut *tx).await.map_err(StoreError::query(op))?;
+            }
+
+            insert_events!(d, tx, &events, op);
+            tx.commit().await.map_err(StoreError::query(op))?;
+            Ok(events)
+        })
+    }
+
+    /// Applies `changes` in one transaction: task rows, attempt rows, and one change-feed
+    /// event per state transition (see [`super::plan`] for the exact rules; duplicates append
+    /// nothing). Returns the appended events in seq order. Fails with
+    /// [`StoreError::UnknownTask`], writing nothing, when a change names an unknown task.
+    pub async fn commit(&self, changes: &[Change]) -> Result<Vec<TaskEvent>, StoreError> {
+        if changes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let op = "committing task changes";
+        let d = self.dialect;
+        let mut ids: Vec<&str> = changes.iter().map(|c| c.task_id.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        on_pool!(self, |p| {
+            let mut tx = p.begin_write().await.map_err(StoreError::query(op))?;
+            let mut heads = Vec::with_capacity(ids.len());
+            for r in chunks(&vec![0; ids.len()], d.max_params().min(5000), usize::MAX) {
+                let sql = d
+                    .sql(&format!(
+                        "SELECT {HEAD_COLS} FROM tasks WHERE id {}",
+                        in_list(r.len())
+                    ))
+                    .into_owned();
+                let mut q = sqlx::query_as::<_, HeadRow>(&sql);
+                for id in &ids[r] {
+                    q = q.bind(*id);
+                }
+                let rows = q.fetch_all(&mut *tx).await.map_err(StoreError::query(op))?;
+                heads.extend(collect::<_, TaskHead>(rows)?);
+            }
+            let max: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM task_events")
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(StoreError::query(op))?;
+            let plan = plan_commit(heads, changes, max.unwrap_or(0) + 1)?;
+
+            let sizes: Vec<usize> = plan.tasks.iter().map(TaskHead::size).collect();
+            let per_chunk = d.max_params() / TASK_UPDATE_COLS.len();
+            for r in chunks(&sizes, per_chunk, MAX_STATEMENT_BYTES) {
+                let sql = d.task_update(r.len());
+                let mut q = sqlx::query(&sql);
+                for t in &plan.tasks[r] {
+                    q = q
+                        .bind(&t.id)
+                        .bind(t.state.as_str())
+                        .bind(i64::from(t.attempts))
+                        .bind(&t.current_attempt_id)
+                        .bind(&t.agent_id)
+                        .bind(&t.hostname)
+                        .bind(&t.message)
+                        .bind(&t.reason)
+                        .bind(t.exit_code.map(i64::from))
+                        .bind(t.kill_requested)
+                        .bind(t.updated_at)
+                        .bind(t.seq);
+                }
+                q.execute(&mut *tx).await.map_err(StoreError::query(op))?;
+            }
+
+            const ATTEMPT_INSERT_COLS: usize = 11;
+            let sizes: Vec<usize> = plan.attempts.iter().map(AttemptWrite::size).collect();
+            for r in chunks(
+                &sizes,
+                d.max_params() / ATTEMPT_INSERT_COLS,
+                MAX_STATEMENT_BYTES,
+            ) {
+                let sql = d
+                    .sql(&format!(
+                        "INSERT INTO attempts (task_id, attempt, backend_task_id, agent_id, \
+                         hostname, agent_url, state, message, reason, started_at, updated_at) \
+                         VALUES {}{}",
+                        values_list(r.len(), ATTEMPT_INSERT_COLS),
+                        d.attempt_upsert_tail()
+                    ))
+                    .into_owned();
+                let mut q = sqlx::query(&sql);
+                for a in &plan.attempts[r] {
+                    q = q
+                        .bind(&a.task_id)
+                        .bind(i64::from(a.attempt))
+                        .bind(&a.backend_task_id)
+                        .bind(&a.agent_id)
+                        .bind(&a.hostname)
+                        .bind(&a.agent_url)
+                        .bind(a.state.as_str())
+                        .bind(&a.message)
+                        .bind(&a.reason)
+                        .bind(a.started_at)
+                        .bind(a.updated_at);
+                }
+                q.execute(&mut *tx).await.map_err(StoreError::query(op))?;
+            }
+
+            insert_events!(d, tx, &plan.events, op);
+            tx.commit().await.map_err(StoreError::query(op))?;
+            Ok(plan.events)
+        })
+    }
+
+    /// One task, by id.
+    pub async fn get_task(&self, id: &str) -> Result<Option<TaskRecord>, StoreError> {
+        let sql = self
+            .dialect
+            .sql(&format!("SELECT {TASK_COLS} FROM tasks t WHERE t.id = ?"))
+            .into_owned();
+        let row = on_pool!(self, |p| sqlx::query_as::<_, TaskRow>(&sql)
+            .bind(id)
+            .fetch_optional(p)
+            .await)
+        .map_err(StoreError::query("reading a task"))?;
+        row.map(TaskRecord::try_from).transpose()
+    }
+
+    /// The tasks matching `filter`, ordered by seq (the position of their last transition).
+    pub async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<TaskRecord>, StoreError> {
+        let mut sql = format!("SELECT {TASK_COLS} FROM tasks t WHERE 1 = 1");
+        if !filter.states.is_empty() {
+            sql.push_str(&format!(" AND t.state {}", in_list(filter.states.len())));
+        }
+        if filter.external_key.is_some() {
+            sql.push_str(" AND t.external_key = ?");
+        }
+        if filter.since.is_some() {
+            sql.push_str(" AND t.seq > ?");
+        }
+        if filter.label.is_some() {
+            sql.push_str(
+                " AND EXISTS (SELECT 1 FROM task_labels l \
+                 WHERE l.task_id = t.id AND l.name = ? AND l.value = ?)",
+            );
+        }
+        sql.push_str(" ORDER BY t.seq, t.id");
+        if filter.limit.is_some() {
+            sql.push_str(" LIMIT ?");
+        }
+        let sql = self.dialect.sql(&sql).into_owned();
+        let rows = on_pool!(self, |p| {
+            let mut q = sqlx::query_as::<_, TaskRow>(&sql);
+            for s in &filter.states {
+                q = q.bind(s.as_str());
+            }
+            if let Some(k) = &filter.external_key {
+                q = q.bind(k);
+            }
+            if let Some(s) = filter.since {
+                q = q.bind(s);
+            }
+            if let Some((k, v)) = &filter.label {
+                q = q.bind(k).bind(v);
+            }
+            if let Some(l) = filter.limit {
+                q = q.bind(i64::from(l));
+            }
+            q.fetch_all(p).await
+        })
+        .map_err(StoreError::query("listing tasks"))?;
+        collect(rows)
+    }
+
+    /// The change feed after `cursor`: at most `limit` events with `seq > cursor`, in seq order.
+    /// Each transition appears exactly once; pass the last seen `seq` as the next cursor.
+    pub async fn events_since(
+        &self,
+        cursor: i64,
+        limit: u32,
+    ) -> Result<Vec<TaskEvent>, StoreError> {
+        let sql = self
+            .dialect
+            .sql(&format!(
+                "SELECT {EVENT_COLS} FROM task_events WHERE seq > ? ORDER BY seq LIMIT ?"
+            ))
+            .into_owned();
+        let rows = on_pool!(self, |p| sqlx::query_as::<_, EventRow>(&sql)
+            .bind(cursor)
+            .bind(i64::from(limit))
+            .fetch_all(p)
+            .await)
+        .map_err(StoreError::query("reading the change feed"))?;
+        collect(rows)
+    }
+
+    /// The attempts of a task, oldest first.
+    pub async fn attempts(&self, task_id: &str) -> Result<Vec<Attempt>, StoreError> {
+        let sql = self
+            .dialect
+            .sql(&format!(
+                "SELECT {ATTEMPT_COLS} FROM attempts a WHERE a.task_id = ? ORDER BY a.attempt"
+            ))
+            .into_owned();
+        let rows = on_pool!(self, |p| sqlx::query_as::<_, AttemptRow>(&sql)
+            .bind(task_id)
+            .fetch_all(p)
+            .await)
+        .map_err(StoreError::query("reading attempts"))?;
+        collect(rows)
+    }
+
+    /// Every non-terminal task with its current attempt (none while never launched), in seq
+    /// order: what the driver reloads after a restart.
+    pub async fn load_active(&self) -> Result<Vec<(TaskRecord, Option<Attempt>)>, StoreError> {
+        let sql = format!(
+            "SELECT {TASK_COLS}, {JOINED_ATTEMPT_COLS} FROM tasks t \
+             LEFT JOIN attempts a ON a.task_id = t.id AND a.attempt = t.attempts \
+             WHERE t.state NOT IN {TERMINAL} ORDER BY t.seq, t.id"
+        );
+        let rows = on_pool!(self, |p| sqlx::query_as::<_, JoinedRow>(&sql)
+            .fetch_all(p)
+            .await)
+        .map_err(StoreError::query("loading active tasks"))?;
+        collect(rows)
+    }
+
+    /// The task and attempt that a backend task id (`<task id>.<attempt>`) belongs to.
+    pub async fn find_by_backend_task_id(
+        &self,
+        backend_task_id: &str,
+    ) -> Result<Option<(TaskRecord, Attempt)>, StoreError> {
+        let sql = self
+            .dialect
+            .sql(&format!(
+                "SELECT {TASK_COLS}, {JOINED_ATTEMPT_COLS} FROM attempts a \
+                 JOIN tasks t ON t.id = a.task_id WHERE a.backend_task_id = ?"
+            ))
+            .into_owned();
+        let row = on_pool!(self, |p| sqlx::query_as::<_, JoinedRow>(&sql)
+            .bind(backend_task_id)
+            .fetch_optional(p)
+            .await)
+        .map_err(StoreError::query("finding a task by backend task id"))?;
+        let Some(row) = row else { return Ok(None) };
+        match <(TaskRecord, Option<Attempt>)>::try_from(row)? {
+            (task, Some(attempt)) => Ok(Some((task, attempt))),
+            (task, None) => Err(StoreError::Corrupt {
+                what: format!("attempt {backend_task_id} of task {}", task.id),
+                reason: "the attempt row has no state".into(),
+            }),
+        }
+    }
+
+    /// The number of tasks in each state (every state present, zero included).
+    pub async fn counts(&self) -> Result<BTreeMap<TaskState, u64>, StoreError> {
+        let sql = "SELECT state, COUNT(*) FROM tasks GROUP BY state";
+        let rows: Vec<(Text, i64)> = on_pool!(self, |p| sqlx::query_as(sql).fetch_all(p).await)
+            .map_err(StoreError::query("counting tasks"))?;
+        let mut out: BTreeMap<TaskState, u64> = TaskState::ALL.iter().map(|s| (*s, 0)).collect();
+        for (state, n) in rows {
+            let st = parse_state(&state.0, "a task count")?;
+            out.insert(st, u64::try_from(n).unwrap_or(0));
+        }
+        Ok(out)
+    }
+}
+
+impl TaskHead {
+    fn size(&self) -> usize {
+        let opt = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+        96 + self.id.len()
+            + opt(&self.current_attempt_id)
+            + opt(&self.agent_id)
+            + opt(&self.hostname)
+            + opt(&self.message)
+            + opt(&self.reason)
+    }
+}
+
+impl AttemptWrite {
+    fn size(&self) -> usize {
+        let opt = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+        64 + self.task_id.len()
+            + self.backend_task_id.len()
+            + opt(&self.agent_id)
+            + opt(&self.hostname)
+            + opt(&self.agent_url)
+            + opt(&self.message)
+            + opt(&self.reason)
+    }
+}

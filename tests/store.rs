@@ -1,0 +1,883 @@
+//! The durable store against real databases: SQLite (a temp file) always, PostgreSQL when
+//! `AM_TEST_PG_URL` is set and MariaDB/MySQL when `AM_TEST_MYSQL_URL` is set (`.ci/setup-
+//! databases.sh` starts both and prints the variables). Every test makes its own fresh database
+//! on each server, so tests run in parallel. With `CI=true` a missing variable fails the test;
+//! otherwise the server is skipped with a notice.
+
+use airflow_mesos::store::{Change, Store, StoreError, TaskFilter};
+use airflow_mesos::task::{
+    attempt_task_id, Command, NetworkMode, PortSpec, SandboxFile, TaskEvent, TaskRecord, TaskSpec,
+    TaskState, VolumeMode, VolumeSpec,
+};
+use sqlx::Connection;
+use std::collections::{BTreeMap, HashSet};
+use std::time::Instant;
+
+/// A fresh database for one test on one server.
+struct TestDb {
+    kind: &'static str,
+    url: String,
+    _dir: Option<tempfile::TempDir>,
+    cleanup: Option<(String, String)>,
+}
+
+impl TestDb {
+    async fn drop_database(self) {
+        let Some((admin, name)) = self.cleanup else {
+            return;
+        };
+        match self.kind {
+            "postgres" => {
+                if let Ok(mut c) = sqlx::PgConnection::connect(&admin).await {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .execute(&mut c)
+                        .await;
+                }
+            }
+            _ => {
+                if let Ok(mut c) = sqlx::MySqlConnection::connect(&admin).await {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
+                        .execute(&mut c)
+                        .await;
+                }
+            }
+        }
+    }
+}
+
+fn server_url(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("{var} is not set but CI=true: run .ci/setup-databases.sh and source .ci/test-env.sh")
+        }
+        _ => {
+            eprintln!("NOTICE: {var} not set; skipping this server (run .ci/setup-databases.sh)");
+            None
+        }
+    }
+}
+
+fn with_database(url: &str, db: &str) -> String {
+    let mut u = url::Url::parse(url).expect("test server URL parses");
+    u.set_path(&format!("/{db}"));
+    u.to_string()
+}
+
+fn fresh_name() -> String {
+    format!("amt_{}", uuid::Uuid::new_v4().simple())
+}
+
+/// One fresh database per available server.
+async fn databases() -> Vec<TestDb> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nested/dir/store.db");
+    let mut out = vec![TestDb {
+        kind: "sqlite",
+        url: format!("sqlite://{}", path.display()),
+        _dir: Some(dir),
+        cleanup: None,
+    }];
+    if let Some(admin) = server_url("AM_TEST_PG_URL") {
+        let name = fresh_name();
+        let mut c = sqlx::PgConnection::connect(&admin)
+            .await
+            .expect("connect to AM_TEST_PG_URL");
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut c)
+            .await
+            .expect("create a PostgreSQL test database");
+        out.push(TestDb {
+            kind: "postgres",
+            url: with_database(&admin, &name),
+            _dir: None,
+            cleanup: Some((admin, name)),
+        });
+    }
+    if let Some(admin) = server_url("AM_TEST_MYSQL_URL") {
+        let name = fresh_name();
+        let mut c = sqlx::MySqlConnection::connect(&admin)
+            .await
+            .expect("connect to AM_TEST_MYSQL_URL");
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut c)
+            .await
+            .expect("create a MariaDB test database");
+        out.push(TestDb {
+            kind: "mysql",
+            url: with_database(&admin, &name),
+            _dir: None,
+            cleanup: Some((admin, name)),
+        });
+    }
+    out
+}
+
+fn rich_spec(n: usize) -> TaskSpec {
+    TaskSpec {
+        name: Some(format!("task {n}")),
+        command: Some(Command::Argv(vec![
+            "airflow".into(),
+            "tasks".into(),
+            "run".into(),
+        ])),
+        image: Some("registry.local/airflow:2.9".into()),
+        cpus: Some(0.5),
+        mem: Some(512.0),
+        disk: Some(100.0),
+        ports: vec![PortSpec {
+            container_port: 8080,
+            host_port: None,
+            protocol: "tcp".into(),
+        }],
+        env: BTreeMap::from([("AIRFLOW__CORE__EXECUTOR".into(), "LocalExecutor".into())]),
+        volumes: vec![VolumeSpec {
+            container_path: "/data".into(),
+            host_path: Some("/srv/data".into()),
+            name: None,
+            driver: None,
+            mode: VolumeMode::Ro,
+        }],
+        network: Some(NetworkMode::User("airflow-net".into())),
+        force_pull: Some(true),
+        privileged: false,
+        constraints: vec!["airflow:true?:hostname:h1".into()],
+        labels: BTreeMap::from([
+            ("dag".into(), format!("dag-{}", n % 3)),
+            ("team".into(), "Data Ünïcode".into()),
+        ]),
+        kill_grace_period: Some(30.0),
+        retries: Some(2),
+        external_key: Some(format!("dag.task.run-{n}")),
+        containerizer: None,
+        user: Some("airflow".into()),
+        files: vec![SandboxFile {
+            path: "workload.json".into(),
+            content: "{\"token\": \"s3cr3t-jwt\"}".into(),
+        }],
+        executor_config: Some(serde_json::json!({"mem_limit": "512m", "nested": [1, 2.5, null]})),
+    }
+}
+
+fn record(id: &str, spec: TaskSpec) -> TaskRecord {
+    TaskRecord {
+        id: id.into(),
+        spec,
+        state: TaskState::Queued,
+        attempts: 0,
+        current_attempt_id: None,
+        agent_id: None,
+        hostname: None,
+        message: None,
+        reason: None,
+        exit_code: None,
+        kill_requested: false,
+        created_at: 0,
+        updated_at: 0,
+        seq: 0,
+    }
+}
+
+fn change(id: &str, state: TaskState, attempt: u32, at: i64) -> Change {
+    Change {
+        task_id: id.into(),
+        state,
+        attempt,
+        backend_task_id: None,
+        agent_id: None,
+        hostname: None,
+        agent_url: None,
+        message: None,
+        reason: None,
+        exit_code: None,
+        kill_requested: false,
+        at,
+    }
+}
+
+fn launch(id: &str, attempt: u32, at: i64) -> Change {
+    Change {
+        backend_task_id: Some(attempt_task_id(id, attempt)),
+        agent_id: Some(format!("agent-{attempt}")),
+        hostname: Some(format!("host{attempt}.example")),
+        agent_url: Some(format!("http://host{attempt}.example:5051")),
+        ..change(id, TaskState::Launching, attempt, at)
+    }
+}
+
+#[tokio::test]
+async fn migrations_are_idempotent_on_reconnect() {
+    for db in databases().await {
+        let k = db.kind;
+        let s = Store::connect(&db.url)
+            .await
+            .unwrap_or_else(|e| panic!("{k}: {e}"));
+        s.insert_tasks(&[record("t-1", TaskSpec::shell("true"))], 10)
+            .await
+            .unwrap();
+        s.close().await;
+        for _ in 0..2 {
+            let s = Store::connect(&db.url)
+                .await
+                .unwrap_or_else(|e| panic!("{k}: {e}"));
+            assert!(s.get_task("t-1").await.unwrap().is_some(), "{k}: data kept");
+            s.close().await;
+        }
+        db.drop_database().await;
+    }
+}
+
+#[tokio::test]
+async fn insert_and_get_round_trip_with_the_full_spec() {
+    for db in databases().await {
+        let k = db.kind;
+        let s = Store::connect(&db.url).await.unwrap();
+        let recs: Vec<TaskRecord> = (0..5)
+            .map(|n| record(&format!("t-{n}"), rich_spec(n)))
+            .collect();
+        let events = s.insert_tasks(&recs, 1_700_000_000_123).await.unwrap();
+        assert_eq!(events.len(), 5, "{k}");
+        assert!(
+            events.windows(2).all(|w| w[0].seq < w[1].seq),
+            "{k}: {events:?}"
+        );
+        assert!(events
+            .iter()
+            .all(|e| e.state == TaskState::Queued && e.at == 1_700_000_000_123));
+        assert_eq!(
+            events[2].external_key.as_deref(),
+            Some("dag.task.run-2"),
+            "{k}"
+        );
+
+        for (rec, ev) in recs.iter().zip(&events) {
+            let got = s
+                .get_task(&rec.id)
+                .await
+                .unwrap()
+                .expect("inserted task is found");
+            let want = TaskRecord {
+                created_at: 1_700_000_000_123,
+                updated_at: 1_700_000_000_123,
+                seq: ev.seq,
+                ..rec.clone()
+            };
+            assert_eq!(got, want, "{k}");
+            assert_eq!(
+                got.spec.files[0].content, "{\"token\": \"s3cr3t-jwt\"}",
+                "{k}"
+            );
+        }
+        assert_eq!(s.get_task("t-missing").await.unwrap(), None, "{k}");
+
+        // Filters: label, external key, since, states, limit; ordered by seq.
+        let by_label = TaskFilter {
+            label: Some(("dag".into(), "dag-1".into())),
+            ..TaskFilter::default()
+        };
+        let ids: Vec<String> = s
+            .list_tasks(&by_label)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.id)
+            .collect();
+        assert_eq!(ids, vec!["t-1", "t-4"], "{k}");
+        let unicode = TaskFilter {
+            label: Some(("team".into(), "Data Ünïcode".into())),
+            ..TaskFilter::default()
+        };
+        assert_eq!(s.list_tasks(&unicode).await.unwrap().len(), 5, "{k}");
+        let case = TaskFilter {
+            label: Some(("team".into(), "data ünïcode".into())),
+            ..TaskFilter::default()
+        };
+        assert!(
+            s.list_tasks(&case).await.unwrap().is_empty(),
+            "{k}: label match is exact"
+        );
+        let by_key = TaskFilter {
+            external_key: Some("dag.task.run-3".into()),
+            ..TaskFilter::default()
+        };
+        let got = s.list_tasks(&by_key).await.unwrap();
+        assert_eq!(got.len(), 1, "{k}");
+        assert_eq!(got[0].id, "t-3", "{k}");
+        let page = TaskFilter {
+            since: Some(events[1].seq),
+            limit: Some(2),
+            ..TaskFilter::default()
+        };
+        let ids: Vec<String> = s
+            .list_tasks(&page)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.id)
+            .collect();
+        assert_eq!(ids, vec!["t-2", "t-3"], "{k}");
+        let running = TaskFilter {
+            states: vec![TaskState::Running, TaskState::Failed],
+            ..TaskFilter::default()
+        };
+        assert!(s.list_tasks(&running).await.unwrap().is_empty(), "{k}");
+
+        // A duplicate id is refused and the whole batch is rolled back.
+        let dup = [
+            record("t-new", TaskSpec::shell("x")),
+            record("t-0", TaskSpec::shell("x")),
+        ];
+        assert!(
+            s.insert_tasks(&dup, 5).await.is_err(),
+            "{k}: duplicate id refused"
+        );
+        assert_eq!(
+            s.get_task("t-new").await.unwrap(),
+            None,
+            "{k}: batch rolled back"
+        );
+        assert_eq!(
+            s.events_since(0, 100).await.unwrap().len(),
+            5,
+            "{k}: no stray events"
+        );
+        s.close().await;
+        db.drop_database().await;
+    }
+}
+
+#[tokio::test]
+async fn a_full_lifecycle_commits_rows_attempts_and_events() {
+    for db in databases().await {
+        let k = db.kind;
+        let s = Store::connect(&db.url).await.unwrap();
+        let ins = s
+            .insert_tasks(&[record("t-a", rich_spec(7))], 100)
+            .await
+            .unwrap();
+
+        let ev = s.commit(&[launch("t-a", 1, 200)]).await.unwrap();
+        assert_eq!(ev.len(), 1, "{k}");
+        let mut starting = change("t-a", TaskState::Starting, 1, 300);
+        starting.message = Some("container is starting".into());
+        let ev2 = s
+            .commit(&[starting, change("t-a", TaskState::Running, 1, 400)])
+            .await
+            .unwrap();
+        let mut fin = change("t-a", TaskState::Succeeded, 1, 500);
+        fin.exit_code = Some(0);
+        fin.message = Some("Command exited with status 0".into());
+        fin.reason = Some("REASON_COMMAND_EXECUTOR_FAILED".into());
+        let ev3 = s.commit(&[fin]).await.unwrap();
+
+        let states: Vec<TaskState> = ev.iter().chain(&ev2).chain(&ev3).map(|e| e.state).collect();
+        use TaskState::*;
+        assert_eq!(states, vec![Launching, Starting, Running, Succeeded], "{k}");
+
+        let t = s.get_task("t-a").await.unwrap().unwrap();
+        assert_eq!(t.state, Succeeded, "{k}");
+        assert_eq!(t.attempts, 1, "{k}");
+        assert_eq!(t.current_attempt_id.as_deref(), Some("t-a.1"), "{k}");
+        assert_eq!(t.agent_id.as_deref(), Some("agent-1"), "{k}");
+        assert_eq!(t.hostname.as_deref(), Some("host1.example"), "{k}");
+        assert_eq!(
+            t.message.as_deref(),
+            Some("Command exited with status 0"),
+            "{k}"
+        );
+        assert_eq!(
+            t.reason.as_deref(),
+            Some("REASON_COMMAND_EXECUTOR_FAILED"),
+            "{k}"
+        );
+        assert_eq!(t.exit_code, Some(0), "{k}");
+        assert_eq!((t.created_at, t.updated_at), (100, 500), "{k}");
+        assert_eq!(t.seq, ev3[0].seq, "{k}");
+
+        let atts = s.attempts("t-a").await.unwrap();
+        assert_eq!(atts.len(), 1, "{k}");
+        let a = &atts[0];
+        assert_eq!(a.backend_task_id, "t-a.1", "{k}");
+        assert_eq!(
+            a.agent_url.as_deref(),
+            Some("http://host1.example:5051"),
+            "{k}"
+        );
+        assert_eq!(a.state, Succeeded, "{k}");
+        assert_eq!((a.started_at, a.updated_at), (200, 500), "{k}");
+        assert_eq!(
+            a.message.as_deref(),
+            Some("Command exited with status 0"),
+            "{k}"
+        );
+
+        let (ft, fa) = s.find_by_backend_task_id("t-a.1").await.unwrap().unwrap();
+        assert_eq!(ft, t, "{k}");
+        assert_eq!(&fa, a, "{k}");
+        assert!(
+            s.find_by_backend_task_id("t-a.2").await.unwrap().is_none(),
+            "{k}"
+        );
+
+        let feed = s.events_since(0, 100).await.unwrap();
+        let mut all = ins.clone();
+        all.extend(ev.into_iter().chain(ev2).chain(ev3));
+        assert_eq!(feed, all, "{k}: returned events are the feed");
+        assert!(
+            feed.iter()
+                .all(|e| e.external_key.as_deref() == Some("dag.task.run-7")),
+            "{k}"
+        );
+        assert_eq!(feed[1].attempt, 1, "{k}");
+
+        let counts = s.counts().await.unwrap();
+        assert_eq!(
+            counts.len(),
+            TaskState::ALL.len(),
+            "{k}: every state listed"
+        );
+        assert_eq!(counts[&Succeeded], 1, "{k}");
+        assert_eq!(counts.values().sum::<u64>(), 1, "{k}");
+        s.close().await;
+        db.drop_database().await;
+    }
+}
+
+#[tokio::test]
+async fn duplicate_changes_append_no_duplicate_events() {
+    for db in databases().await {
+        let k = db.kind;
+        let s = Store::connect(&db.url).await.unwrap();
+        s.insert_tasks(&[record("t-d", TaskSpec::shell("x"))], 1)
+            .await
+            .unwrap();
+        let running = change("t-d", TaskState::Running, 1, 20);
+        let first = s
+            .commit(&[launch("t-d", 1, 10), running.clone(), running.clone()])
+            .await
+            .unwrap();
+        assert_eq!(
+            first.len(),
+            2,
+            "{k}: launching + running, the in-batch duplicate dropped"
+        );
+        let before = s.get_task("t-d").await.unwrap().unwrap();
+        let again = s.commit(std::slice::from_ref(&running)).await.unwrap();
+        assert!(again.is_empty(), "{k}: a replayed update appends nothing");
+        let mut later = running.clone();
+        later.at = 99;
+        assert!(s.commit(&[later]).await.unwrap().is_empty(), "{k}");
+        assert_eq!(
+            s.get_task("t-d").await.unwrap().unwrap(),
+            before,
+            "{k}: row untouched"
+        );
+        assert_eq!(s.events_since(0, 100).await.unwrap().len(), 3, "{k}");
+        s.close().await;
+        db.drop_database().await;
+    }
+}
+
+#[tokio::test]
+async fn retries_and_late_updates_of_old_attempts() {
+    for db in databases().await {
+        let k = db.kind;
+        let s = Store::connect(&db.url).await.unwrap();
+        s.insert_tasks(&[record("t-r", TaskSpec::shell("x"))], 1)
+            .await
+            .unwrap();
+        let mut dropped = change("t-r", TaskState::Queued, 1, 20);
+        dropped.message = Some("TASK_DROPPED".into());
+        s.commit(&[launch("t-r", 1, 10), dropped]).await.unwrap();
+        let ev = s
+            .commit(&[
+                launch("t-r", 2, 30),
+                change("t-r", TaskState::Running, 2, 40),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(
+            ev.iter().map(|e| e.attempt).collect::<Vec<_>>(),
+            vec![2, 2],
+            "{k}"
+        );
+        // A late status of attempt 1 updates only attempt 1.
+        let late = s
+            .commit(&[change("t-r", TaskState::Failed, 1, 50)])
+            .await
+            .unwrap();
+        assert!(late.is_empty(), "{k}");
+        let t = s.get_task("t-r").await.unwrap().unwrap();
+        assert_eq!((t.state, t.attempts), (TaskState::Running, 2), "{k}");
+        assert_eq!(t.current_attempt_id.as_deref(), Some("t-r.2"), "{k}");
+        assert_eq!(t.agent_id.as_deref(), Some("agent-2"), "{k}");
+        assert_eq!(
+            t.message, None,
+            "{k}: the new attempt's fields replace the old ones"
+        );
+        let atts = s.attempts("t-r").await.unwrap();
+        assert_eq!(
+            atts.iter()
+                .map(|a| (a.attempt, a.state))
+                .collect::<Vec<_>>(),
+            vec![(1, TaskState::Failed), (2, TaskState::Running)],
+            "{k}"
+        );
+        assert_eq!(atts[0].message.as_deref(), Some("TASK_DROPPED"), "{k}");
+
+        // An unknown task fails the whole batch; the valid change before it is not applied.
+        let bad = s
+            .commit(&[
+                change("t-r", TaskState::Killing, 2, 60),
+                change("t-nope", TaskState::Running, 1, 60),
+            ])
+            .await;
+        match bad {
+            Err(StoreError::UnknownTask { task_id }) => assert_eq!(task_id, "t-nope", "{k}"),
+            other => panic!("{k}: expected UnknownTask, got {other:?}"),
+        }
+        assert_eq!(
+            s.get_task("t-r").await.unwrap().unwrap().state,
+            TaskState::Running,
+            "{k}"
+        );
+
+        // Kill is sticky.
+        let mut kill = change("t-r", TaskState::Killing, 2, 70);
+        kill.kill_requested = true;
+        s.commit(&[kill, change("t-r", TaskState::Killed, 2, 80)])
+            .await
+            .unwrap();
+        let t = s.get_task("t-r").await.unwrap().unwrap();
+        assert!(t.kill_requested, "{k}");
+        assert_eq!(t.state, TaskState::Killed, "{k}");
+        s.close().await;
+        db.drop_database().await;
+    }
+}
+
+#[tokio::test]
+async fn change_feed_is_ordered_and_complete_across_many_commits() {
+    use TaskState::*;
+    for db in databases().await {
+        let k = db.kind;
+        let s = Store::connect(&db.url).await.unwrap();
+        let recs: Vec<TaskRecord> = (0..30)
+            .map(|n| record(&format!("t-{n:02}"), TaskSpec::shell("x")))
+            .collect();
+        let mut returned: Vec<TaskEvent> = s.insert_tasks(&recs, 1).await.unwrap();
+        let path = [Launching, Starting, Running, Succeeded];
+        let mut at = 10;
+        // Each commit advances a different, overlapping subset of tasks one step, and repeats
+        // some earlier changes as duplicates.
+        let mut step = vec![0usize; recs.len()];
+        for round in 0..40 {
+            let mut batch = Vec::new();
+            for (i, r) in recs.iter().enumerate() {
+                if (i + round) % 3 == 0 && step[i] < path.len() {
+                    at += 1;
+                    let c = if step[i] == 0 {
+                        launch(&r.id, 1, at)
+                    } else {
+                        change(&r.id, path[step[i]], 1, at)
+                    };
+                    batch.push(c.clone());
+                    if round % 4 == 0 {
+                        batch.push(c); // duplicate
+                    }
+                    step[i] += 1;
+                }
+            }
+            returned.extend(s.commit(&batch).await.unwrap());
+        }
+        // Read the feed in small pages, as the API does.
+        let mut feed = Vec::new();
+        let mut cursor = 0;
+        loop {
+            let page = s.events_since(cursor, 7).await.unwrap();
+            let Some(last) = page.last() else { break };
+            cursor = last.seq;
+            feed.extend(page);
+        }
+        assert_eq!(
+            feed, returned,
+            "{k}: the feed is exactly what the commits returned"
+        );
+        assert!(
+            feed.windows(2).all(|w| w[0].seq < w[1].seq),
+            "{k}: strictly increasing"
+        );
+        let distinct: HashSet<(String, TaskState)> =
+            feed.iter().map(|e| (e.task_id.clone(), e.state)).collect();
+        assert_eq!(distinct.len(), feed.len(), "{k}: each transition once");
+        let expected: usize = recs.len() + step.iter().sum::<usize>();
+        assert_eq!(feed.len(), expected, "{k}");
+        // Per task, transitions follow the path in order.
+        for r in &recs {
+            let mine: Vec<TaskState> = feed
+                .iter()
+                .filter(|e| e.task_id == r.id)
+                .map(|e| e.state)
+                .collect();
+            assert_eq!(mine[0], Queued, "{k}");
+            assert_eq!(&mine[1..], &path[..mine.len() - 1], "{k}");
+        }
+        // `since` on tasks agrees with the feed.
+        let tail = &feed[feed.len() - 5..];
+        let since = TaskFilter {
+            since: Some(tail[0].seq - 1),
+            ..TaskFilter::default()
+        };
+        let listed: HashSet<String> = s
+            .list_tasks(&since)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.id)
+            .collect();
+        let want: HashSet<String> = tail.iter().map(|e| e.task_id.clone()).collect();
+        assert!(want.is_subset(&listed), "{k}");
+        assert!(s.events_since(cursor, 10).await.unwrap().is_empty(), "{k}");
+        s.close().await;
+        db.drop_database().await;
+    }
+}
+
+/// Task id, state, and (attempt, backend task id) of its current attempt.
+type Summary = (String, TaskState, Option<(u32, String)>);
+
+#[tokio::test]
+async fn load_active_after_a_restart() {
+    use TaskState::*;
+    for db in databases().await {
+        let k = db.kind;
+        let s = Store::connect(&db.url).await.unwrap();
+        let recs: Vec<TaskRecord> = ["t-q", "t-run", "t-done", "t-unk", "t-killed"]
+            .iter()
+            .map(|id| record(id, TaskSpec::shell("x")))
+            .collect();
+        s.insert_tasks(&recs, 1).await.unwrap();
+        s.commit(&[
+            launch("t-run", 1, 2),
+            change("t-run", Running, 1, 3),
+            launch("t-done", 1, 2),
+            change("t-done", Succeeded, 1, 3),
+            launch("t-unk", 1, 2),
+            launch("t-unk", 2, 4),
+            change("t-unk", Unknown, 2, 5),
+            change("t-killed", Killed, 0, 3),
+        ])
+        .await
+        .unwrap();
+        s.set_framework_id("airflow", "fw-123").await.unwrap();
+        drop(s); // the daemon dies without closing
+
+        let s2 = Store::connect(&db.url).await.unwrap();
+        let active = s2.load_active().await.unwrap();
+        let got: Vec<Summary> = active
+            .iter()
+            .map(|(t, a)| {
+                (
+                    t.id.clone(),
+                    t.state,
+                    a.as_ref().map(|a| (a.attempt, a.backend_task_id.clone())),
+                )
+            })
+            .collect();
+        let want = vec![
+            ("t-q".to_string(), Queued, None),
+            (
+                "t-run".to_string(),
+                Running,
+                Some((1, "t-run.1".to_string())),
+            ),
+            (
+                "t-unk".to_string(),
+                Unknown,
+                Some((2, "t-unk.2".to_string())),
+            ),
+        ];
+        let mut sorted = got.clone();
+        sorted.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(sorted, want, "{k}");
+        let seqs: Vec<i64> = active.iter().map(|(t, _)| t.seq).collect();
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{k}: in seq order");
+        let (_, unk) = active.iter().find(|(t, _)| t.id == "t-unk").unwrap();
+        assert_eq!(
+            unk.as_ref().unwrap().agent_url.as_deref(),
+            Some("http://host2.example:5051"),
+            "{k}"
+        );
+        assert_eq!(
+            s2.framework_id("airflow").await.unwrap().as_deref(),
+            Some("fw-123"),
+            "{k}"
+        );
+        s2.close().await;
+        db.drop_database().await;
+    }
+}
+
+#[tokio::test]
+async fn framework_id_upsert() {
+    for db in databases().await {
+        let k = db.kind;
+        let s = Store::connect(&db.url).await.unwrap();
+        assert_eq!(s.framework_id("airflow").await.unwrap(), None, "{k}");
+        s.set_framework_id("airflow", "fw-1").await.unwrap();
+        s.set_framework_id("other", "fw-x").await.unwrap();
+        assert_eq!(
+            s.framework_id("airflow").await.unwrap().as_deref(),
+            Some("fw-1"),
+            "{k}"
+        );
+        s.set_framework_id("airflow", "fw-2").await.unwrap();
+        assert_eq!(
+            s.framework_id("airflow").await.unwrap().as_deref(),
+            Some("fw-2"),
+            "{k}"
+        );
+        assert_eq!(
+            s.framework_id("other").await.unwrap().as_deref(),
+            Some("fw-x"),
+            "{k}"
+        );
+        assert_eq!(
+            s.framework_id("Airflow").await.unwrap(),
+            None,
+            "{k}: names are exact"
+        );
+        s.close().await;
+        db.drop_database().await;
+    }
+}
+
+#[tokio::test]
+async fn translated_and_alias_urls_connect() {
+    let dir = tempfile::tempdir().unwrap();
+    let abs = dir.path().join("a/b/airflow.db");
+    let url = airflow_mesos::store::translate_url(&format!("sqlite:///{}", abs.display())).unwrap();
+    let s = Store::connect(&url).await.unwrap();
+    s.set_framework_id("f", "1").await.unwrap();
+    assert!(
+        abs.exists(),
+        "the file (and its parent dirs) were created at {}",
+        abs.display()
+    );
+    s.close().await;
+
+    if let Some(pg) = server_url("AM_TEST_PG_URL") {
+        let alias = pg.replacen("postgres://", "postgresql+psycopg2://", 1);
+        let s = Store::connect(&airflow_mesos::store::translate_url(&alias).unwrap())
+            .await
+            .unwrap();
+        s.framework_id("f").await.unwrap();
+        let s = Store::connect(&pg.replacen("postgres://", "postgresql://", 1))
+            .await
+            .unwrap();
+        s.framework_id("f").await.unwrap();
+    }
+    if let Some(my) = server_url("AM_TEST_MYSQL_URL") {
+        let alias = my.replacen("mysql://", "mysql+pymysql://", 1);
+        let s = Store::connect(&airflow_mesos::store::translate_url(&alias).unwrap())
+            .await
+            .unwrap();
+        s.framework_id("f").await.unwrap();
+        let s = Store::connect(&my.replacen("mysql://", "mariadb://", 1))
+            .await
+            .unwrap();
+        s.framework_id("f").await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn bad_or_unreachable_databases_give_clear_errors_without_the_password() {
+    let pw = "Sup3r-Secret-Pw";
+    let cases = [
+        format!("postgres://am:{pw}@127.0.0.1:1/db"),
+        format!("mysql://am:{pw}@127.0.0.1:1/db"),
+        format!("oracle://am:{pw}@127.0.0.1/db"),
+        format!("postgres://am:{pw}@127.0.0.1:5432/db?sslmode=bogus"),
+    ];
+    for url in &cases {
+        let e = Store::connect(url).await.expect_err(url).to_string();
+        assert!(!e.contains(pw), "password leaked: {e}");
+        assert!(e.contains("127.0.0.1"), "the server is named: {e}");
+    }
+    let e = Store::connect(&cases[0]).await.unwrap_err();
+    assert!(matches!(e, StoreError::Connect { .. }), "{e:?}");
+    assert!(e.to_string().to_lowercase().contains("refused"), "{e}");
+    assert!(e.is_transient(), "an unreachable server may come back");
+
+    let e = Store::connect("sqlite:///proc/no/such/dir/x.db")
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("/proc/no/such/dir"), "{e}");
+
+    // Wrong password against the real servers.
+    for var in ["AM_TEST_PG_URL", "AM_TEST_MYSQL_URL"] {
+        let Some(good) = server_url(var) else {
+            continue;
+        };
+        let mut u = url::Url::parse(&good).unwrap();
+        u.set_password(Some(pw)).unwrap();
+        let e = Store::connect(u.as_str()).await.unwrap_err().to_string();
+        assert!(!e.contains(pw), "{var}: password leaked: {e}");
+        assert!(e.contains("***"), "{var}: the URL is shown redacted: {e}");
+        assert!(
+            e.to_lowercase().contains("denied") || e.contains("authentication"),
+            "{var}: {e}"
+        );
+    }
+}
+
+/// Throughput on each database: 10,000 tasks inserted in one call, then driven through a
+/// lifecycle in commits of 500 changes. Prints the rates; asserts only correctness.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_insert_and_batched_commit_rates() {
+    const N: usize = 10_000;
+    const BATCH: usize = 500;
+    for db in databases().await {
+        let k = db.kind;
+        let s = Store::connect(&db.url).await.unwrap();
+        let recs: Vec<TaskRecord> = (0..N)
+            .map(|n| record(&format!("t-{n:05}"), rich_spec(n)))
+            .collect();
+        let t0 = Instant::now();
+        let ev = s.insert_tasks(&recs, 1).await.unwrap();
+        let insert_s = t0.elapsed().as_secs_f64();
+        assert_eq!(ev.len(), N, "{k}");
+
+        let mut changes = Vec::with_capacity(3 * N);
+        for (i, r) in recs.iter().enumerate() {
+            changes.push(launch(&r.id, 1, 10 + i as i64));
+        }
+        for (i, r) in recs.iter().enumerate() {
+            changes.push(change(&r.id, TaskState::Running, 1, 20_000 + i as i64));
+        }
+        for (i, r) in recs.iter().enumerate() {
+            let mut c = change(&r.id, TaskState::Succeeded, 1, 40_000 + i as i64);
+            c.exit_code = Some(0);
+            changes.push(c);
+        }
+        let t0 = Instant::now();
+        let mut appended = 0;
+        for batch in changes.chunks(BATCH) {
+            appended += s.commit(batch).await.unwrap().len();
+        }
+        let commit_s = t0.elapsed().as_secs_f64();
+        assert_eq!(appended, 3 * N, "{k}");
+        println!(
+            "store rates [{k}]: insert {N} tasks in {insert_s:.2} s ({:.0} tasks/s); \
+             commit {} changes in batches of {BATCH} in {commit_s:.2} s ({:.0} changes/s)",
+            N as f64 / insert_s,
+            changes.len(),
+            changes.len() as f64 / commit_s,
+        );
+        let counts = s.counts().await.unwrap();
+        assert_eq!(counts[&TaskState::Succeeded], N as u64, "{k}");
+        assert!(s.load_active().await.unwrap().is_empty(), "{k}");
+        s.close().await;
+        db.drop_database().await;
+    }
+}
