@@ -2,6 +2,7 @@
 //! HTTP client, master detection, and the conversion between wire and domain types.
 
 pub mod convert;
+pub mod detect;
 pub mod json;
 pub mod proto;
 pub mod recordio;
