@@ -12,7 +12,7 @@
 //! | [`scheduler`] | the pure core: offers × queued tasks → launches, status updates → transitions, reconciliation; no I/O, time passed in |
 //! | [`mesos`] | wire boundary: protobuf types, RecordIO codec, HTTP client, master detection, wire ↔ domain conversion |
 //! | [`docker`] | bollard: image build/push, and the local Docker backend (`backend = docker`) |
-//! | [`store`] | durable state: the [`store::TaskStore`] trait and its sqlx implementation (SQLite, PostgreSQL, MySQL) |
+//! | [`store`] | durable state: [`store::Store`], one sqlx implementation for SQLite, PostgreSQL and MySQL/MariaDB |
 //! | [`driver`] | the async loop that owns all I/O and connects backend, core, store, timers and shutdown |
 //! | [`onetime`] | one-time files (workload JSON, registry credentials) that agents fetch into a sandbox |
 //! | [`registry`] | registry credentials as docker config JSON, `docker.tar.gz`, or user/password for the engine |
