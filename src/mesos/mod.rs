@@ -6,6 +6,7 @@ pub mod detect;
 pub mod json;
 pub mod proto;
 pub mod recordio;
+pub mod subscription;
 
 /// Reads a recorded real-Mesos fixture from `../shared/fixtures/mesos-1.12-real/`. Outside CI
 /// a missing fixture directory skips the test (returns `None` with a notice); with `CI=true`
