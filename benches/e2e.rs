@@ -1,0 +1,1068 @@
+//! End-to-end benchmark of the daemon against the in-process fake Mesos master (issue 8).
+//!
+//! `cargo bench --bench e2e` (or `bash benches/run.sh`, which also runs the matching bench):
+//!
+//! 1. **launch rate** — the real `airflow-mesos scheduler` binary (a subprocess) is pointed at a
+//!    fake master whose agents finish every task at once (STARTING → RUNNING → FINISHED, each
+//!    update with a uuid, resent until acknowledged). N tasks (default 10,000) are submitted
+//!    through `POST /v1/tasks` in batches; `/v1/events` is followed until every task is
+//!    terminal, and the fake master must have received an ACKNOWLEDGE for every update it sent.
+//!    Once with SQLite, once with PostgreSQL (a fresh database on `AM_TEST_PG_URL`).
+//! 2. **status updates/s** — from the same runs: acknowledgements counted by the fake master,
+//!    sampled every 10 ms, over the span from the first to the last one.
+//! 3. **memory** — peak RSS (`VmHWM`) of the daemon while 100,000 tasks are tracked (all
+//!    launched and held RUNNING by the fake agents).
+//! 4. **Python peers** — `benches/peer/mesos110_peer.py` (Airflow 1.10's MesosExecutor algorithm
+//!    on pymesos) and, when its venv exists, `benches/peer/avmesos_peer.py` (the AVENTER
+//!    provider), against the very fake master of the SQLite run, speaking Mesos JSON.
+//!
+//! Environment: `AM_BENCH_TASKS` (N), `AM_BENCH_RSS_TASKS`, `AM_BENCH_PEER_TASKS`,
+//! `AM_BENCH_AVMESOS_TASKS`, `AM_BENCH_ONLY` (comma list of `sqlite,postgres,rss,peer,avmesos`),
+//! `AM_TEST_PG_URL`, `AM_TEST_PYTHON` (python with pymesos; default `/opt/am-venv/bin/python`),
+//! `AM_BENCH_AVMESOS_PYTHON` (python with the provider; default
+//! `/opt/am-avmesos-venv/bin/python`), `AM_BENCH_DAEMON` (daemon binary; default the one cargo
+//! built for this bench). Figures are printed as they come and as a table at the end; a
+//! machine-readable copy goes to `target/bench-e2e.json`.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::{json, Value};
+use support::fake_master::{AgentSpec, FakeMaster, FakeMasterOptions, TaskScript};
+
+/// Resources every benchmark task asks for (Airflow 1.10's integer defaults).
+const TASK_CPUS: f64 = 1.0;
+const TASK_MEM: f64 = 256.0;
+/// The bearer token the daemon is configured with (a throwaway value, not a secret).
+const API_TOKEN: &str = "bench-token";
+/// How many task specs go in one `POST /v1/tasks`.
+const BATCH: usize = 500;
+
+/// What to run, from the environment.
+struct Settings {
+    tasks: usize,
+    rss_tasks: usize,
+    peer_tasks: usize,
+    avmesos_tasks: usize,
+    only: Option<HashSet<String>>,
+    pg_url: Option<String>,
+    python: PathBuf,
+    avmesos_python: PathBuf,
+    daemon: PathBuf,
+    repo: PathBuf,
+}
+
+impl Settings {
+    fn from_env() -> Result<Settings> {
+        fn num(name: &str, default: usize) -> Result<usize> {
+            match std::env::var(name) {
+                Ok(v) => v
+                    .trim()
+                    .parse()
+                    .with_context(|| format!("{name}={v:?} is not a positive integer")),
+                Err(_) => Ok(default),
+            }
+        }
+        let tasks = num("AM_BENCH_TASKS", 10_000)?;
+        let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        Ok(Settings {
+            tasks,
+            rss_tasks: num("AM_BENCH_RSS_TASKS", 100_000)?,
+            peer_tasks: num("AM_BENCH_PEER_TASKS", tasks)?,
+            avmesos_tasks: num("AM_BENCH_AVMESOS_TASKS", 1_000)?,
+            only: std::env::var("AM_BENCH_ONLY").ok().map(|v| {
+                v.split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            }),
+            pg_url: std::env::var("AM_TEST_PG_URL")
+                .ok()
+                .filter(|v| !v.is_empty()),
+            python: std::env::var_os("AM_TEST_PYTHON")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("/opt/am-venv/bin/python")),
+            avmesos_python: std::env::var_os("AM_BENCH_AVMESOS_PYTHON")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("/opt/am-avmesos-venv/bin/python")),
+            daemon: std::env::var_os("AM_BENCH_DAEMON")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_airflow-mesos"))),
+            repo,
+        })
+    }
+
+    fn wants(&self, part: &str) -> bool {
+        self.only.as_ref().is_none_or(|o| o.contains(part))
+    }
+}
+
+/// One line of the summary table.
+#[derive(Debug, Clone, serde::Serialize)]
+struct Figure {
+    name: String,
+    value: Option<f64>,
+    unit: String,
+    target: String,
+    note: String,
+}
+
+impl Figure {
+    fn new(name: &str, value: Option<f64>, unit: &str, target: &str, note: String) -> Figure {
+        let f = Figure {
+            name: name.to_string(),
+            value,
+            unit: unit.to_string(),
+            target: target.to_string(),
+            note,
+        };
+        println!(
+            "e2e: {} = {} {} ({}) {}",
+            f.name,
+            f.value.map_or("n/a".to_string(), |v| format!("{v:.1}")),
+            f.unit,
+            f.target,
+            f.note
+        );
+        f
+    }
+}
+
+fn main() -> Result<()> {
+    // `cargo bench` passes `--bench`; `cargo test --benches` does not: then do nothing.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("e2e: not run (pass --bench, e.g. `cargo bench --bench e2e`)");
+        return Ok(());
+    }
+    let settings = Settings::from_env()?;
+    if !settings.daemon.is_file() {
+        bail!(
+            "daemon binary {} not found (build it with `cargo build --release` or set AM_BENCH_DAEMON)",
+            settings.daemon.display()
+        );
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("building the tokio runtime")?;
+    let figures = rt.block_on(run_all(&settings))?;
+    print_summary(&figures);
+    let out = settings.repo.join("target").join("bench-e2e.json");
+    if let Err(e) = std::fs::write(&out, serde_json::to_vec_pretty(&figures)?) {
+        eprintln!("e2e: could not write {}: {e}", out.display());
+    }
+    Ok(())
+}
+
+async fn run_all(s: &Settings) -> Result<Vec<Figure>> {
+    let mut figures = Vec::new();
+    let mut ours_sqlite: Option<f64> = None;
+
+    // SQLite, then the peers on the same fake master.
+    if s.wants("sqlite") || s.wants("peer") || s.wants("avmesos") {
+        let master = throughput_master(s.tasks).await;
+        if s.wants("sqlite") {
+            let dir = tempfile::tempdir()?;
+            let url = format!("sqlite://{}", dir.path().join("bench.db").display());
+            match launch_run(s, &master, &url, dir.path(), s.tasks).await {
+                Ok(r) => {
+                    ours_sqlite = Some(r.tasks_per_s());
+                    figures.extend(r.figures("SQLite", s.tasks));
+                }
+                Err(e) => figures.push(Figure::new(
+                    "launch rate, SQLite",
+                    None,
+                    "tasks/s",
+                    ">= 5000",
+                    format!("FAILED: {e:#}"),
+                )),
+            }
+        }
+        if s.wants("peer") {
+            figures.extend(peer_run(s, &master, ours_sqlite).await);
+        }
+        if s.wants("avmesos") {
+            figures.extend(avmesos_run(s, &master, ours_sqlite).await);
+        }
+    }
+
+    if s.wants("postgres") {
+        match &s.pg_url {
+            None => figures.push(Figure::new(
+                "launch rate, PostgreSQL",
+                None,
+                "tasks/s",
+                "(no target)",
+                "not run: AM_TEST_PG_URL is not set (bash .ci/setup-databases.sh)".into(),
+            )),
+            Some(base) => {
+                let res = async {
+                    let db = FreshPgDatabase::create(base).await?;
+                    let master = throughput_master(s.tasks).await;
+                    let dir = tempfile::tempdir()?;
+                    let r = launch_run(s, &master, &db.url, dir.path(), s.tasks).await;
+                    db.drop_database().await;
+                    r
+                }
+                .await;
+                match res {
+                    Ok(r) => figures.extend(r.figures("PostgreSQL", s.tasks)),
+                    Err(e) => figures.push(Figure::new(
+                        "launch rate, PostgreSQL",
+                        None,
+                        "tasks/s",
+                        "(no target)",
+                        format!("FAILED: {e:#}"),
+                    )),
+                }
+            }
+        }
+    }
+
+    if s.wants("rss") {
+        match rss_run(s).await {
+            Ok(f) => figures.push(f),
+            Err(e) => figures.push(Figure::new(
+                "peak RSS",
+                None,
+                "MB",
+                "<= 200",
+                format!("FAILED: {e:#}"),
+            )),
+        }
+    }
+    Ok(figures)
+}
+
+/// A fake master whose agents, together, can run `tasks` tasks at once (10 agents).
+async fn throughput_master(tasks: usize) -> FakeMaster {
+    let agents = 10usize;
+    let per_agent = tasks.div_ceil(agents).max(1) as f64;
+    let opts = FakeMasterOptions {
+        record_calls: false,
+        default_task_script: TaskScript::finish(),
+        agents: (0..agents)
+            .map(|_| AgentSpec::new(per_agent * TASK_CPUS, per_agent * TASK_MEM))
+            .collect(),
+        ..Default::default()
+    };
+    FakeMaster::start(opts).await
+}
+
+// ------------------------------------------------------------------------------------------
+// The daemon as a subprocess.
+
+struct Daemon {
+    child: Child,
+    api: String,
+    log: PathBuf,
+    http: reqwest::Client,
+}
+
+impl Daemon {
+    /// Writes an airflow.cfg for `master` and `database_url` into `dir`, starts
+    /// `airflow-mesos scheduler`, and waits until it is subscribed.
+    async fn start(
+        s: &Settings,
+        master: &FakeMaster,
+        database_url: &str,
+        dir: &Path,
+    ) -> Result<Daemon> {
+        let api_port = free_port()?;
+        let cfg = dir.join("airflow.cfg");
+        let text = format!(
+            "[mesos]\n\
+             master = {master}\n\
+             framework_name = airflow-mesos-bench\n\
+             backend = mesos\n\
+             database_url = {database_url}\n\
+             api_listen = 127.0.0.1:{api_port}\n\
+             api_token = {API_TOKEN}\n\
+             docker_image_slave = am-bench/busybox\n\
+             task_cpu = {TASK_CPUS}\n\
+             task_memory = {TASK_MEM}\n\
+             checkpoint = True\n\
+             failover_timeout = 604800\n",
+            master = master.host_port(),
+        );
+        std::fs::write(&cfg, text).with_context(|| format!("writing {}", cfg.display()))?;
+        let log = dir.join("daemon.log");
+        let log_file = std::fs::File::create(&log)?;
+        let before: HashSet<String> = master.framework_ids().into_iter().collect();
+        let child = Command::new(&s.daemon)
+            .arg("scheduler")
+            .env("AIRFLOW_CONFIG", &cfg)
+            .env("AIRFLOW_HOME", dir)
+            .env(
+                "RUST_LOG",
+                std::env::var("AM_BENCH_DAEMON_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone()?)
+            .stderr(log_file)
+            .spawn()
+            .with_context(|| format!("starting {} scheduler", s.daemon.display()))?;
+        let mut d = Daemon {
+            child,
+            api: format!("http://127.0.0.1:{api_port}"),
+            log,
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(4)
+                .build()?,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = d.child.try_wait()? {
+                bail!(
+                    "the daemon exited with {status} before subscribing; its log:\n{}",
+                    d.log_tail()
+                );
+            }
+            let subscribed = master
+                .framework_ids()
+                .into_iter()
+                .any(|f| !before.contains(&f) && master.is_connected(&f));
+            let healthy = d
+                .http
+                .get(format!("{}/healthz", d.api))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if subscribed && healthy {
+                return Ok(d);
+            }
+            if Instant::now() > deadline {
+                let _ = d.child.kill();
+                bail!(
+                    "the daemon did not subscribe and answer /healthz within 60 s (subscribed: {subscribed}, healthy: {healthy}); its log:\n{}",
+                    d.log_tail()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    fn auth(&self, rb: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        rb.bearer_auth(API_TOKEN)
+    }
+
+    /// `POST /v1/tasks` with one batch; returns the ids the daemon gave the tasks.
+    async fn submit(&self, specs: &[Value]) -> Result<Vec<String>> {
+        let resp = self
+            .auth(self.http.post(format!("{}/v1/tasks", self.api)))
+            .json(&json!({ "tasks": specs }))
+            .send()
+            .await
+            .context("POST /v1/tasks")?;
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            bail!("POST /v1/tasks answered {status}: {body}");
+        }
+        let ids = submitted_ids(&body);
+        if ids.len() != specs.len() {
+            bail!(
+                "POST /v1/tasks accepted {} of {} tasks: {body}",
+                ids.len(),
+                specs.len()
+            );
+        }
+        Ok(ids)
+    }
+
+    /// One long poll of the change feed after `since`.
+    async fn events(&self, since: &Option<String>) -> Result<(Vec<TaskEvent>, Option<String>)> {
+        let mut url = format!("{}/v1/events?wait=5", self.api);
+        if let Some(c) = since {
+            write!(url, "&since={c}").ok();
+        }
+        let resp = self
+            .auth(self.http.get(url))
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .context("GET /v1/events")?;
+        let status = resp.status();
+        if !status.is_success() {
+            bail!(
+                "GET /v1/events answered {status}: {}",
+                resp.text().await.unwrap_or_default()
+            );
+        }
+        let body: Value = resp.json().await.context("GET /v1/events body")?;
+        Ok(parse_events(&body, since))
+    }
+
+    /// Peak and current resident set size in kB, from `/proc/<pid>/status`.
+    fn memory_kb(&self) -> Option<(u64, u64)> {
+        proc_memory_kb(self.pid())
+    }
+
+    /// SIGTERM (the daemon's normal shutdown), then SIGKILL after 30 s.
+    async fn stop(mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.pid().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        eprintln!("e2e: the daemon did not stop within 30 s of SIGTERM; killing it");
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn proc_memory_kb(pid: u32) -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| -> Option<u64> {
+        text.lines()
+            .find(|l| l.starts_with(name))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    };
+    Some((field("VmHWM:")?, field("VmRSS:")?))
+}
+
+fn free_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").context("binding 127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
+/// A state change read from `/v1/events`.
+#[derive(Debug, Clone)]
+struct TaskEvent {
+    task_id: String,
+    state: String,
+}
+
+fn is_terminal(state: &str) -> bool {
+    matches!(state, "succeeded" | "failed" | "killed")
+}
+
+/// The task ids in a `POST /v1/tasks` answer.
+fn submitted_ids(body: &Value) -> Vec<String> {
+    let list = body
+        .get("tasks")
+        .or_else(|| body.get("ids"))
+        .and_then(Value::as_array)
+        .cloned()
+        .or_else(|| body.as_array().cloned())
+        .unwrap_or_default();
+    list.iter()
+        .filter_map(|t| match t {
+            Value::String(s) => Some(s.clone()),
+            Value::Object(o) => o
+                .get("id")
+                .or_else(|| o.get("task_id"))
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Events and the next cursor from a `/v1/events` answer.
+fn parse_events(body: &Value, since: &Option<String>) -> (Vec<TaskEvent>, Option<String>) {
+    let list = body
+        .get("events")
+        .and_then(Value::as_array)
+        .cloned()
+        .or_else(|| body.as_array().cloned())
+        .unwrap_or_default();
+    let mut events = Vec::with_capacity(list.len());
+    let mut last_seq: Option<String> = None;
+    for e in &list {
+        let id = e
+            .get("task_id")
+            .or_else(|| e.get("id"))
+            .and_then(Value::as_str);
+        let state = e.get("state").and_then(Value::as_str);
+        if let (Some(id), Some(state)) = (id, state) {
+            events.push(TaskEvent {
+                task_id: id.to_string(),
+                state: state.to_string(),
+            });
+        }
+        if let Some(seq) = e.get("seq").or_else(|| e.get("cursor")) {
+            last_seq = Some(value_text(seq));
+        }
+    }
+    let next = ["next", "cursor", "next_since", "last_seq"]
+        .iter()
+        .find_map(|k| body.get(*k).filter(|v| !v.is_null()).map(value_text))
+        .or(last_seq)
+        .or_else(|| since.clone());
+    (events, next)
+}
+
+fn value_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn task_spec(i: usize) -> Value {
+    json!({
+        "name": format!("bench-{i}"),
+        "command": "true",
+        "cpus": TASK_CPUS,
+        "mem": TASK_MEM,
+    })
+}
+
+// ------------------------------------------------------------------------------------------
+// Launch rate and status-update rate.
+
+struct LaunchRun {
+    tasks: usize,
+    seconds: f64,
+    submit_seconds: f64,
+    acks: u64,
+    ack_span_seconds: f64,
+    peak_ack_rate: f64,
+    failed: usize,
+    rss_peak_kb: Option<u64>,
+}
+
+impl LaunchRun {
+    fn tasks_per_s(&self) -> f64 {
+        self.tasks as f64 / self.seconds
+    }
+
+    fn updates_per_s(&self) -> f64 {
+        self.acks as f64 / self.ack_span_seconds.max(1e-9)
+    }
+
+    fn figures(&self, db: &str, n: usize) -> Vec<Figure> {
+        let target = if db == "SQLite" {
+            ">= 5000"
+        } else {
+            "(no target)"
+        };
+        vec![
+            Figure::new(
+                &format!("launch rate, {db}"),
+                Some(self.tasks_per_s()),
+                "tasks/s",
+                target,
+                format!(
+                    "N={n}: {:.2} s from first POST to all terminal+acked (POSTs took {:.2} s), {} failed, daemon peak RSS {} MB",
+                    self.seconds,
+                    self.submit_seconds,
+                    self.failed,
+                    self.rss_peak_kb.map_or("?".into(), |k| format!("{:.0}", k as f64 / 1024.0))
+                ),
+            ),
+            Figure::new(
+                &format!("status updates, {db}"),
+                Some(self.updates_per_s()),
+                "updates/s",
+                ">= 20000",
+                format!(
+                    "{} updates committed+acknowledged in {:.2} s (first to last ACK); best 100 ms window {:.0}/s",
+                    self.acks, self.ack_span_seconds, self.peak_ack_rate
+                ),
+            ),
+        ]
+    }
+}
+
+async fn launch_run(
+    s: &Settings,
+    master: &FakeMaster,
+    database_url: &str,
+    dir: &Path,
+    n: usize,
+) -> Result<LaunchRun> {
+    let daemon = Daemon::start(s, master, database_url, dir).await?;
+    let acks_before = master.stats().acknowledged;
+    let updates_before = master.stats().agent_updates_sent;
+    let specs: Vec<Value> = (0..n).map(task_spec).collect();
+
+    // Sample the fake master's ACK counter every 10 ms while the work runs (first/last ACK
+    // time, best 100 ms window).
+    let stop = AtomicBool::new(false);
+    let sampler = async {
+        let mut samples: Vec<(Instant, u64)> = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            samples.push((Instant::now(), master.stats().acknowledged));
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        samples.push((Instant::now(), master.stats().acknowledged));
+        samples
+    };
+    let work = async {
+        let r = drive_launch(&daemon, master, &specs, acks_before, updates_before).await;
+        stop.store(true, Ordering::Relaxed);
+        r
+    };
+    let (result, samples) = tokio::join!(work, sampler);
+    daemon.stop().await;
+    let (seconds, submit_seconds, failed, rss_peak_kb) = result?;
+
+    let acks = master.stats().acknowledged - acks_before;
+    let (span, peak) = ack_span(&samples, acks_before);
+    Ok(LaunchRun {
+        tasks: n,
+        seconds,
+        submit_seconds,
+        acks,
+        ack_span_seconds: span,
+        peak_ack_rate: peak,
+        failed,
+        rss_peak_kb,
+    })
+}
+
+/// Submits every spec, follows the change feed until all are terminal and waits for the fake
+/// master to have every agent update acknowledged. Returns (seconds, seconds spent in POSTs,
+/// tasks not succeeded, daemon peak RSS in kB).
+async fn drive_launch(
+    daemon: &Daemon,
+    master: &FakeMaster,
+    specs: &[Value],
+    acks_before: u64,
+    updates_before: u64,
+) -> Result<(f64, f64, usize, Option<u64>)> {
+    let n = specs.len();
+    let t0 = Instant::now();
+    let mut ids: HashSet<String> = HashSet::with_capacity(n);
+    for chunk in specs.chunks(BATCH) {
+        ids.extend(daemon.submit(chunk).await?);
+    }
+    let submit_seconds = t0.elapsed().as_secs_f64();
+    if ids.len() != n {
+        bail!(
+            "the daemon returned {} distinct ids for {n} tasks",
+            ids.len()
+        );
+    }
+
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let mut terminal: HashSet<String> = HashSet::with_capacity(n);
+    let mut failed = 0usize;
+    let mut cursor: Option<String> = None;
+    let mut rss_peak_kb = None;
+    while terminal.len() < n {
+        if Instant::now() > deadline {
+            bail!(
+                "only {} of {n} tasks terminal after 600 s; daemon log:\n{}",
+                terminal.len(),
+                daemon.log_tail()
+            );
+        }
+        let (events, next) = daemon.events(&cursor).await?;
+        cursor = next;
+        for e in events {
+            if is_terminal(&e.state)
+                && ids.contains(&e.task_id)
+                && terminal.insert(e.task_id)
+                && e.state != "succeeded"
+            {
+                failed += 1;
+            }
+        }
+        rss_peak_kb = daemon.memory_kb().map(|(hwm, _)| hwm).or(rss_peak_kb);
+    }
+    // Every update the agents sent must be acknowledged (3 per task with this script).
+    let expected = master.stats().agent_updates_sent - updates_before;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while master.stats().acknowledged - acks_before < expected {
+        if Instant::now() > deadline {
+            bail!(
+                "all {n} tasks terminal, but only {} of {expected} agent updates acknowledged after 60 s more",
+                master.stats().acknowledged - acks_before
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    Ok((
+        t0.elapsed().as_secs_f64(),
+        submit_seconds,
+        failed,
+        rss_peak_kb,
+    ))
+}
+
+/// Seconds from the first to the last ACK, and the best rate over a 100 ms window.
+fn ack_span(samples: &[(Instant, u64)], base: u64) -> (f64, f64) {
+    let first = samples.iter().find(|(_, a)| *a > base);
+    let last_value = samples.last().map_or(base, |(_, a)| *a);
+    let last = samples.iter().find(|(_, a)| *a == last_value);
+    let span = match (first, last) {
+        (Some((t1, _)), Some((t2, _))) => t2.duration_since(*t1).as_secs_f64(),
+        _ => 0.0,
+    };
+    let mut peak = 0.0f64;
+    let mut j = 0;
+    for i in 0..samples.len() {
+        while j < samples.len()
+            && samples[j].0.duration_since(samples[i].0) < Duration::from_millis(100)
+        {
+            j += 1;
+        }
+        if j < samples.len() {
+            let dt = samples[j].0.duration_since(samples[i].0).as_secs_f64();
+            let da = samples[j].1 - samples[i].1;
+            peak = peak.max(da as f64 / dt);
+        }
+    }
+    (span, peak)
+}
+
+// ------------------------------------------------------------------------------------------
+// Memory with 100,000 tasks tracked.
+
+async fn rss_run(s: &Settings) -> Result<Figure> {
+    let n = s.rss_tasks;
+    let agents = 20usize;
+    let per_agent = n.div_ceil(agents) as f64;
+    let master = FakeMaster::start(FakeMasterOptions {
+        record_calls: false,
+        default_task_script: TaskScript::run_until_released(),
+        agents: (0..agents)
+            .map(|_| AgentSpec::new(per_agent * TASK_CPUS, per_agent * TASK_MEM))
+            .collect(),
+        completed_tasks_kept: 0,
+        ..Default::default()
+    })
+    .await;
+    let dir = tempfile::tempdir()?;
+    let url = format!("sqlite://{}", dir.path().join("rss.db").display());
+    let daemon = Daemon::start(s, &master, &url, dir.path()).await?;
+    let (hwm_idle, _) = daemon.memory_kb().unwrap_or((0, 0));
+    let t0 = Instant::now();
+    let specs: Vec<Value> = (0..n).map(task_spec).collect();
+    let mut ids: HashSet<String> = HashSet::with_capacity(n);
+    for chunk in specs.chunks(BATCH) {
+        ids.extend(daemon.submit(chunk).await?);
+    }
+    drop(specs);
+    // Wait until every task is RUNNING (all tracked, launched, acknowledged).
+    let mut running: HashSet<String> = HashSet::with_capacity(n);
+    let mut cursor = None;
+    let deadline = Instant::now() + Duration::from_secs(900);
+    while running.len() < n {
+        if Instant::now() > deadline {
+            bail!(
+                "only {} of {n} tasks RUNNING after 900 s; daemon log:\n{}",
+                running.len(),
+                daemon.log_tail()
+            );
+        }
+        let (events, next) = daemon.events(&cursor).await?;
+        cursor = next;
+        for e in events {
+            if e.state == "running" && ids.contains(&e.task_id) {
+                running.insert(e.task_id);
+            }
+        }
+    }
+    let ramp = t0.elapsed().as_secs_f64();
+    // Let the daemon settle (periodic work, allocator churn) and sample for a few seconds.
+    let mut peak = 0u64;
+    let mut current = 0u64;
+    for _ in 0..50 {
+        if let Some((hwm, rss)) = daemon.memory_kb() {
+            peak = peak.max(hwm);
+            current = rss;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    daemon.stop().await;
+    Ok(Figure::new(
+        "peak RSS",
+        Some(peak as f64 / 1024.0),
+        "MB",
+        "<= 200",
+        format!(
+            "{n} tasks tracked (all RUNNING on {agents} agents, reached in {ramp:.1} s, SQLite); VmRSS then {:.0} MB; {:.0} MB peak before the first task",
+            current as f64 / 1024.0,
+            hwm_idle as f64 / 1024.0
+        ),
+    ))
+}
+
+// ------------------------------------------------------------------------------------------
+// Python peers.
+
+#[derive(Debug, serde::Deserialize)]
+struct PeerResult {
+    complete: bool,
+    terminal: u64,
+    seconds: f64,
+    tasks_per_s: Option<f64>,
+}
+
+async fn run_python(
+    python: &Path,
+    script: &Path,
+    args: &[String],
+    timeout: Duration,
+) -> Result<(PeerResult, Value)> {
+    let mut cmd = tokio::process::Command::new(python);
+    cmd.arg(script)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let child = cmd
+        .spawn()
+        .with_context(|| format!("starting {} {}", python.display(), script.display()))?;
+    let out = tokio::time::timeout(timeout, child.wait_with_output())
+        .await
+        .map_err(|_| anyhow!("{} did not finish within {timeout:?}", script.display()))??;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .ok_or_else(|| {
+            anyhow!(
+                "{} printed no JSON result (exit {}); stderr tail:\n{}",
+                script.display(),
+                out.status,
+                tail(&String::from_utf8_lossy(&out.stderr), 20)
+            )
+        })?;
+    let raw: Value = serde_json::from_str(line).context("peer JSON")?;
+    let r: PeerResult = serde_json::from_value(raw.clone()).context("peer JSON fields")?;
+    Ok((r, raw))
+}
+
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+async fn peer_run(s: &Settings, master: &FakeMaster, ours: Option<f64>) -> Vec<Figure> {
+    let script = s.repo.join("benches/peer/mesos110_peer.py");
+    let n = s.peer_tasks;
+    let acks_before = master.stats().acknowledged;
+    let updates_before = master.stats().agent_updates_sent;
+    let args = vec![
+        "--master".to_string(),
+        master.host_port(),
+        "--tasks".to_string(),
+        n.to_string(),
+        "--task-cpu".to_string(),
+        format!("{}", TASK_CPUS as i64),
+        "--task-mem".to_string(),
+        format!("{}", TASK_MEM as i64),
+        "--timeout".to_string(),
+        "1200".to_string(),
+    ];
+    let res = run_python(&s.python, &script, &args, Duration::from_secs(1300)).await;
+    let (r, raw) = match res {
+        Ok(x) => x,
+        Err(e) => {
+            return vec![Figure::new(
+                "Python peer (Airflow 1.10 algorithm, pymesos)",
+                None,
+                "tasks/s",
+                "ours >= 50x",
+                format!("FAILED: {e:#} (python: {})", s.python.display()),
+            )]
+        }
+    };
+    let acked = master.stats().acknowledged - acks_before;
+    let sent = master.stats().agent_updates_sent - updates_before;
+    let mut out = vec![Figure::new(
+        "Python peer (Airflow 1.10 algorithm, pymesos)",
+        r.tasks_per_s,
+        "tasks/s",
+        "(reference)",
+        format!(
+            "N={n}: {} terminal in {:.2} s (complete: {}); fake master: {acked} of {sent} updates acknowledged; {raw}",
+            r.terminal, r.seconds, r.complete
+        ),
+    )];
+    if let (Some(ours), Some(theirs)) = (ours, r.tasks_per_s) {
+        out.push(Figure::new(
+            "ratio ours/1.10 peer (SQLite)",
+            Some(ours / theirs),
+            "x",
+            ">= 50",
+            String::new(),
+        ));
+    }
+    out
+}
+
+async fn avmesos_run(s: &Settings, master: &FakeMaster, ours: Option<f64>) -> Vec<Figure> {
+    let name = "Python peer (AVENTER provider 0.4.0)";
+    if !s.avmesos_python.is_file() {
+        return vec![Figure::new(
+            name,
+            None,
+            "tasks/s",
+            "(reference)",
+            format!(
+                "not run: {} not found (bash benches/run.sh builds that venv)",
+                s.avmesos_python.display()
+            ),
+        )];
+    }
+    let script = s.repo.join("benches/peer/avmesos_peer.py");
+    let n = s.avmesos_tasks;
+    let args = vec![
+        "--master".to_string(),
+        master.host_port(),
+        "--tasks".to_string(),
+        n.to_string(),
+        "--task-cpu".to_string(),
+        format!("{TASK_CPUS}"),
+        "--task-mem".to_string(),
+        format!("{TASK_MEM}"),
+        "--timeout".to_string(),
+        "600".to_string(),
+    ];
+    match run_python(&s.avmesos_python, &script, &args, Duration::from_secs(700)).await {
+        Err(e) => vec![Figure::new(
+            name,
+            None,
+            "tasks/s",
+            "(reference)",
+            format!("FAILED: {e:#}"),
+        )],
+        Ok((r, raw)) => {
+            let mut out = vec![Figure::new(
+                name,
+                r.tasks_per_s,
+                "tasks/s",
+                "(reference)",
+                format!(
+                    "N={n}: {} terminal in {:.2} s (complete: {}); {raw}",
+                    r.terminal, r.seconds, r.complete
+                ),
+            )];
+            if let (Some(ours), Some(theirs)) = (ours, r.tasks_per_s.filter(|t| *t > 0.0)) {
+                out.push(Figure::new(
+                    "ratio ours/AVENTER (SQLite)",
+                    Some(ours / theirs),
+                    "x",
+                    ">= 50",
+                    String::new(),
+                ));
+            }
+            out
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// A fresh PostgreSQL database per run.
+
+struct FreshPgDatabase {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+impl FreshPgDatabase {
+    async fn create(base: &str) -> Result<FreshPgDatabase> {
+        use sqlx::Connection;
+        let name = format!(
+            "am_bench_{}_{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_millis()
+        );
+        let mut conn = sqlx::PgConnection::connect(base)
+            .await
+            .with_context(|| "connecting to AM_TEST_PG_URL".to_string())?;
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .with_context(|| format!("CREATE DATABASE {name}"))?;
+        conn.close().await.ok();
+        let mut url = url::Url::parse(base).context("AM_TEST_PG_URL is not a URL")?;
+        url.set_path(&format!("/{name}"));
+        Ok(FreshPgDatabase {
+            admin_url: base.to_string(),
+            name,
+            url: url.to_string(),
+        })
+    }
+
+    async fn drop_database(&self) {
+        use sqlx::Connection;
+        if let Ok(mut conn) = sqlx::PgConnection::connect(&self.admin_url).await {
+            let q = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+            if let Err(e) = sqlx::query(&q).execute(&mut conn).await {
+                eprintln!("e2e: could not drop {}: {e}", self.name);
+            }
+            conn.close().await.ok();
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+
+fn print_summary(figures: &[Figure]) {
+    let mut rows: BTreeMap<usize, &Figure> = BTreeMap::new();
+    for (i, f) in figures.iter().enumerate() {
+        rows.insert(i, f);
+    }
+    let w = figures.iter().map(|f| f.name.len()).max().unwrap_or(10);
+    println!("\n=== e2e summary ({} cores)", num_cpus());
+    println!(
+        "{:<w$}  {:>12}  {:<10}  {:<12}",
+        "figure", "value", "unit", "target"
+    );
+    for f in rows.values() {
+        let v = f.value.map_or("n/a".to_string(), |v| format!("{v:.1}"));
+        println!(
+            "{:<w$}  {:>12}  {:<10}  {:<12}",
+            f.name, v, f.unit, f.target
+        );
+    }
+    for f in rows
+        .values()
+        .filter(|f| f.note.starts_with("FAILED") || f.note.starts_with("not run"))
+    {
+        println!("  {}: {}", f.name, f.note);
+    }
+}
+
+fn num_cpus() -> usize {
+    std::thread::available_parallelism().map_or(0, |n| n.get())
+}
