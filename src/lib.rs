@@ -17,6 +17,7 @@
 //! | [`onetime`] | one-time files (workload JSON, registry credentials) that agents fetch into a sandbox |
 //! | [`registry`] | registry credentials as docker config JSON, `docker.tar.gz`, or user/password for the engine |
 //! | [`api`] | the axum HTTP API (token auth), `/metrics`, `/healthz` |
+//! | [`client`] | HTTP client of the API, used by the CLI verbs |
 //! | [`cli`], [`commands`] | clap argument types; one file per subcommand (the binary only parses and dispatches) |
 //!
 //! The scheduler core sees only domain types ([`scheduler::types`]); protobuf types never leave
@@ -26,6 +27,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod client;
 pub mod commands;
 pub mod config;
 pub mod docker;

@@ -1,2 +1,438 @@
 //! The HTTP API of the daemon (axum): task submission, queries, the change feed, kills, logs,
-//! `/metrics` and `/healthz`.
+//! one-time files, `/metrics` and `/healthz`.
+//!
+//! Every route needs the configured token (`Authorization: Bearer <api_token>`, or HTTP Basic
+//! with `api_username`/`api_password`) except `GET /healthz`, `GET /metrics` and the one-time
+//! file route (whose URL carries its own unguessable token). Writes go through the driver (the
+//! single writer); reads go to the store.
+//!
+//! | method and path | what |
+//! |---|---|
+//! | `POST /v1/tasks` | submit one spec, or `{"tasks": [spec, ...]}`; 201 with the stored tasks |
+//! | `GET /v1/tasks/{id}` | one task |
+//! | `GET /v1/tasks?state=&label=k=v&external_key=&since=&limit=` | tasks, ordered by `seq` |
+//! | `GET /v1/events?since=&limit=&wait=` | the change feed: each transition once, in order |
+//! | `POST /v1/tasks/{id}/kill` | kill a queued or running task |
+//! | `GET /v1/tasks/{id}/logs?stream=stdout\|stderr&offset=&length=` | sandbox output |
+//! | `GET /v1/files/{token}/{name}` | a one-time file, for Mesos agents |
+
+pub mod logs;
+mod views;
+
+pub use views::{EventView, TaskView};
+
+use crate::driver::{DriverHandle, SubmitError};
+use crate::onetime::OneTimeFiles;
+use crate::scheduler::KillError;
+use crate::store::{Store, TaskFilter};
+use crate::task::{TaskSpec, TaskState};
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Largest accepted request body (a 10,000-task batch fits comfortably).
+pub const MAX_BODY: usize = 32 * 1024 * 1024;
+
+/// Who may call the API.
+#[derive(Clone, Default)]
+pub struct Auth {
+    pub token: Option<String>,
+    pub basic: Option<(String, String)>,
+}
+
+impl Auth {
+    fn allows(&self, headers: &HeaderMap) -> bool {
+        if self.token.is_none() && self.basic.is_none() {
+            return true;
+        }
+        let Some(value) = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+        else {
+            return false;
+        };
+        if let (Some(t), Some(given)) = (&self.token, value.strip_prefix("Bearer ")) {
+            return constant_time_eq(t.as_bytes(), given.trim().as_bytes());
+        }
+        if let (Some((u, p)), Some(b64)) = (&self.basic, value.strip_prefix("Basic ")) {
+            use base64::Engine;
+            if let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(b64.trim()) {
+                let expected = format!("{u}:{p}");
+                return constant_time_eq(expected.as_bytes(), &raw);
+            }
+        }
+        false
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Where task logs come from.
+#[derive(Clone, Debug)]
+pub enum LogSource {
+    /// The local Docker backend keeps sandboxes here.
+    Local(std::path::PathBuf),
+    /// Mesos agents' `/files/read` API.
+    Agents,
+}
+
+/// Shared state of the API handlers.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub driver: DriverHandle,
+    pub files: Arc<OneTimeFiles>,
+    pub auth: Auth,
+    pub logs: LogSource,
+    pub http: reqwest::Client,
+    /// The backend name for `/healthz` and `/metrics`.
+    pub backend: &'static str,
+}
+
+/// Builds the router.
+pub fn router(state: AppState) -> Router {
+    let protected = Router::new()
+        .route("/v1/tasks", post(submit).get(list))
+        .route("/v1/tasks/{id}", get(get_task))
+        .route("/v1/tasks/{id}/kill", post(kill))
+        .route("/v1/tasks/{id}/logs", get(task_logs))
+        .route("/v1/events", get(events))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_auth));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/v1/files/{token}/{name}", get(one_time_file))
+        .merge(protected)
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+}
+
+async fn require_auth(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    if st.auth.allows(req.headers()) {
+        next.run(req).await
+    } else {
+        let mut r = ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong credentials: send `Authorization: Bearer <api_token>`",
+        )
+        .into_response();
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer realm=\"airflow-mesos\""),
+        );
+        r
+    }
+}
+
+/// An error answer: `{"error": message, "field": ...}` with a status code.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+    field: Option<String>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+            field: None,
+        }
+    }
+    fn field(mut self, f: impl Into<String>) -> ApiError {
+        self.field = Some(f.into());
+        self
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({ "error": self.message });
+        if let Some(f) = self.field {
+            body["field"] = json!(f);
+        }
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> ApiError {
+        tracing::error!(error = %e, "store error in API");
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("state store: {e}"))
+    }
+}
+
+async fn healthz(State(st): State<AppState>) -> impl IntoResponse {
+    let subscribed = st
+        .driver
+        .metrics
+        .subscribed
+        .load(std::sync::atomic::Ordering::Relaxed)
+        == 1;
+    Json(json!({ "status": "ok", "backend": st.backend, "subscribed": subscribed }))
+}
+
+async fn metrics(State(st): State<AppState>) -> Result<Response, ApiError> {
+    let counts = st.store.counts().await?;
+    let body = views::render_metrics(&st.driver.metrics, &counts, st.backend);
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response())
+}
+
+/// Parses a submission body: one spec, `{"tasks": [...]}`, or a bare list. Errors name the
+/// field (`tasks[3].cpus: invalid type ...`).
+pub fn parse_submission(body: &[u8]) -> Result<Vec<TaskSpec>, ApiError> {
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(StatusCode::BAD_REQUEST, format!("body is not JSON: {e}")).field("body")
+    })?;
+    let (items, prefix) = match value {
+        serde_json::Value::Array(items) => (items, "tasks"),
+        serde_json::Value::Object(mut o) if o.contains_key("tasks") => match o.remove("tasks") {
+            Some(serde_json::Value::Array(items)) => (items, "tasks"),
+            _ => {
+                return Err(
+                    ApiError::new(StatusCode::BAD_REQUEST, "`tasks` must be a list").field("tasks"),
+                )
+            }
+        },
+        other @ serde_json::Value::Object(_) => (vec![other], ""),
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "body must be a task spec object or {\"tasks\": [...]}",
+            )
+            .field("body"))
+        }
+    };
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| {
+            serde_json::from_value::<TaskSpec>(v).map_err(|e| {
+                let field = if prefix.is_empty() {
+                    spec_error_field(&e.to_string())
+                } else {
+                    format!("tasks[{i}]")
+                };
+                ApiError::new(StatusCode::BAD_REQUEST, format!("{field}: {e}")).field(field)
+            })
+        })
+        .collect()
+}
+
+/// Best-effort field name from a serde error message (`unknown field `x``, `missing field `x``).
+fn spec_error_field(msg: &str) -> String {
+    msg.split('`').nth(1).unwrap_or("body").to_string()
+}
+
+async fn submit(State(st): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+    let specs = parse_submission(&body)?;
+    let single = specs.len() == 1;
+    match st.driver.submit(specs).await {
+        Ok(records) => {
+            let views: Vec<TaskView> = records.iter().map(TaskView::from).collect();
+            let _ = single;
+            Ok((StatusCode::CREATED, Json(json!({ "tasks": views }))).into_response())
+        }
+        Err(SubmitError::Invalid { index, error }) => {
+            let field = if single {
+                error.field.clone()
+            } else {
+                format!("tasks[{index}].{}", error.field)
+            };
+            Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("{field}: {}", error.message),
+            )
+            .field(field))
+        }
+        Err(e @ (SubmitError::TooMany(_) | SubmitError::Empty)) => {
+            Err(ApiError::new(StatusCode::BAD_REQUEST, e.to_string()).field("tasks"))
+        }
+        Err(e @ SubmitError::ShuttingDown) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            e.to_string(),
+        )),
+        Err(SubmitError::Store(e)) => Err(e.into()),
+    }
+}
+
+async fn get_task(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    match st.store.get_task(&id).await? {
+        Some(t) => Ok(Json(TaskView::from(&t)).into_response()),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no task `{id}`"),
+        )),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    state: Option<String>,
+    label: Option<String>,
+    external_key: Option<String>,
+    since: Option<i64>,
+    limit: Option<u32>,
+}
+
+async fn list(
+    State(st): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> Result<Response, ApiError> {
+    let mut filter = TaskFilter {
+        since: q.since,
+        limit: Some(q.limit.unwrap_or(1000).min(10_000)),
+        external_key: q.external_key,
+        ..TaskFilter::default()
+    };
+    if let Some(states) = q.state {
+        for s in states.split(',').filter(|s| !s.is_empty()) {
+            let st: TaskState = s.parse().map_err(|e: crate::task::state::UnknownState| {
+                ApiError::new(StatusCode::BAD_REQUEST, e.to_string()).field("state")
+            })?;
+            filter.states.push(st);
+        }
+    }
+    if let Some(l) = q.label {
+        let (k, v) = l.split_once('=').ok_or_else(|| {
+            ApiError::new(StatusCode::BAD_REQUEST, "label must be key=value").field("label")
+        })?;
+        filter.label = Some((k.to_string(), v.to_string()));
+    }
+    let tasks = st.store.list_tasks(&filter).await?;
+    let cursor = tasks.last().map(|t| t.seq).or(q.since).unwrap_or(0);
+    let views: Vec<TaskView> = tasks.iter().map(TaskView::from).collect();
+    Ok(Json(json!({ "tasks": views, "cursor": cursor })).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct EventsQuery {
+    since: Option<i64>,
+    limit: Option<u32>,
+    /// Seconds to wait for new events when there are none (long poll, at most 60).
+    wait: Option<f64>,
+}
+
+async fn events(
+    State(st): State<AppState>,
+    Query(q): Query<EventsQuery>,
+) -> Result<Response, ApiError> {
+    let since = q.since.unwrap_or(0);
+    let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
+    let wait = Duration::from_secs_f64(q.wait.unwrap_or(0.0).clamp(0.0, 60.0));
+    let deadline = Instant::now() + wait;
+    loop {
+        let evs = st.store.events_since(since, limit).await?;
+        if !evs.is_empty() || Instant::now() >= deadline {
+            let cursor = evs.last().map(|e| e.seq).unwrap_or(since);
+            let views: Vec<EventView> = evs.iter().map(EventView::from).collect();
+            return Ok(Json(json!({ "events": views, "cursor": cursor })).into_response());
+        }
+        // Poll cheaply: only hit the store again once the driver committed something new.
+        let last = &st.driver.metrics.last_seq;
+        let step = Duration::from_millis(50);
+        while last.load(std::sync::atomic::Ordering::Relaxed) <= since && Instant::now() < deadline
+        {
+            tokio::time::sleep(step).await;
+        }
+    }
+}
+
+async fn kill(State(st): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    match st.driver.kill(&id).await {
+        Ok(state) => Ok(Json(json!({ "id": id, "state": state })).into_response()),
+        Err(KillError::NotFound) => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no task `{id}`"),
+        )),
+        Err(KillError::AlreadyTerminal(s)) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("task `{id}` already ended ({s})"),
+        )),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct LogQuery {
+    stream: Option<String>,
+    offset: Option<u64>,
+    length: Option<usize>,
+}
+
+async fn task_logs(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<LogQuery>,
+) -> Result<Response, ApiError> {
+    let stderr = match q.stream.as_deref().unwrap_or("stdout") {
+        "stdout" => false,
+        "stderr" => true,
+        other => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("stream must be stdout or stderr, not `{other}`"),
+            )
+            .field("stream"))
+        }
+    };
+    let Some(task) = st.store.get_task(&id).await? else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no task `{id}`"),
+        ));
+    };
+    let offset = q.offset.unwrap_or(0);
+    let length = q.length.unwrap_or(1 << 20).min(8 << 20);
+    let chunk = logs::read(&st, &task, stderr, offset, length)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, e.to_string()))?;
+    Ok(Json(json!({
+        "id": id,
+        "stream": if stderr { "stderr" } else { "stdout" },
+        "offset": offset,
+        "next_offset": chunk.next_offset,
+        "data": String::from_utf8_lossy(&chunk.data),
+        "terminal": task.state.is_terminal(),
+    }))
+    .into_response())
+}
+
+async fn one_time_file(
+    State(st): State<AppState>,
+    Path((token, name)): Path<(String, String)>,
+) -> Response {
+    match st.files.take(&token, &name, Instant::now()) {
+        Some(f) => (
+            [(header::CONTENT_TYPE, "application/octet-stream")],
+            f.content,
+        )
+            .into_response(),
+        None => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no such file (already fetched, expired or wrong token)",
+        )
+        .into_response(),
+    }
+}

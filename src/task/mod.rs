@@ -8,8 +8,8 @@ pub mod spec;
 pub mod state;
 
 pub use spec::{
-    Command, Containerizer, NetworkMode, PortSpec, SandboxFile, SpecError, TaskSpec, VolumeMode,
-    VolumeSpec,
+    Command, Containerizer, NetworkMode, PortSpec, SandboxFile, SpecDefaults, SpecError, TaskSpec,
+    VolumeMode, VolumeSpec,
 };
 pub use state::{AirflowState, TaskState};
 

@@ -1,0 +1,173 @@
+//! Reading a task's sandbox output (stdout/stderr): from the local backend's sandbox
+//! directory, or from the Mesos agent that ran the attempt, through its `/state` (to find the
+//! sandbox directory) and `/files/read` APIs.
+
+use super::{AppState, LogSource};
+use crate::task::TaskRecord;
+
+/// A piece of a log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogChunk {
+    pub data: Vec<u8>,
+    /// Offset to ask for next.
+    pub next_offset: u64,
+}
+
+/// Why a log could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("task has not been launched yet; no logs")]
+    NotLaunched,
+    #[error("cannot read the local sandbox: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("agent {agent}: {message}")]
+    Agent { agent: String, message: String },
+}
+
+/// Reads `length` bytes from `offset` of the current attempt's stdout (or stderr).
+pub async fn read(
+    st: &AppState,
+    task: &TaskRecord,
+    stderr: bool,
+    offset: u64,
+    length: usize,
+) -> Result<LogChunk, LogError> {
+    let Some(backend_id) = task.current_attempt_id.as_deref() else {
+        return Err(LogError::NotLaunched);
+    };
+    match &st.logs {
+        LogSource::Local(dir) => {
+            let (data, next_offset) =
+                crate::docker::local::read_log(dir, backend_id, stderr, offset, length).await?;
+            Ok(LogChunk { data, next_offset })
+        }
+        LogSource::Agents => {
+            let attempt = st
+                .store
+                .find_by_backend_task_id(backend_id)
+                .await
+                .ok()
+                .flatten()
+                .map(|(_, a)| a);
+            let agent = attempt
+                .as_ref()
+                .and_then(|a| a.agent_url.clone())
+                .or_else(|| task.hostname.as_ref().map(|h| format!("http://{h}:5051")))
+                .ok_or(LogError::NotLaunched)?;
+            read_from_agent(&st.http, &agent, backend_id, stderr, offset, length).await
+        }
+    }
+}
+
+fn agent_err(agent: &str, message: impl Into<String>) -> LogError {
+    LogError::Agent {
+        agent: agent.to_string(),
+        message: message.into(),
+    }
+}
+
+/// Finds the sandbox directory of `task_id` in an agent's `/state` JSON.
+pub fn sandbox_directory(state: &serde_json::Value, task_id: &str) -> Option<String> {
+    let frameworks = ["frameworks", "completed_frameworks"];
+    let executors = ["executors", "completed_executors"];
+    let task_lists = ["tasks", "queued_tasks", "completed_tasks"];
+    for f in frameworks {
+        for fw in state
+            .get(f)
+            .and_then(|v| v.as_array())
+            .into_iter()
+            .flatten()
+        {
+            for e in executors {
+                for ex in fw.get(e).and_then(|v| v.as_array()).into_iter().flatten() {
+                    let runs_task = ex.get("id").and_then(|v| v.as_str()) == Some(task_id)
+                        || task_lists.iter().any(|l| {
+                            ex.get(*l).and_then(|v| v.as_array()).is_some_and(|ts| {
+                                ts.iter()
+                                    .any(|t| t.get("id").and_then(|v| v.as_str()) == Some(task_id))
+                            })
+                        });
+                    if runs_task {
+                        if let Some(d) = ex.get("directory").and_then(|v| v.as_str()) {
+                            return Some(d.to_string());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Reads through an agent's files API.
+pub async fn read_from_agent(
+    http: &reqwest::Client,
+    agent: &str,
+    backend_task_id: &str,
+    stderr: bool,
+    offset: u64,
+    length: usize,
+) -> Result<LogChunk, LogError> {
+    let base = agent.trim_end_matches('/');
+    let state: serde_json::Value = http
+        .get(format!("{base}/state"))
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .map_err(|e| agent_err(agent, format!("GET /state failed: {e}")))?
+        .json()
+        .await
+        .map_err(|e| agent_err(agent, format!("GET /state: bad JSON: {e}")))?;
+    let dir = sandbox_directory(&state, backend_task_id)
+        .ok_or_else(|| agent_err(agent, format!("no sandbox for task {backend_task_id}")))?;
+    let path = format!("{dir}/{}", if stderr { "stderr" } else { "stdout" });
+    let resp: serde_json::Value = http
+        .get(format!("{base}/files/read"))
+        .query(&[
+            ("path", path.as_str()),
+            ("offset", &offset.to_string()),
+            ("length", &length.to_string()),
+        ])
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .map_err(|e| agent_err(agent, format!("GET /files/read failed: {e}")))?
+        .json()
+        .await
+        .map_err(|e| agent_err(agent, format!("GET /files/read: bad JSON: {e}")))?;
+    let data = resp
+        .get("data")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default()
+        .as_bytes()
+        .to_vec();
+    let at = resp
+        .get("offset")
+        .and_then(|v| v.as_u64())
+        .unwrap_or(offset);
+    Ok(LogChunk {
+        next_offset: at + data.len() as u64,
+        data,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_sandbox_of_running_and_completed_tasks() {
+        let state = serde_json::json!({
+            "frameworks": [{"executors": [{"id": "t-1.1", "directory": "/var/lib/mesos/a",
+                "tasks": [{"id": "t-1.1"}]}]}],
+            "completed_frameworks": [{"completed_executors": [{"id": "x", "directory": "/b",
+                "completed_tasks": [{"id": "t-2.1"}]}]}]
+        });
+        assert_eq!(
+            sandbox_directory(&state, "t-1.1").as_deref(),
+            Some("/var/lib/mesos/a")
+        );
+        assert_eq!(sandbox_directory(&state, "t-2.1").as_deref(), Some("/b"));
+        assert_eq!(sandbox_directory(&state, "t-3.1"), None);
+    }
+}

@@ -1,0 +1,220 @@
+//! JSON views of tasks and change-feed events (the stable `--json` contract), and the
+//! Prometheus rendering of `/metrics`.
+
+use crate::driver::Metrics;
+use crate::task::{TaskEvent, TaskRecord, TaskSpec, TaskState};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+
+/// RFC 3339 (UTC, milliseconds) from milliseconds since the epoch.
+pub fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// A task as the API and `--json` show it. Field names are a stable contract.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskView {
+    pub id: String,
+    pub name: Option<String>,
+    pub state: TaskState,
+    /// `queued`, `running`, `success` or `failed`.
+    pub airflow_state: crate::task::AirflowState,
+    pub external_key: Option<String>,
+    pub attempts: u32,
+    /// Backend (Mesos) task id of the current attempt.
+    pub backend_task_id: Option<String>,
+    pub agent_id: Option<String>,
+    pub hostname: Option<String>,
+    pub message: Option<String>,
+    pub reason: Option<String>,
+    pub exit_code: Option<i32>,
+    pub kill_requested: bool,
+    pub labels: BTreeMap<String, String>,
+    pub created_at: String,
+    pub updated_at: String,
+    /// Change-feed position of the last change.
+    pub seq: i64,
+    /// The spec, with sandbox file contents redacted.
+    pub spec: TaskSpec,
+}
+
+impl From<&TaskRecord> for TaskView {
+    fn from(t: &TaskRecord) -> TaskView {
+        TaskView {
+            id: t.id.clone(),
+            name: t.spec.name.clone(),
+            state: t.state,
+            airflow_state: t.state.airflow_state(),
+            external_key: t.spec.external_key.clone(),
+            attempts: t.attempts,
+            backend_task_id: t.current_attempt_id.clone(),
+            agent_id: t.agent_id.clone(),
+            hostname: t.hostname.clone(),
+            message: t.message.clone(),
+            reason: t.reason.clone(),
+            exit_code: t.exit_code,
+            kill_requested: t.kill_requested,
+            labels: t.spec.labels.clone(),
+            created_at: rfc3339(t.created_at),
+            updated_at: rfc3339(t.updated_at),
+            seq: t.seq,
+            spec: t.spec.redacted(),
+        }
+    }
+}
+
+/// One change-feed entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventView {
+    pub seq: i64,
+    pub task_id: String,
+    pub state: TaskState,
+    pub airflow_state: crate::task::AirflowState,
+    pub attempt: u32,
+    pub message: Option<String>,
+    pub at: String,
+    pub external_key: Option<String>,
+}
+
+impl From<&TaskEvent> for EventView {
+    fn from(e: &TaskEvent) -> EventView {
+        EventView {
+            seq: e.seq,
+            task_id: e.task_id.clone(),
+            state: e.state,
+            airflow_state: e.state.airflow_state(),
+            attempt: e.attempt,
+            message: e.message.clone(),
+            at: rfc3339(e.at),
+            external_key: e.external_key.clone(),
+        }
+    }
+}
+
+/// Prometheus text exposition of the driver's counters and the per-state task counts.
+pub fn render_metrics(m: &Metrics, counts: &BTreeMap<TaskState, u64>, backend: &str) -> String {
+    let mut out = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, value: String| {
+        let _ = writeln!(out, "# HELP airflow_mesos_{name} {help}");
+        let _ = writeln!(out, "# TYPE airflow_mesos_{name} {kind}");
+        let _ = writeln!(out, "airflow_mesos_{name} {value}");
+    };
+    let c = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed).to_string();
+    metric(
+        "launches_total",
+        "counter",
+        "Tasks launched (attempts).",
+        c(&m.launches),
+    );
+    metric(
+        "status_updates_total",
+        "counter",
+        "Status updates received.",
+        c(&m.status_updates),
+    );
+    metric(
+        "offers_received_total",
+        "counter",
+        "Resource offers received.",
+        c(&m.offers_received),
+    );
+    metric(
+        "offers_declined_total",
+        "counter",
+        "Resource offers declined.",
+        c(&m.offers_declined),
+    );
+    metric(
+        "acknowledgements_total",
+        "counter",
+        "Status updates acknowledged.",
+        c(&m.acks),
+    );
+    metric(
+        "reconnects_total",
+        "counter",
+        "Times the subscription was lost.",
+        c(&m.reconnects),
+    );
+    metric(
+        "commits_total",
+        "counter",
+        "State-store transactions committed by the driver.",
+        c(&m.commits),
+    );
+    metric(
+        "subscribed",
+        "gauge",
+        "1 while subscribed to the backend.",
+        c(&m.subscribed),
+    );
+    metric(
+        "matching_last_seconds",
+        "gauge",
+        "Duration of the last offer-handling step.",
+        format!(
+            "{:.6}",
+            m.last_matching_us.load(Ordering::Relaxed) as f64 / 1e6
+        ),
+    );
+    metric(
+        "matching_seconds_sum",
+        "counter",
+        "Total time spent in offer-handling steps.",
+        format!(
+            "{:.6}",
+            m.matching_us_total.load(Ordering::Relaxed) as f64 / 1e6
+        ),
+    );
+    metric(
+        "matching_rounds_total",
+        "counter",
+        "Offer-handling steps.",
+        c(&m.matching_rounds),
+    );
+    let _ = writeln!(out, "# HELP airflow_mesos_tasks Tasks by state.");
+    let _ = writeln!(out, "# TYPE airflow_mesos_tasks gauge");
+    for st in TaskState::ALL {
+        let n = counts.get(&st).copied().unwrap_or(0);
+        let _ = writeln!(out, "airflow_mesos_tasks{{state=\"{st}\"}} {n}");
+    }
+    let _ = writeln!(out, "# HELP airflow_mesos_info Build and backend.");
+    let _ = writeln!(out, "# TYPE airflow_mesos_info gauge");
+    let _ = writeln!(
+        out,
+        "airflow_mesos_info{{version=\"{}\",backend=\"{backend}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_render_every_state_and_counter() {
+        let m = Metrics::default();
+        m.launches.store(3, Ordering::Relaxed);
+        let mut counts = BTreeMap::new();
+        counts.insert(TaskState::Running, 2);
+        let text = render_metrics(&m, &counts, "mesos");
+        assert!(text.contains("airflow_mesos_launches_total 3\n"));
+        assert!(text.contains("airflow_mesos_tasks{state=\"running\"} 2\n"));
+        assert!(text.contains("airflow_mesos_tasks{state=\"queued\"} 0\n"));
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let value = line.rsplit(' ').next().unwrap();
+            assert!(value.parse::<f64>().is_ok(), "bad sample line: {line}");
+        }
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+    }
+}
