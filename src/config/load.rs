@@ -441,6 +441,23 @@ impl Cx<'_> {
         self.typed(key, None, None, |t| Ok(t.to_string()))
     }
 
+    /// A text value from which one pair of surrounding double quotes is dropped (older AVENTER
+    /// releases removed `"` from these values, so configs may have them).
+    fn text_unquoted(&mut self, key: &'static str) -> Option<String> {
+        self.typed(key, None, None, |t| {
+            let inner = t
+                .strip_prefix('"')
+                .and_then(|r| r.strip_suffix('"'))
+                .unwrap_or(t)
+                .trim();
+            if inner.is_empty() {
+                Err("a non-empty value".into())
+            } else {
+                Ok(inner.to_string())
+            }
+        })
+    }
+
     fn text_or(&mut self, key: &'static str, default: &str) -> String {
         self.typed(
             key,
@@ -545,7 +562,7 @@ impl Cx<'_> {
         let authenticate = self.boolean("authenticate", false);
         let default_principal = self.text("default_principal");
         let default_secret = self.secret("default_secret");
-        let docker_image_slave = self.text("docker_image_slave");
+        let docker_image_slave = self.text_unquoted("docker_image_slave");
         if authenticate {
             let missing: Vec<&str> = [
                 ("default_principal", default_principal.is_none()),
@@ -597,7 +614,7 @@ impl Cx<'_> {
                 },
             )
             .unwrap_or(NetworkMode::Host);
-        let docker_volume_driver = self.text("docker_volume_driver");
+        let docker_volume_driver = self.text_unquoted("docker_volume_driver");
         let mut docker_volumes = Vec::new();
         for (name_key, path_key) in [
             ("docker_volume_dag_name", "docker_volume_dag_container_path"),
@@ -606,8 +623,12 @@ impl Cx<'_> {
                 "docker_volume_logs_container_path",
             ),
         ] {
-            let name = self.text(name_key);
+            let name = self.text_unquoted(name_key);
             let container_path = self.typed(path_key, None, None, |t| {
+                let t = t
+                    .strip_prefix('"')
+                    .and_then(|r| r.strip_suffix('"'))
+                    .unwrap_or(t);
                 if t.starts_with('/') {
                     Ok(t.to_string())
                 } else {
@@ -955,7 +976,11 @@ fn parse_role(t: &str) -> Result<String, String> {
 fn parse_docker_env(t: &str) -> Result<Vec<(String, String)>, String> {
     const EXPECTED: &str =
         "a Python list of {\"name\": \"VAR\", \"value\": \"text\"} dicts (or a {\"VAR\": \"text\"} dict)";
-    let v = pylit::parse(t).map_err(|e| format!("{EXPECTED}; {e}"))?;
+    let mut v = pylit::parse(t).map_err(|e| format!("{EXPECTED}; {e}"))?;
+    if let PyValue::Str(inner) = &v {
+        // The AVENTER README quotes the whole list: '[{"name": ..., "value": ...}]'.
+        v = pylit::parse(inner).map_err(|e| format!("{EXPECTED}; inside the quotes: {e}"))?;
+    }
     let mut out = Vec::new();
     match v {
         PyValue::List(items) => {
@@ -1126,6 +1151,16 @@ mod tests {
             vec![("A".into(), "x".into())]
         );
         assert_eq!(parse_docker_env("[]").unwrap(), vec![]);
+        // Forms from the AVENTER READMEs: the list in quotes, and a bare tuple.
+        assert_eq!(
+            parse_docker_env(r#"'[{ "name":"A", "value":"1" }]'"#).unwrap(),
+            vec![("A".into(), "1".into())]
+        );
+        assert_eq!(
+            parse_docker_env(r#"{ "name":"A", "value":"1" }, { "name":"B", "value":"2" },"#)
+                .unwrap(),
+            vec![("A".into(), "1".into()), ("B".into(), "2".into())]
+        );
         for bad in [
             "[{'value': 'x'}]",
             "[{'name': 'A'}]",

@@ -8,6 +8,7 @@
 //! map, a command runner), so tests need no files or processes.
 
 pub mod dburl;
+mod debug;
 pub mod error;
 pub mod expand;
 pub mod keys;
@@ -112,8 +113,9 @@ pub struct DefaultVolume {
     pub driver: Option<String>,
 }
 
-/// The effective configuration. Field names follow the `[mesos]` keys.
-#[derive(Debug, Clone, PartialEq)]
+/// The effective configuration. Field names follow the `[mesos]` keys. `Debug` (in
+/// `debug.rs`) masks the password in `database_url` and the values of `docker_environment`.
+#[derive(Clone, PartialEq)]
 pub struct Config {
     /// Where this configuration came from (for messages), if a file.
     pub path: Option<PathBuf>,

@@ -1,7 +1,8 @@
 //! A tiny, safe reader for the Python literals the AVENTER provider keeps in `airflow.cfg`
 //! (`docker_environment = [{"name": "A", "value": "1"}]`, `mesos_attributes = ["airflow:true"]`).
 //! It understands strings (single or double quotes, the common escapes), numbers, `True`,
-//! `False`, `None`, lists, tuples and dicts — nothing is ever evaluated.
+//! `False`, `None`, lists, tuples (also bare: `{...}, {...},`) and dicts — nothing is ever
+//! evaluated.
 
 use thiserror::Error;
 
@@ -43,8 +44,22 @@ pub fn parse(text: &str) -> Result<PyValue, PyLitError> {
         chars: text.chars().collect(),
         pos: 0,
     };
-    let v = p.value(0)?;
+    let mut v = p.value(0)?;
     p.skip_ws();
+    if p.peek() == Some(',') {
+        // A bare top-level tuple, as `ast.literal_eval("{...}, {...},")` reads it.
+        let mut items = vec![v];
+        while p.peek() == Some(',') {
+            p.pos += 1;
+            p.skip_ws();
+            if p.pos == p.chars.len() {
+                break;
+            }
+            items.push(p.value(0)?);
+            p.skip_ws();
+        }
+        v = PyValue::List(items);
+    }
     if p.pos < p.chars.len() {
         return Err(p.err("unexpected text after the value"));
     }
@@ -256,6 +271,10 @@ mod tests {
             ])
         );
         assert_eq!(parse("[]").unwrap(), PyValue::List(vec![]));
+        assert_eq!(
+            parse("'a', 'b',").unwrap(),
+            PyValue::List(vec![s("a"), s("b")])
+        );
         assert_eq!(
             parse("[\n 'a',\n 'b'\n]").unwrap(),
             PyValue::List(vec![s("a"), s("b")])
