@@ -4,4 +4,6 @@
 
 pub mod env;
 pub mod fake_master;
+pub mod fixtures;
+pub mod raw_client;
 pub mod zk;

@@ -424,6 +424,8 @@ fn stream_body(rx: mpsc::UnboundedReceiver<StreamMsg>, json: bool, guard: Stream
             Some(StreamMsg::Event(e)) => Some((Ok(encode_event(&e, json)), Some((rx, guard)))),
             Some(StreamMsg::Raw(b)) => Some((Ok(b), Some((rx, guard)))),
             Some(StreamMsg::Abort) => {
+                // Let hyper flush what was written before breaking the connection.
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
                 drop(guard);
                 Some((
                     Err(std::io::Error::other("fake master aborted the stream")),

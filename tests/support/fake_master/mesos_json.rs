@@ -340,16 +340,19 @@ impl Schema {
     pub fn parse_json(&self, name: &str, text: &str) -> Result<Vec<u8>, JsonError> {
         let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
             let line = e.line().max(1);
-            let near: String = text
-                .lines()
-                .nth(line - 1)
-                .map(|l| {
-                    l.chars()
-                        .skip(e.column().saturating_sub(1))
-                        .take(64)
-                        .collect()
-                })
-                .unwrap_or_default();
+            let near: String = if e.is_eof() {
+                String::new()
+            } else {
+                text.lines()
+                    .nth(line - 1)
+                    .map(|l| {
+                        l.chars()
+                            .skip(e.column().saturating_sub(1))
+                            .take(64)
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            };
             JsonError::Syntax(format!("syntax error at line {line} near: {near}"))
         })?;
         let serde_json::Value::Object(obj) = &value else {
@@ -378,8 +381,11 @@ impl Schema {
     ) -> Result<(), String> {
         let desc = self.message(name);
         let mut present = vec![false; desc.fields.len()];
-        // Encode in declaration order so the output does not depend on the JSON key order.
-        for (idx, field) in desc.fields.iter().enumerate() {
+        // Encode in field-number order, as C++ protobuf serializes, independent of key order.
+        let mut order: Vec<usize> = (0..desc.fields.len()).collect();
+        order.sort_by_key(|&i| desc.fields[i].number);
+        for idx in order {
+            let field = &desc.fields[idx];
             let Some(value) = obj.get(&field.name) else {
                 continue;
             };

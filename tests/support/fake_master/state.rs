@@ -1076,7 +1076,7 @@ impl State {
                     }],
                     ..Default::default()
                 }],
-                executor_pid: None,
+                executor_pid: Some(executor_pid(tid)),
             }),
             ..Default::default()
         };
@@ -1296,6 +1296,15 @@ impl State {
         };
         fw.suppressed.extend(roles);
     }
+}
+
+/// A stable made-up pid for a task's executor.
+fn executor_pid(tid: &str) -> u32 {
+    20000
+        + tid
+            .bytes()
+            .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)))
+            % 10000
 }
 
 /// Mesos's role-name rules (§1.2).
