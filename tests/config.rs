@@ -174,7 +174,7 @@ fn no_file_no_env_gives_every_default() {
         api_password: None,
         backend: Backend::Docker,
         containerizer: Containerizer::Docker,
-        database_url: "sqlite:///home/af/airflow/airflow-mesos.db".into(),
+        database_url: "sqlite:/home/af/airflow/airflow-mesos.db".into(),
         api_listen: "127.0.0.1:11000".parse().unwrap(),
         api_token: None,
         api_url: "http://127.0.0.1:11000".into(),
@@ -212,7 +212,7 @@ fn airflow_home_and_user_fallbacks() {
     let l = load(&Sources::new(env, &sys)).unwrap();
     assert_eq!(l.config.airflow_home, PathBuf::from("/srv/af"));
     assert_eq!(l.config.framework_user, "root");
-    assert_eq!(l.config.database_url, "sqlite:///srv/af/airflow-mesos.db");
+    assert_eq!(l.config.database_url, "sqlite:/srv/af/airflow-mesos.db");
     assert_eq!(
         l.config.sandbox_dir,
         PathBuf::from("/srv/af/airflow-mesos/sandboxes")
@@ -460,6 +460,28 @@ fn backend_defaults_to_mesos_once_a_master_is_set_anywhere() {
     );
     let l = ok(Some("[mesos]\nmaster = m1:5050\nbackend = DOCKER\n"), &[]);
     assert_eq!(l.config.backend, Backend::Docker);
+}
+
+#[test]
+fn database_urls_are_translated_from_sqlalchemy_syntax() {
+    for (written, used) in [
+        (
+            "postgresql+psycopg2://am:pw@db:5432/am",
+            "postgres://am:pw@db:5432/am",
+        ),
+        ("mysql+mysqldb://am:pw@db/am", "mysql://am:pw@db/am"),
+        ("sqlite:////var/lib/am.db", "sqlite:///var/lib/am.db"),
+        ("sqlite:///relative.db", "sqlite:relative.db"),
+        ("sqlite:/abs/am.db", "sqlite:/abs/am.db"),
+        ("postgres://db/am", "postgres://db/am"),
+    ] {
+        let l = ok(Some(&format!("[mesos]\ndatabase_url = {written}\n")), &[]);
+        assert_eq!(l.config.database_url, used, "{written}");
+    }
+    // The default, as shown, means the same when written back into a file.
+    let shown = entry(&ok(None, &[]), "database_url").value.clone().unwrap();
+    let l = ok(Some(&format!("[mesos]\ndatabase_url = {shown}\n")), &[]);
+    assert_eq!(l.config.database_url, ok(None, &[]).config.database_url);
 }
 
 #[test]
@@ -1238,7 +1260,7 @@ fn airflow_1_10_config_loads_unchanged() {
     );
     assert_eq!(c.docker_image_slave, None);
     // Airflow's own database is not ours.
-    assert_eq!(c.database_url, "sqlite:///home/af/airflow/airflow-mesos.db");
+    assert_eq!(c.database_url, "sqlite:/home/af/airflow/airflow-mesos.db");
     assert!(l.warnings.is_empty(), "{:?}", l.warnings);
     assert_eq!(
         entry(&l, "task_cpu").source,
@@ -1332,7 +1354,7 @@ fn aventer_config_loads_unchanged() {
         "api-basic-password"
     );
     // [database] sql_alchemy_conn is Airflow's, not ours.
-    assert!(c.database_url.starts_with("sqlite://"));
+    assert!(c.database_url.starts_with("sqlite:/home/af/airflow/"));
     assert_eq!(l.warnings.len(), 1, "{:?}", l.warnings);
     assert!(l.warnings[0].contains("operator_api_url"));
 }

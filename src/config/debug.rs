@@ -2,8 +2,8 @@
 //! `***` by themselves; here the password inside `database_url` and the values of
 //! `docker_environment` (often credentials) are masked too.
 
-use super::dburl::redact_url;
 use super::Config;
+use crate::store::redact_url;
 use std::fmt;
 
 impl fmt::Debug for Config {

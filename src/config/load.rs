@@ -9,7 +9,6 @@
 //! A present but empty value means "not set" (the default), and still hides lower sources,
 //! as in Airflow.
 
-use super::dburl::{redact_url, translate_url};
 use super::error::{ConfigError, ConfigErrors, Location, Source};
 use super::expand::expand_env_var;
 use super::keys::{self, KeyKind};
@@ -18,6 +17,7 @@ use super::parse::{self, IniOption};
 use super::pylit::{self, PyValue};
 use super::source::{airflow_home, FileInput, Sources, SystemAccess};
 use super::{Backend, Config, DefaultVolume, RegistryAuth, Secret};
+use crate::store::{redact_url, translate_url, StoreError};
 use crate::task::{Containerizer, NetworkMode};
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -734,16 +734,15 @@ impl Cx<'_> {
                 |t| Containerizer::parse(t).ok_or_else(|| "docker or mesos".into()),
             )
             .unwrap_or(Containerizer::Docker);
-        let default_db = format!(
-            "sqlite://{}",
-            airflow_home.join("airflow-mesos.db").display()
-        );
+        // `sqlite:/abs/path` is sqlx syntax that `translate_url` passes through unchanged, so
+        // the default can be copied into a file as shown.
+        let default_db = format!("sqlite:{}", airflow_home.join("airflow-mesos.db").display());
         let database_url = self
             .typed(
                 "database_url",
                 Some(default_db.clone()),
                 Some(default_db.clone()),
-                translate_url,
+                parse_database_url,
             )
             .unwrap_or(default_db);
         let default_listen: SocketAddr = DEFAULT_API_LISTEN.parse().expect("valid default");
@@ -1022,6 +1021,23 @@ fn parse_docker_env(t: &str) -> Result<Vec<(String, String)>, String> {
         _ => return Err(EXPECTED.into()),
     }
     Ok(out)
+}
+
+/// `database_url`: translated to sqlx syntax by the store's [`translate_url`].
+fn parse_database_url(t: &str) -> Result<String, String> {
+    translate_url(t).map_err(|e| {
+        let why = match e {
+            StoreError::InvalidUrl { reason, .. } => reason,
+            StoreError::UnsupportedScheme { scheme, .. } => {
+                format!("unsupported database `{scheme}`")
+            }
+            other => other.to_string(),
+        };
+        format!(
+            "a database URL: sqlite:/abs/path.db, sqlite:////abs/path.db, \
+             postgresql[+driver]://user@host/db or mysql[+driver]://user@host/db ({why})"
+        )
+    })
 }
 
 /// `mesos_attributes`: a Python list of constraint strings (`"name:value"`).

@@ -7,7 +7,6 @@
 //! `config/airflow.cfg`. Loading is a pure function of its sources (file text, environment
 //! map, a command runner), so tests need no files or processes.
 
-pub mod dburl;
 mod debug;
 pub mod error;
 pub mod expand;
@@ -164,7 +163,8 @@ pub struct Config {
     // --- keys this project adds ---
     pub backend: Backend,
     pub containerizer: Containerizer,
-    /// sqlx URL (`sqlite://…`, `postgres://…`, `mysql://…`), SQLAlchemy URLs translated.
+    /// sqlx URL (`sqlite:/abs/path`, `postgres://…`, `mysql://…`), SQLAlchemy URLs translated
+    /// by [`crate::store::translate_url`].
     pub database_url: String,
     pub api_listen: SocketAddr,
     pub api_token: Option<Secret>,
