@@ -155,6 +155,32 @@ class DaemonClient:
             query["wait"] = wait
         return self._request("GET", "/v1/events", query=query, timeout=self.timeout + float(wait or 0))
 
+    def head_cursor(self) -> int:
+        """The seq of the newest event (0 when there is none), found with O(log n) probes.
+
+        ``GET /v1/events?since=p&limit=1`` answers "is there an event after p?"; the answer is
+        monotone in p, so an exponential then binary search finds the head without reading the
+        history.
+        """
+
+        def after(p: int) -> bool:
+            return bool(self.events(since=p, limit=1).get("events"))
+
+        if not after(0):
+            return 0
+        lo, step = 0, 1  # invariant: an event after lo, none after hi
+        hi = lo + step
+        while after(hi):
+            lo, step = hi, step * 2
+            hi = lo + step
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if after(mid):
+                lo = mid
+            else:
+                hi = mid
+        return hi
+
     def kill(self, task_id: str) -> Optional[Dict[str, Any]]:
         """``POST /v1/tasks/{id}/kill``; ``None`` when the task already ended (409) or is unknown (404)."""
         try:

@@ -90,9 +90,7 @@ class AirflowMesosExecutor(BaseExecutor):
     def _ensure_cursor(self) -> int:
         """Learns the head of the change feed once, before the first submission."""
         if self._cursor is None:
-            client = self._ensure_client()
-            head = client.list(limit=1).get("cursor")
-            self._cursor = int(head or 0)
+            self._cursor = self._ensure_client().head_cursor()
         return self._cursor
 
     def start(self) -> None:

@@ -4,10 +4,11 @@ Every task runs in its own container through airflow-mesos. The final states are
 
 * ``extract`` -> ``transform`` (1 cpu, 256 MB via the AVENTER-style executor_config) -> ``load``
 * ``flaky`` fails on its first try and succeeds on the retry (``retries=1``)
-* ``doomed`` always fails (``retries=0``), so the run ends ``failed``
+* ``doomed`` always fails (``retries=0``)
 * ``slow`` sleeps for ``AM_EXAMPLE_SLOW_SECONDS`` (default 20) so that a scheduler restart can
   happen while it runs
-* ``report`` runs after everything (``trigger_rule="all_done"``)
+* ``report`` runs after everything (``trigger_rule="all_done"``); it is the only leaf, so the run
+  ends ``success``
 
 If ``AM_EXAMPLE_MARK_DIR`` is set in the task environment, each try creates
 ``<dir>/<task_id>.<try_number>`` exclusively; a try that ran twice would fail on the second run.

@@ -184,7 +184,9 @@ class FakeDaemon:
                 return 500, {"error": "lost the answer"}
             return 201, {"tasks": [self.view(t) for t in created]}
         if parts == ["v1", "tasks"] and method == "GET":
-            tasks = list(self.tasks.values())
+            tasks = sorted(self.tasks.values(), key=lambda t: t["seq"])
+            if "since" in query:
+                tasks = [t for t in tasks if t["seq"] > int(query["since"])]
             if "state" in query:
                 wanted = set(query["state"].split(","))
                 tasks = [t for t in tasks if t["state"] in wanted]
@@ -195,7 +197,9 @@ class FakeDaemon:
                 tasks = [t for t in tasks if t["labels"].get(k) == v]
             if "limit" in query:
                 tasks = tasks[: int(query["limit"])]
-            return 200, {"tasks": [self.view(t) for t in tasks], "cursor": self.seq}
+            # As the daemon: the cursor is the seq of the last task listed (or `since`, or 0).
+            cursor = tasks[-1]["seq"] if tasks else int(query.get("since", 0))
+            return 200, {"tasks": [self.view(t) for t in tasks], "cursor": cursor}
         if parts == ["v1", "events"]:
             since = int(query.get("since", 0))
             limit = int(query.get("limit", 100))

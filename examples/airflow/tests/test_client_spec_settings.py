@@ -59,6 +59,16 @@ def test_client_kill_of_ended_task_is_none(daemon):
     assert c.kill("t-unknown") is None
 
 
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 7, 8, 9, 1000])
+def test_head_cursor_finds_the_newest_event_without_reading_history(daemon, n):
+    for _ in range(n):
+        daemon.create({"command": "true"})
+    c = DaemonClient(daemon.url, daemon.token)
+    before = len(daemon.requests)
+    assert c.head_cursor() == n
+    assert len(daemon.requests) - before <= 2 * max(n, 1).bit_length() + 2
+
+
 def test_client_unreachable_daemon():
     c = DaemonClient("http://127.0.0.1:9", timeout=2)
     with pytest.raises(DaemonUnavailable) as e:

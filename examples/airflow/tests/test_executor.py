@@ -291,3 +291,13 @@ def test_settings_come_from_airflow_conf(daemon, monkeypatch):
     [spec] = daemon.submitted_specs()
     assert spec["network"] == "host"
     assert all(r["auth"] == f"Bearer {daemon.token}" for r in daemon.requests)
+
+
+def test_sync_starts_at_the_head_of_the_feed_not_its_beginning(daemon):
+    for _ in range(50):
+        daemon.create({"command": "true"})
+    ex = make_executor(daemon)
+    n = len(daemon.requests)
+    ex.sync()
+    [req] = daemon.requests[n:]
+    assert req["path"] == "/v1/events" and req["query"]["since"] == "50"

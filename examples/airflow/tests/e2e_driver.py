@@ -1,0 +1,460 @@
+"""End-to-end run: real Apache Airflow 3 + the executor shim + the airflow-mesos daemon (local Docker).
+
+Run by ``tests/airflow_e2e.rs`` with the virtualenv's Python (``.ci/setup-airflow.sh``)::
+
+    python e2e_driver.py --daemon-bin target/debug/airflow-mesos --image am-test/debian:bookworm
+
+It makes a temporary AIRFLOW_HOME from ``examples/airflow/airflow.cfg`` and the example DAG, starts
+the daemon (``backend = docker``), ``airflow api-server``, ``airflow dag-processor`` and
+``airflow scheduler`` (SQLite metadata DB), triggers ``mesos_example``, restarts the scheduler while
+the ``slow`` task runs, waits for the run to finish and then checks:
+
+* Airflow's database: every task's final state (``flaky`` succeeded on try 2, ``doomed`` failed);
+* no task try ran twice or got lost: one daemon task per try (by ``external_key``), one mark file
+  per try written by the task itself (created with O_EXCL), the restarted scheduler adopted the
+  running task;
+* the workload tokens (read from the sandbox files) appear neither in the daemon's log, nor in
+  ``docker inspect`` of the task containers (env, command, labels), nor in the API's task views.
+
+The task containers get Airflow by bind-mounting this virtualenv, its base Python and the few host
+libraries Python needs (read-only, same paths; host and image are both Debian 12).
+Every process started here is killed and every container removed at the end, also on failure.
+Exit status 0 = all checks held; the reason is printed otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+EXAMPLE = os.path.dirname(HERE)
+DAG_ID = "mesos_example"
+RUN_ID = "e2e_run"
+EXPECTED = {
+    "extract": ("success", 1),
+    "transform": ("success", 1),
+    "load": ("success", 1),
+    "flaky": ("success", 2),
+    "doomed": ("failed", 1),
+    "slow": ("success", 1),
+    "report": ("success", 1),
+}
+JWT_RE = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")
+HOST_LIBS = ["libssl.so.3", "libcrypto.so.3", "libsqlite3.so.0"]
+
+
+class Failure(Exception):
+    pass
+
+
+def log(msg: str) -> None:
+    print(f"[e2e {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Run:
+    def __init__(self, args):
+        self.args = args
+        self.deadline = time.monotonic() + args.timeout
+        self.home = tempfile.mkdtemp(prefix="am-airflow-e2e-")
+        self.procs = {}
+        self.tag = uuid.uuid4().hex[:12]
+        self.api_port = free_port()
+        self.daemon_port = free_port()
+        self.daemon_token = "am-e2e-" + secrets.token_hex(16)
+        self.standin = None
+        self.env = self._env()
+
+    # -- set-up ---------------------------------------------------------------------------
+
+    def _template(self, venv: str, base_python: str, marks: str) -> dict:
+        vols = [
+            {"container_path": f"{self.home}/dags", "host_path": f"{self.home}/dags", "mode": "ro"},
+            {"container_path": f"{self.home}/logs", "host_path": f"{self.home}/logs", "mode": "rw"},
+            {"container_path": marks, "host_path": marks, "mode": "rw"},
+            {"container_path": venv, "host_path": venv, "mode": "ro"},
+            {"container_path": base_python, "host_path": base_python, "mode": "ro"},
+        ]
+        libdir = "/usr/lib/x86_64-linux-gnu"
+        for lib in HOST_LIBS:
+            path = os.path.join(libdir, lib)
+            if os.path.exists(path):
+                vols.append({"container_path": path, "host_path": os.path.realpath(path), "mode": "ro"})
+        return {
+            "network": "host",
+            "cpus": 0.25,
+            "mem": 1024,
+            "volumes": vols,
+            "env": {
+                "PATH": f"{venv}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                "AIRFLOW__CORE__DAGS_FOLDER": f"{self.home}/dags",
+                "AIRFLOW__LOGGING__BASE_LOG_FOLDER": f"{self.home}/logs",
+                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "AM_EXAMPLE_MARK_DIR": marks,
+                "AM_EXAMPLE_SLOW_SECONDS": str(self.args.slow_seconds),
+            },
+            "labels": {"am-e2e": self.tag},
+        }
+
+    def _env(self) -> dict:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+        venv = sys.prefix
+        marks = os.path.join(self.home, "marks")
+        template = self._template(venv, sys.base_prefix, marks)
+        env.update(
+            {
+                "AIRFLOW_HOME": self.home,
+                "AIRFLOW_CONFIG": os.path.join(self.home, "airflow.cfg"),
+                "PATH": f"{venv}/bin:" + env.get("PATH", "/usr/bin:/bin"),
+                "AIRFLOW__API__PORT": str(self.api_port),
+                "AIRFLOW__API__HOST": "127.0.0.1",
+                "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{self.api_port}",
+                "AIRFLOW__API__WORKERS": "1",
+                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{self.api_port}/execution/",
+                "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
+                "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "5",
+                "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_THRESHOLD": "10",
+                "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+                "AIRFLOW__MESOS__API_TOKEN": self.daemon_token,
+                "AIRFLOW__MESOS__API_LISTEN": f"127.0.0.1:{self.daemon_port}",
+                "AIRFLOW__MESOS__API_URL": f"http://127.0.0.1:{self.daemon_port}",
+                "AIRFLOW__MESOS__DOCKER_IMAGE_SLAVE": self.args.image,
+                "AIRFLOW__MESOS__LOCAL_CPUS": "8",
+                "AIRFLOW__MESOS__LOCAL_MEMORY": "12000",
+                "AIRFLOW__MESOS_EXECUTOR__TASK_TEMPLATE": json.dumps(template),
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        return env
+
+    def remaining(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def wait_for(self, what: str, check, limit: float = None, every: float = 1.0):
+        end = time.monotonic() + min(limit or self.remaining(), self.remaining())
+        while True:
+            for name, p in self.procs.items():
+                if p.poll() is not None and not name.startswith("old-"):
+                    raise Failure(f"{name} exited with {p.returncode} while waiting for {what}; see {self.home}/{name}.log")
+            value = check()
+            if value:
+                return value
+            if time.monotonic() > end:
+                raise Failure(f"timed out waiting for {what}")
+            time.sleep(every)
+
+    def start(self, name: str, argv: list) -> subprocess.Popen:
+        out = open(os.path.join(self.home, f"{name}.log"), "ab")
+        p = subprocess.Popen(argv, env=self.env, cwd=self.home, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs[name] = p
+        log(f"started {name} (pid {p.pid})")
+        return p
+
+    def stop(self, name: str, grace: float = 30) -> None:
+        p = self.procs.get(name)
+        if p is None or p.poll() is not None:
+            return
+        try:
+            os.killpg(p.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        try:
+            p.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            log(f"{name} ignored SIGTERM for {grace}s; killing")
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            p.wait(timeout=10)
+
+    def airflow(self, *argv: str, timeout: float = 120) -> str:
+        r = subprocess.run(
+            [os.path.join(sys.prefix, "bin", "airflow"), *argv],
+            env=self.env,
+            cwd=self.home,
+            capture_output=True,
+            text=True,
+            timeout=min(timeout, max(self.remaining(), 1)),
+        )
+        if r.returncode != 0:
+            raise Failure(f"airflow {' '.join(argv)} failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
+        return r.stdout
+
+    def db(self, sql: str, params=()):
+        con = sqlite3.connect(os.path.join(self.home, "airflow.db"), timeout=10)
+        try:
+            return con.execute(sql, params).fetchall()
+        finally:
+            con.close()
+
+    def api(self, path: str):
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{self.daemon_port}{path}", headers={"Authorization": f"Bearer {self.daemon_token}"}
+        )
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.read().decode()
+
+    def daemon_tasks(self) -> list:
+        body = json.loads(self.api(f"/v1/tasks?label=airflow.dag_id={DAG_ID}&limit=1000"))
+        return [t for t in body["tasks"] if (t.get("labels") or {}).get("am-e2e") == self.tag]
+
+    # -- the run --------------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        shutil.copy(os.path.join(EXAMPLE, "airflow.cfg"), os.path.join(self.home, "airflow.cfg"))
+        shutil.copytree(os.path.join(EXAMPLE, "dags"), os.path.join(self.home, "dags"))
+        for d in ("logs", "marks"):
+            os.makedirs(os.path.join(self.home, d))
+        os.chmod(os.path.join(self.home, "marks"), 0o777)
+        log(f"AIRFLOW_HOME={self.home}; migrating the metadata DB")
+        self.airflow("db", "migrate", timeout=240)
+
+    def start_daemon(self) -> None:
+        if self.args.stand_in:
+            sys.path.insert(0, HERE)
+            from docker_standin import DockerStandIn
+
+            sandboxes = os.path.join(self.home, "airflow-mesos", "sandboxes")
+            os.makedirs(sandboxes)
+            self.standin = DockerStandIn(self.daemon_token, sandboxes, self.args.image)
+            self.standin.start()
+            self.daemon_port = int(self.standin.url.rsplit(":", 1)[1])
+            self.env["AIRFLOW__MESOS__API_URL"] = self.standin.url
+            log(f"stand-in daemon at {self.standin.url}")
+        else:
+            self.start("daemon", [self.args.daemon_bin, "--config", os.path.join(self.home, "airflow.cfg"), "scheduler"])
+
+        def up():
+            try:
+                self.api("/v1/tasks?limit=1")
+                return True
+            except Exception:
+                return False
+
+        self.wait_for("the daemon's API", up, limit=60, every=0.5)
+
+    def start_airflow(self) -> None:
+        self.start("api-server", [os.path.join(sys.prefix, "bin", "airflow"), "api-server", "--port", str(self.api_port)])
+        self.start("dag-processor", [os.path.join(sys.prefix, "bin", "airflow"), "dag-processor"])
+        self.start("scheduler", [os.path.join(sys.prefix, "bin", "airflow"), "scheduler"])
+
+        def parsed():
+            errs = self.db("select filename, stacktrace from import_error") if self._has_table("import_error") else []
+            if errs:
+                raise Failure(f"the example DAG does not import: {errs}")
+            return self._has_table("serialized_dag") and self.db("select 1 from serialized_dag where dag_id=?", (DAG_ID,))
+
+        self.wait_for("the DAG to be parsed", parsed, limit=120)
+
+        def api_up():
+            try:
+                with socket.create_connection(("127.0.0.1", self.api_port), timeout=1):
+                    return True
+            except OSError:
+                return False
+
+        self.wait_for("the api-server", api_up, limit=120)
+
+    def _has_table(self, name: str) -> bool:
+        return bool(self.db("select 1 from sqlite_master where type='table' and name=?", (name,)))
+
+    def ti_states(self) -> dict:
+        rows = self.db("select task_id, state, try_number from task_instance where dag_id=? and run_id=?", (DAG_ID, RUN_ID))
+        return {r[0]: (r[1], r[2]) for r in rows}
+
+    def run_dag(self) -> None:
+        self.airflow("dags", "trigger", DAG_ID, "--run-id", RUN_ID)
+        log("triggered; waiting for `slow` to run")
+        self.wait_for("`slow` to be running", lambda: self.ti_states().get("slow", (None,))[0] == "running", limit=150)
+        self.inspect_containers()
+        log(f"restarting the scheduler mid-run (states: {self.ti_states()})")
+        self.stop("scheduler", grace=60)
+        self.procs["old-scheduler"] = self.procs.pop("scheduler")
+        self.start("scheduler", [os.path.join(sys.prefix, "bin", "airflow"), "scheduler"])
+
+        def finished():
+            rows = self.db("select state from dag_run where dag_id=? and run_id=?", (DAG_ID, RUN_ID))
+            return rows and rows[0][0] in ("success", "failed") and rows[0][0]
+
+        state = self.wait_for("the DAG run to finish", finished, limit=240, every=2)
+        log(f"DAG run finished: {state}; task instances: {self.ti_states()}")
+        # `report` (trigger_rule all_done) is the only leaf and succeeds, so the run succeeds.
+        if state != "success":
+            raise Failure(f"the run should end success (its only leaf `report` succeeds), got {state}")
+
+    def inspect_containers(self) -> None:
+        ids = subprocess.run(
+            ["docker", "ps", "-q", "--filter", f"label=am-e2e={self.tag}"], capture_output=True, text=True
+        ).stdout.split()
+        if not ids:
+            raise Failure("no task container is running while `slow` runs")
+        info = json.loads(subprocess.run(["docker", "inspect", *ids], capture_output=True, text=True, check=True).stdout)
+        self.inspected = info
+        for c in info:
+            env = c["Config"].get("Env") or []
+            if not any(e.startswith("AIRFLOW__CORE__EXECUTION_API_SERVER_URL=") for e in env):
+                raise Failure(f"container {c['Id'][:12]} lacks AIRFLOW__CORE__EXECUTION_API_SERVER_URL: {env}")
+        log(f"inspected {len(info)} running task container(s)")
+
+    # -- checks ---------------------------------------------------------------------------
+
+    def check(self) -> None:
+        states = self.ti_states()
+        cli = json.loads(self.airflow("tasks", "states-for-dag-run", DAG_ID, RUN_ID, "-o", "json"))
+        cli_states = {row["task_id"]: row["state"] for row in cli}
+        for task_id, (state, tries) in EXPECTED.items():
+            if cli_states.get(task_id) != state:
+                raise Failure(f"{task_id}: Airflow says {cli_states.get(task_id)}, expected {state} ({cli_states})")
+            if states[task_id][1] != tries:
+                raise Failure(f"{task_id}: try_number {states[task_id][1]}, expected {tries}")
+        log(f"Airflow's DB: {cli_states}")
+
+        expected_marks = sorted(f"{t}.{n}" for t, (_, tries) in EXPECTED.items() for n in range(1, tries + 1))
+        marks = sorted(os.listdir(os.path.join(self.home, "marks")))
+        if marks != expected_marks:
+            raise Failure(f"task tries that ran (mark files) {marks}, expected exactly {expected_marks}")
+
+        # A task reports its state through the API before its container exits: let them end.
+        ended = lambda: all(t["state"] in ("succeeded", "failed", "killed") for t in self.daemon_tasks())  # noqa: E731
+        self.wait_for("every daemon task to end", ended, limit=60)
+        tasks = self.daemon_tasks()
+        by_key = {}
+        for t in tasks:
+            by_key.setdefault(t["external_key"], []).append(t)
+        dupes = {k: [t["id"] for t in v] for k, v in by_key.items() if len(v) != 1}
+        if dupes:
+            raise Failure(f"more than one daemon task for one try: {dupes}")
+        if len(tasks) != len(expected_marks):
+            raise Failure(f"{len(tasks)} daemon tasks, expected {len(expected_marks)}: {[t['external_key'] for t in tasks]}")
+        for t in tasks:
+            if t["state"] not in ("succeeded", "failed", "killed"):
+                raise Failure(f"daemon task {t['id']} is still {t['state']}")
+            if t.get("attempts", 1) != 1:
+                raise Failure(f"daemon task {t['id']} was launched {t['attempts']} times")
+        log(f"daemon: {len(tasks)} tasks, one per try, all ended")
+
+        sched2 = open(os.path.join(self.home, "scheduler.log"), errors="replace").read()
+        if "airflow-mesos executor: adopted" not in sched2:
+            raise Failure("the restarted scheduler adopted no task (see scheduler.log)")
+
+        extract = [t for t in tasks if t["labels"].get("airflow.task_id") == "extract"][0]
+        out = json.loads(self.api(f"/v1/tasks/{extract['id']}/logs?stream=stdout&offset=0&length=1000000"))
+        if "running extract try 1" not in out["data"]:
+            raise Failure(f"extract's stdout from the logs API lacks its output: {out['data'][-500:]!r}")
+
+        self.check_tokens(tasks)
+
+    def check_tokens(self, tasks: list) -> None:
+        tokens = set()
+        for path in glob.glob(os.path.join(self.home, "**", "workload.json"), recursive=True):
+            try:
+                tokens.add(json.load(open(path))["token"])
+            except (ValueError, KeyError, OSError):
+                pass
+        log(f"checking {len(tokens)} workload token(s) found in sandboxes, and JWT-shaped strings")
+        places = {}
+        daemon_log = os.path.join(self.home, "daemon.log")
+        if os.path.exists(daemon_log):
+            places["the daemon's log"] = open(daemon_log, errors="replace").read()
+        places["docker inspect of the running task containers"] = json.dumps(self.inspected)
+        ended = subprocess.run(
+            ["docker", "ps", "-aq", "--filter", f"label=am-e2e={self.tag}"], capture_output=True, text=True
+        ).stdout.split()
+        if ended:
+            places["docker inspect of all task containers"] = subprocess.run(
+                ["docker", "inspect", *ended], capture_output=True, text=True
+            ).stdout
+        places["the API's task views"] = "\n".join(self.api(f"/v1/tasks/{t['id']}") for t in tasks)
+        places["the API's task list"] = self.api(f"/v1/tasks?label=airflow.dag_id={DAG_ID}&limit=1000")
+        places["the API's event feed"] = self.api("/v1/events?since=0&limit=10000")
+        for where, text in places.items():
+            for tok in tokens:
+                if tok in text:
+                    raise Failure(f"a workload token appears in {where}")
+            m = JWT_RE.search(text)
+            if m:
+                raise Failure(f"a JWT-shaped string appears in {where}: {m.group(0)[:20]}...")
+
+    # -- teardown -------------------------------------------------------------------------
+
+    def cleanup(self, ok: bool) -> None:
+        for name in list(self.procs):
+            try:
+                self.stop(name, grace=15)
+            except Exception as e:  # keep cleaning up
+                log(f"stopping {name}: {e}")
+        if self.standin is not None:
+            self.standin.stop()
+        ids = subprocess.run(
+            ["docker", "ps", "-aq", "--filter", f"label=am-e2e={self.tag}"], capture_output=True, text=True
+        ).stdout.split()
+        if ids:
+            subprocess.run(["docker", "rm", "-f", *ids], capture_output=True)
+        if ok and not self.args.keep:
+            shutil.rmtree(self.home, ignore_errors=True)
+        else:
+            log(f"kept {self.home} (logs: *.log)")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--daemon-bin", help="the airflow-mesos binary")
+    ap.add_argument("--stand-in", action="store_true", help="use the Python docker stand-in instead of the daemon")
+    ap.add_argument("--image", default=os.environ.get("AM_TEST_BASE_IMAGE", "am-test/debian:bookworm"))
+    ap.add_argument("--timeout", type=float, default=280)
+    ap.add_argument("--slow-seconds", type=int, default=25)
+    ap.add_argument("--keep", action="store_true")
+    args = ap.parse_args()
+    if not args.stand_in and not args.daemon_bin:
+        ap.error("give --daemon-bin or --stand-in")
+    run = Run(args)
+    ok = False
+
+    def on_term(signum, frame):
+        raise Failure(f"stopped by signal {signum}")
+
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        run.prepare()
+        run.start_daemon()
+        run.start_airflow()
+        run.run_dag()
+        run.check()
+        ok = True
+        log("PASS")
+        return 0
+    except Failure as e:
+        log(f"FAIL: {e}")
+        for name in ("daemon", "scheduler", "old-scheduler", "dag-processor", "api-server"):
+            path = os.path.join(run.home, f"{name}.log")
+            if os.path.exists(path):
+                tail = open(path, errors="replace").read()[-2500:]
+                print(f"----- tail of {name}.log -----\n{tail}", flush=True)
+        return 1
+    finally:
+        run.cleanup(ok)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
