@@ -685,10 +685,22 @@ impl Store {
         })
     }
 
-    /// Applies `changes` in one transaction: task rows, attempt rows, and one change-feed
-    /// event per state transition (see [`super::plan`] for the exact rules; duplicates append
-    /// nothing). Returns the appended events in seq order. Fails with
-    /// [`StoreError::UnknownTask`], writing nothing, when a change names an unknown task.
+    /// Applies `changes`, in order, in one transaction: task rows, attempt rows, and one
+    /// change-feed event per transition. Returns the appended events in seq order.
+    ///
+    /// - A change with `attempt` above the task's `attempts` starts a new attempt (its agent,
+    ///   hostname, message, reason and exit code replace the old attempt's, even where `None`).
+    /// - A change for the current attempt, or with `attempt == 0` ("the task"), overwrites the
+    ///   fields it carries (`Some`) and keeps the others; `kill_requested` is sticky.
+    /// - A change for an older attempt (`0 < attempt < attempts`) only updates that attempt's
+    ///   row: a late status of a superseded attempt never moves the task.
+    /// - An event is appended when the state changes or a new attempt starts; an exact
+    ///   duplicate appends nothing and leaves the task row untouched (idempotent replays).
+    /// - Every change with `attempt > 0` upserts that attempt's row (`started_at` is the time
+    ///   of its first change; its backend task id, once stored, never changes).
+    ///
+    /// Fails with [`StoreError::UnknownTask`], writing nothing, when a change names a task that
+    /// is not stored.
     pub async fn commit(&self, changes: &[Change]) -> Result<Vec<TaskEvent>, StoreError> {
         if changes.is_empty() {
             return Ok(Vec::new());
