@@ -186,6 +186,19 @@ pub fn image_registry(image: &str) -> String {
     }
 }
 
+/// True when the configured credentials should go with a task running `image`: always for a
+/// docker config file or a pre-made credentials URI (they may cover several registries), and
+/// for username/password only when the image comes from the configured registry.
+pub fn applies_to(auth: &RegistryAuth, image: &str) -> bool {
+    if auth.docker_config.is_some() || auth.credentials_uri.is_some() {
+        return true;
+    }
+    match inline_credentials(auth) {
+        Ok(Some((key, _, _))) => registry_matches(&key, &image_registry(image)),
+        _ => false,
+    }
+}
+
 /// Credentials for talking to `registry_host` through the Docker engine (push/pull), or
 /// `None` when none are configured for that host.
 pub fn credentials_for(
@@ -384,6 +397,21 @@ mod tests {
         ));
         let err = docker_config_json(&auth("bob", "a\nb", None)).unwrap_err();
         assert!(!format!("{err} {err:?}").contains("a\nb"));
+    }
+
+    #[test]
+    fn credentials_go_only_with_images_from_their_registry() {
+        let a = auth("u", "p", Some("reg.example.com"));
+        assert!(applies_to(&a, "reg.example.com/team/airflow:2"));
+        assert!(!applies_to(&a, "apache/airflow:2"));
+        assert!(!applies_to(&a, "other.example.com/airflow"));
+        assert!(applies_to(&auth("u", "p", None), "apache/airflow:2"));
+        let uri = RegistryAuth {
+            credentials_uri: Some("http://x/docker.tar.gz".into()),
+            ..Default::default()
+        };
+        assert!(applies_to(&uri, "anything"));
+        assert!(!applies_to(&RegistryAuth::default(), "apache/airflow"));
     }
 
     #[test]

@@ -70,8 +70,13 @@ pub async fn run(args: SchedulerArgs, cfg: &Config) -> anyhow::Result<i32> {
         }
     };
     let (handle, requests) = driver::channel();
+    let mut core_cfg = CoreConfig::from_config(cfg);
+    if cfg.backend == Backend::Docker {
+        // Reviving the local engine costs nothing: new work starts at once.
+        core_cfg.revive_interval = Duration::from_millis(100);
+    }
     let parts = DriverParts {
-        core: Core::new(CoreConfig::from_config(cfg)),
+        core: Core::new(core_cfg),
         store: store.clone(),
         backend,
         defaults: spec_defaults(cfg),

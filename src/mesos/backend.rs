@@ -1,0 +1,1000 @@
+//! The Mesos backend: one task that keeps a subscription alive and carries out the driver's
+//! actions as scheduler calls.
+//!
+//! - The subscription loop follows the pure state machine in
+//!   [`subscription`](super::subscription): SUBSCRIBE (with the stored framework id and the
+//!   roles that are currently suppressed), wait for SUBSCRIBED, read events, watch heartbeats
+//!   (no record for `heartbeat_factor` × the master's interval means the stream is dead), and
+//!   back off with jitter between attempts. A master ERROR ("Framework failed over",
+//!   "Framework has been removed") or a fatal answer (401, 400 …) ends the backend: the driver
+//!   gets `Error` + `Disconnected` and then the events channel closes.
+//! - Calls are sent in order by a worker on their own connection, with the `Mesos-Stream-Id`
+//!   of the live subscription. A call that fails comes back as `ActionFailed`.
+//! - Launches get their fetch URIs (sandbox files, registry `docker.tar.gz`) registered as
+//!   one-time files here, right before the ACCEPT goes out.
+//! - Shutdown closes the stream and stops. It never sends TEARDOWN; [`teardown`] does that,
+//!   explicitly.
+
+use super::client::{
+    CallKind, ClientConfig, ClientError, Credentials, Disposition, MesosClient, Session,
+    StreamError,
+};
+use super::convert::{self, FetchUri, LaunchContext};
+use super::detect::{DetectError, MasterSource};
+use super::proto::scheduler::{self, call, event};
+use super::proto::v1;
+use super::subscription::{step, Backoff, Effect, SubInput, SubState};
+use crate::config::{Config, MasterAddr, RegistryAuth, Secret};
+use crate::onetime::OneTimeFiles;
+use crate::registry::{self, RegistryError};
+use crate::scheduler::types::{Action, BackendChannels, Event, LaunchTask};
+use crate::task::Containerizer;
+use bytes::Bytes;
+use futures::future::{BoxFuture, Fuse, FusedFuture, FutureExt};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// How the framework presents itself (`FrameworkInfo`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FrameworkSettings {
+    pub name: String,
+    /// Default OS user of tasks (`FrameworkInfo.user`).
+    pub user: String,
+    /// The one role the framework subscribes with (MULTI_ROLE, `roles = [role]`).
+    pub role: String,
+    pub checkpoint: bool,
+    /// Seconds the master keeps tasks running while the framework is away.
+    pub failover_timeout: f64,
+    pub principal: Option<String>,
+    pub hostname: Option<String>,
+    /// Shown as the framework's web UI link in the Mesos UI.
+    pub webui_url: Option<String>,
+}
+
+/// Everything the Mesos backend needs. Tests build it directly; the daemon uses
+/// [`MesosBackendConfig::from_config`].
+#[derive(Debug, Clone)]
+pub struct MesosBackendConfig {
+    pub master: MasterAddr,
+    /// `http`/`https` for masters given without a scheme, and for ZooKeeper-found leaders.
+    pub ssl: bool,
+    pub framework: FrameworkSettings,
+    /// HTTP: encoding, credentials, CA, timeouts, redirect limit, record limit, path.
+    pub client: ClientConfig,
+    pub registry: RegistryAuth,
+    /// The default containerizer of the configuration (tasks carry their own).
+    pub containerizer: Containerizer,
+    /// `docker run` parameters for every Docker-containerizer task (`group-add` …).
+    pub docker_parameters: Vec<(String, String)>,
+    /// No event for `heartbeat_factor` × the heartbeat interval means the stream is dead.
+    pub heartbeat_factor: f64,
+    /// Used until SUBSCRIBED says otherwise (Mesos: 15 s).
+    pub default_heartbeat: Duration,
+    pub backoff: Backoff,
+    /// How long one-time fetch URLs stay valid.
+    pub onetime_ttl: Duration,
+    /// Pause between ZooKeeper reconnects.
+    pub zk_retry: Duration,
+    /// Capacity of the events and actions channels.
+    pub channel_capacity: usize,
+}
+
+/// A configuration the Mesos backend cannot work with, naming the `[mesos]` key.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendConfigError {
+    #[error("[mesos] authenticate = true needs [mesos] {0}")]
+    MissingCredential(&'static str),
+    #[error("[mesos] {0} must not contain ':' (HTTP Basic authentication splits on it)")]
+    ColonInCredential(&'static str),
+    #[error("[mesos] mesos_ca_cert = {path}: cannot read: {source}")]
+    CaCert {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("[mesos] docker registry settings: {0}")]
+    Registry(#[from] RegistryError),
+}
+
+impl MesosBackendConfig {
+    /// Maps the daemon configuration. Reads `mesos_ca_cert` and checks the registry settings.
+    pub fn from_config(c: &Config) -> Result<MesosBackendConfig, BackendConfigError> {
+        let credentials = if c.authenticate {
+            let principal = c
+                .default_principal
+                .clone()
+                .ok_or(BackendConfigError::MissingCredential("default_principal"))?;
+            let secret = c
+                .default_secret
+                .clone()
+                .ok_or(BackendConfigError::MissingCredential("default_secret"))?;
+            if principal.contains(':') {
+                return Err(BackendConfigError::ColonInCredential("default_principal"));
+            }
+            if secret.expose().contains(':') {
+                return Err(BackendConfigError::ColonInCredential("default_secret"));
+            }
+            Some(Credentials { principal, secret })
+        } else {
+            None
+        };
+        let ca_cert_pem = match &c.mesos_ca_cert {
+            Some(p) => Some(
+                std::fs::read(p).map_err(|source| BackendConfigError::CaCert {
+                    path: p.display().to_string(),
+                    source,
+                })?,
+            ),
+            None => None,
+        };
+        // Fail at start-up, not at the first launch.
+        registry::docker_config_json(&c.registry)?;
+        Ok(MesosBackendConfig {
+            master: c.master.clone(),
+            ssl: c.mesos_ssl,
+            framework: FrameworkSettings {
+                name: c.framework_name.clone(),
+                user: c.framework_user.clone(),
+                role: if c.framework_role.trim().is_empty() {
+                    "*".to_string()
+                } else {
+                    c.framework_role.clone()
+                },
+                checkpoint: c.checkpoint,
+                failover_timeout: c.failover_timeout,
+                principal: c.default_principal.clone(),
+                hostname: local_hostname(),
+                webui_url: Some(c.api_url.clone()),
+            },
+            client: ClientConfig {
+                credentials,
+                ca_cert_pem,
+                ..ClientConfig::default()
+            },
+            registry: c.registry.clone(),
+            containerizer: c.containerizer,
+            docker_parameters: c
+                .docker_user_group_id
+                .iter()
+                .map(|g| ("group-add".to_string(), g.clone()))
+                .collect(),
+            ..MesosBackendConfig::new(c.master.clone(), &c.framework_name, &c.framework_user)
+        })
+    }
+
+    /// Defaults for everything but the master and the framework's name and user.
+    pub fn new(master: MasterAddr, name: &str, user: &str) -> MesosBackendConfig {
+        MesosBackendConfig {
+            master,
+            ssl: false,
+            framework: FrameworkSettings {
+                name: name.to_string(),
+                user: user.to_string(),
+                role: "*".to_string(),
+                checkpoint: true,
+                failover_timeout: 7.0 * 24.0 * 3600.0,
+                principal: None,
+                hostname: None,
+                webui_url: None,
+            },
+            client: ClientConfig::default(),
+            registry: RegistryAuth::default(),
+            containerizer: Containerizer::Docker,
+            docker_parameters: Vec::new(),
+            heartbeat_factor: 5.0,
+            default_heartbeat: Duration::from_secs(15),
+            backoff: Backoff::default(),
+            onetime_ttl: Duration::from_secs(600),
+            zk_retry: Duration::from_secs(2),
+            channel_capacity: 1024,
+        }
+    }
+
+    /// The `FrameworkInfo` sent on SUBSCRIBE.
+    pub fn framework_info(&self, framework_id: Option<&str>) -> v1::FrameworkInfo {
+        use v1::framework_info::{capability::Type, Capability};
+        let fw = &self.framework;
+        v1::FrameworkInfo {
+            user: fw.user.clone(),
+            name: fw.name.clone(),
+            id: framework_id.map(|id| v1::FrameworkId { value: id.into() }),
+            failover_timeout: Some(fw.failover_timeout),
+            checkpoint: Some(fw.checkpoint),
+            hostname: fw.hostname.clone(),
+            principal: fw.principal.clone(),
+            webui_url: fw.webui_url.clone(),
+            capabilities: [
+                Type::PartitionAware,
+                Type::MultiRole,
+                Type::TaskKillingState,
+            ]
+            .into_iter()
+            .map(|t| Capability {
+                r#type: Some(t as i32),
+            })
+            .collect(),
+            roles: vec![fw.role.clone()],
+            ..Default::default()
+        }
+    }
+
+    /// The SUBSCRIBE call: framework id in both places when known, suppressed roles
+    /// re-declared.
+    pub fn subscribe_call(
+        &self,
+        framework_id: Option<&str>,
+        suppressed: &BTreeSet<String>,
+    ) -> scheduler::Call {
+        let roles = [self.framework.role.clone()];
+        scheduler::Call {
+            framework_id: framework_id.map(|id| v1::FrameworkId { value: id.into() }),
+            r#type: Some(call::Type::Subscribe as i32),
+            subscribe: Some(call::Subscribe {
+                framework_info: self.framework_info(framework_id),
+                suppressed_roles: roles
+                    .iter()
+                    .filter(|r| suppressed.contains(*r))
+                    .cloned()
+                    .collect(),
+                offer_constraints: None,
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn heartbeat_timeout(&self, interval: Option<f64>) -> Duration {
+        let secs = interval
+            .filter(|s| s.is_finite() && *s > 0.0)
+            .unwrap_or(self.default_heartbeat.as_secs_f64());
+        Duration::from_secs_f64(secs * self.heartbeat_factor.max(1.0))
+    }
+}
+
+fn local_hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+/// Starts the backend. It runs until `shutdown` is cancelled, the driver drops its action
+/// sender, or a fatal error (then the driver gets `Error` and `Disconnected` first). The
+/// events channel closing tells the driver the backend is gone.
+pub fn spawn(
+    cfg: MesosBackendConfig,
+    files: Arc<OneTimeFiles>,
+    framework_id: Option<String>,
+    shutdown: CancellationToken,
+) -> BackendChannels {
+    let (ev_tx, ev_rx) = mpsc::channel(cfg.channel_capacity.max(1));
+    let (act_tx, act_rx) = mpsc::channel(cfg.channel_capacity.max(1));
+    tokio::spawn(async move {
+        if let Err(message) = run(cfg, files, framework_id, shutdown, ev_tx.clone(), act_rx).await {
+            tracing::error!(error = %message, "Mesos backend could not start");
+            let _ = ev_tx.send(Event::Error(message.clone())).await;
+            let _ = ev_tx.send(Event::Disconnected { reason: message }).await;
+        }
+    });
+    BackendChannels {
+        events: ev_rx,
+        actions: act_tx,
+    }
+}
+
+/// Registry material prepared once per backend.
+struct LaunchMaterial {
+    files: Arc<OneTimeFiles>,
+    registry: RegistryAuth,
+    docker_config: Option<Secret>,
+    tar_gz: Option<Bytes>,
+    ttl: Duration,
+    docker_parameters: Vec<(String, String)>,
+}
+
+/// A launch that cannot get its fetch URIs.
+#[derive(Debug, thiserror::Error)]
+enum LaunchPrepError {
+    #[error(
+        "task {task}: sandbox files need [mesos] public_url (the address agents fetch them from)"
+    )]
+    NoPublicUrlForFiles { task: String },
+    #[error(
+        "task {task}: registry credentials for the Docker containerizer need [mesos] public_url \
+         or a docker registry credentials URI"
+    )]
+    NoPublicUrlForCredentials { task: String },
+}
+
+impl LaunchMaterial {
+    fn new(
+        cfg: &MesosBackendConfig,
+        files: Arc<OneTimeFiles>,
+    ) -> Result<LaunchMaterial, RegistryError> {
+        let docker_config = registry::docker_config_json(&cfg.registry)?;
+        let tar_gz = match &docker_config {
+            Some(c) if cfg.registry.credentials_uri.is_none() => {
+                Some(Bytes::from(registry::docker_tar_gz(c)?))
+            }
+            _ => None,
+        };
+        Ok(LaunchMaterial {
+            files,
+            registry: cfg.registry.clone(),
+            docker_config,
+            tar_gz,
+            ttl: cfg.onetime_ttl,
+            docker_parameters: cfg.docker_parameters.clone(),
+        })
+    }
+
+    fn context(&self, t: &LaunchTask) -> Result<LaunchContext, LaunchPrepError> {
+        let now = std::time::Instant::now();
+        let mut ctx = LaunchContext::default();
+        for f in &t.spec.files {
+            let name = f
+                .path
+                .rsplit('/')
+                .find(|s| !s.is_empty())
+                .unwrap_or("file")
+                .to_string();
+            let url = self
+                .files
+                .register(
+                    &name,
+                    Bytes::from(f.content.clone().into_bytes()),
+                    self.ttl,
+                    now,
+                )
+                .ok_or_else(|| LaunchPrepError::NoPublicUrlForFiles {
+                    task: t.backend_task_id.clone(),
+                })?;
+            ctx.uris.push(FetchUri {
+                value: url,
+                extract: false,
+                executable: false,
+                output_file: Some(f.path.clone()),
+            });
+        }
+        let creds = self.docker_config.is_some() || self.registry.credentials_uri.is_some();
+        if creds && registry::applies_to(&self.registry, &t.image) {
+            match t.containerizer {
+                Containerizer::Docker => {
+                    let value = match (&self.registry.credentials_uri, &self.tar_gz) {
+                        (Some(uri), _) => uri.clone(),
+                        (None, Some(tar)) => self
+                            .files
+                            .register("docker.tar.gz", tar.clone(), self.ttl, now)
+                            .ok_or_else(|| LaunchPrepError::NoPublicUrlForCredentials {
+                                task: t.backend_task_id.clone(),
+                            })?,
+                        (None, None) => String::new(),
+                    };
+                    if !value.is_empty() {
+                        ctx.uris.push(FetchUri {
+                            value,
+                            extract: true,
+                            executable: false,
+                            output_file: None,
+                        });
+                    }
+                }
+                Containerizer::Mesos => ctx.docker_config = self.docker_config.clone(),
+            }
+        }
+        if t.containerizer == Containerizer::Docker {
+            ctx.docker_parameters = self.docker_parameters.clone();
+        }
+        Ok(ctx)
+    }
+}
+
+async fn run(
+    cfg: MesosBackendConfig,
+    files: Arc<OneTimeFiles>,
+    framework_id: Option<String>,
+    shutdown: CancellationToken,
+    events: mpsc::Sender<Event>,
+    mut actions: mpsc::Receiver<Action>,
+) -> Result<(), String> {
+    let client = MesosClient::new(cfg.client.clone()).map_err(|e| e.to_string())?;
+    let material = LaunchMaterial::new(&cfg, files).map_err(|e| e.to_string())?;
+    let stop = shutdown.child_token();
+    let masters = MasterSource::start(&cfg.master, cfg.ssl, cfg.zk_retry, &stop)
+        .map_err(|e: DetectError| e.to_string())?;
+    let (session_tx, session_rx) = watch::channel::<Option<Session>>(None);
+    let (work_tx, work_rx) = mpsc::channel::<Action>(cfg.channel_capacity.max(1));
+    let worker = tokio::spawn(call_worker(
+        client.clone(),
+        session_rx,
+        work_rx,
+        events.clone(),
+        material,
+    ));
+    let mut sub = SubscriptionLoop {
+        cfg,
+        client,
+        masters,
+        events,
+        session_tx,
+        framework_id,
+        suppressed: BTreeSet::new(),
+        pending: None,
+    };
+    sub.run(&shutdown, &mut actions, &work_tx).await;
+    stop.cancel();
+    drop(work_tx);
+    // Calls already queued get a moment to go out; then the worker is stopped.
+    let abort = worker.abort_handle();
+    if tokio::time::timeout(Duration::from_secs(2), worker)
+        .await
+        .is_err()
+    {
+        abort.abort();
+    }
+    Ok(())
+}
+
+/// The open stream and what it was opened with.
+struct Pending {
+    endpoint: url::Url,
+    stream_id: String,
+    events: super::client::EventStream,
+    deadline: Instant,
+    timeout: Duration,
+}
+
+struct SubscriptionLoop {
+    cfg: MesosBackendConfig,
+    client: MesosClient,
+    masters: MasterSource,
+    events: mpsc::Sender<Event>,
+    session_tx: watch::Sender<Option<Session>>,
+    framework_id: Option<String>,
+    /// Roles currently suppressed (re-declared on every SUBSCRIBE).
+    suppressed: BTreeSet<String>,
+    pending: Option<Pending>,
+}
+
+type Connecting = Fuse<BoxFuture<'static, Result<super::client::Subscription, ClientError>>>;
+
+impl SubscriptionLoop {
+    async fn emit(&mut self, e: Event) -> bool {
+        self.events.send(e).await.is_ok()
+    }
+
+    async fn run(
+        &mut self,
+        shutdown: &CancellationToken,
+        actions: &mut mpsc::Receiver<Action>,
+        work: &mpsc::Sender<Action>,
+    ) {
+        let mut state = SubState::initial(Instant::now());
+        let mut connecting: Connecting = Fuse::terminated();
+        loop {
+            let waiting_until = match &state {
+                SubState::Waiting { until, .. } => Some(*until),
+                _ => None,
+            };
+            let deadline = self.pending.as_ref().map(|p| p.deadline);
+            let has_stream = self.pending.is_some();
+            let pending = &mut self.pending;
+            let masters = &mut self.masters;
+            let input = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => SubInput::Shutdown,
+                item = async { pending.as_mut().expect("guarded").events.next().await },
+                    if has_stream =>
+                {
+                    match item {
+                        Some(Ok(ev)) => match self.on_event(ev).await {
+                            Ok(Some(input)) => input,
+                            Ok(None) => continue,
+                            Err(()) => SubInput::Shutdown,
+                        },
+                        Some(Err(e)) => SubInput::Failed {
+                            reason: format!("event stream broken: {e}"),
+                            fatal: false,
+                        },
+                        None => SubInput::Failed {
+                            reason: "the master closed the event stream".into(),
+                            fatal: false,
+                        },
+                    }
+                }
+                _ = async { tokio::time::sleep_until(deadline.expect("guarded")).await },
+                    if deadline.is_some() => {
+                    let timeout = self.pending.as_ref().map(|p| p.timeout).unwrap_or_default();
+                    SubInput::Failed {
+                        reason: format!("no event from the master for {timeout:?} (heartbeats lost)"),
+                        fatal: false,
+                    }
+                }
+                res = &mut connecting, if !connecting.is_terminated() => match res {
+                    Ok(s) => {
+                        tracing::debug!(endpoint = %s.endpoint, "SUBSCRIBE accepted; waiting for SUBSCRIBED");
+                        let timeout = self.cfg.heartbeat_timeout(None);
+                        self.pending = Some(Pending {
+                            endpoint: s.endpoint,
+                            stream_id: s.stream_id,
+                            events: s.events,
+                            deadline: Instant::now() + timeout,
+                            timeout,
+                        });
+                        continue;
+                    }
+                    Err(e) => {
+                        let fatal = e.disposition(CallKind::Subscribe) == Disposition::Fatal;
+                        tracing::warn!(error = %e, fatal, "SUBSCRIBE failed");
+                        SubInput::Failed { reason: e.to_string(), fatal }
+                    }
+                },
+                a = actions.recv() => match a {
+                    Some(a) => {
+                        self.note_action(&a);
+                        if work.send(a).await.is_err() {
+                            SubInput::Shutdown
+                        } else {
+                            continue;
+                        }
+                    }
+                    // The driver is gone.
+                    None => SubInput::Shutdown,
+                },
+                _ = async { tokio::time::sleep_until(waiting_until.expect("guarded")).await },
+                    if waiting_until.is_some() => SubInput::Connect,
+                _ = masters.changed() => {
+                    tracing::info!(candidates = ?self.masters.candidates(), "leading master changed");
+                    SubInput::LeaderChanged
+                }
+            };
+            let (next, effects) = step(
+                &state,
+                input,
+                Instant::now(),
+                &self.cfg.backoff,
+                rand::random(),
+            );
+            if let SubState::Waiting { until, attempt } = &next {
+                if !matches!(state, SubState::Waiting { .. }) {
+                    let wait = until.saturating_duration_since(Instant::now());
+                    tracing::info!(?wait, attempt, "reconnecting to Mesos after a pause");
+                }
+            }
+            state = next;
+            let mut stop = false;
+            for e in effects {
+                match e {
+                    Effect::Subscribe => {
+                        let call = self
+                            .cfg
+                            .subscribe_call(self.framework_id.as_deref(), &self.suppressed);
+                        let client = self.client.clone();
+                        let candidates = self.masters.candidates();
+                        connecting = async move { client.subscribe(&candidates, &call).await }
+                            .boxed()
+                            .fuse();
+                    }
+                    Effect::CloseStream => {
+                        self.pending = None;
+                        connecting = Fuse::terminated();
+                        self.session_tx.send_replace(None);
+                    }
+                    Effect::EmitDisconnected(reason) => {
+                        tracing::warn!(%reason, "Mesos subscription lost");
+                        stop |= !self.emit(Event::Disconnected { reason }).await;
+                    }
+                    Effect::EmitError(message) => {
+                        tracing::error!(%message, "Mesos subscription failed; giving up");
+                        stop |= !self.emit(Event::Error(message)).await;
+                    }
+                    Effect::Stop => stop = true,
+                }
+            }
+            if stop {
+                break;
+            }
+        }
+    }
+
+    /// Remembers Suppress/Revive so that a re-SUBSCRIBE declares the same suppressed roles.
+    fn note_action(&mut self, a: &Action) {
+        let all = [self.cfg.framework.role.clone()];
+        match a {
+            Action::Suppress(roles) if roles.is_empty() => self.suppressed.extend(all),
+            Action::Suppress(roles) => self.suppressed.extend(roles.iter().cloned()),
+            Action::Revive(roles) if roles.is_empty() => self.suppressed.clear(),
+            Action::Revive(roles) => {
+                for r in roles {
+                    self.suppressed.remove(r);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Handles one event of the stream. `Err` when the driver is gone.
+    async fn on_event(&mut self, ev: scheduler::Event) -> Result<Option<SubInput>, ()> {
+        if let Some(p) = self.pending.as_mut() {
+            p.deadline = Instant::now() + p.timeout;
+        }
+        match ev.r#type() {
+            event::Type::Subscribed => {
+                let Some(s) = &ev.subscribed else {
+                    return Ok(Some(SubInput::Failed {
+                        reason: "SUBSCRIBED event without its payload".into(),
+                        fatal: false,
+                    }));
+                };
+                let fid = s.framework_id.value.clone();
+                let timeout = self.cfg.heartbeat_timeout(s.heartbeat_interval_seconds);
+                let Some(p) = self.pending.as_mut() else {
+                    return Ok(None);
+                };
+                p.timeout = timeout;
+                p.deadline = Instant::now() + timeout;
+                tracing::info!(framework_id = %fid, endpoint = %p.endpoint, "subscribed to Mesos");
+                self.framework_id = Some(fid.clone());
+                self.session_tx.send_replace(Some(Session {
+                    endpoint: p.endpoint.clone(),
+                    stream_id: p.stream_id.clone(),
+                    framework_id: fid,
+                }));
+                if let Ok(Some(domain)) = convert::event_from_proto(ev) {
+                    if !self.emit(domain).await {
+                        return Err(());
+                    }
+                }
+                Ok(Some(SubInput::Subscribed))
+            }
+            event::Type::Error => Ok(Some(SubInput::MasterError(
+                ev.error.map(|e| e.message).unwrap_or_default(),
+            ))),
+            _ => {
+                match convert::event_from_proto(ev) {
+                    Ok(Some(domain)) => {
+                        if !self.emit(domain).await {
+                            return Err(());
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "ignoring an event that cannot be converted")
+                    }
+                }
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// Sends the driver's actions, in order, on the live session.
+async fn call_worker(
+    client: MesosClient,
+    session: watch::Receiver<Option<Session>>,
+    mut actions: mpsc::Receiver<Action>,
+    events: mpsc::Sender<Event>,
+    material: LaunchMaterial,
+) {
+    while let Some(action) = actions.recv().await {
+        let current = session.borrow().clone();
+        let failed = |error: String, fatal: bool| Event::ActionFailed {
+            action: action.clone(),
+            error,
+            fatal,
+        };
+        let Some(s) = current else {
+            if matches!(action, Action::Suppress(_) | Action::Revive(_)) {
+                // Carried by the next SUBSCRIBE's suppressed_roles.
+                continue;
+            }
+            let _ = events
+                .send(failed("not subscribed to a Mesos master".into(), false))
+                .await;
+            continue;
+        };
+        let contexts = match &action {
+            Action::Launch { tasks, .. } => {
+                match tasks
+                    .iter()
+                    .map(|t| material.context(t))
+                    .collect::<Result<Vec<_>, _>>()
+                {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let _ = events.send(failed(e.to_string(), true)).await;
+                        continue;
+                    }
+                }
+            }
+            _ => Vec::new(),
+        };
+        let call = match convert::action_to_call(&s.framework_id, &action, &contexts) {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = events.send(failed(e.to_string(), true)).await;
+                continue;
+            }
+        };
+        if let Err(e) = client.call(&s, &call).await {
+            let fatal = e.disposition(CallKind::Call) == Disposition::Fatal;
+            tracing::warn!(error = %e, fatal, call = ?call.r#type(), "Mesos call failed");
+            let _ = events.send(failed(e.to_string(), fatal)).await;
+        }
+    }
+}
+
+/// Why [`teardown`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TeardownError {
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error(transparent)]
+    Detect(#[from] DetectError),
+    #[error("the master answered SUBSCRIBE with an error: {0}")]
+    Master(String),
+    #[error("event stream: {0}")]
+    Stream(#[from] StreamError),
+    #[error("no SUBSCRIBED from the master within {0:?}")]
+    Timeout(Duration),
+}
+
+/// Removes the framework for good: all its tasks are killed and its id can never subscribe
+/// again. Subscribes with `framework_id` (TEARDOWN needs a live stream) and sends TEARDOWN.
+/// Never called on a normal shutdown.
+pub async fn teardown(cfg: &MesosBackendConfig, framework_id: &str) -> Result<(), TeardownError> {
+    let client = MesosClient::new(cfg.client.clone())?;
+    let stop = CancellationToken::new();
+    let _guard = stop.clone().drop_guard();
+    let mut masters = MasterSource::start(&cfg.master, cfg.ssl, cfg.zk_retry, &stop)?;
+    let limit = cfg.client.call_timeout;
+    let work = async {
+        while masters.candidates().is_empty() {
+            masters.changed().await;
+        }
+        let call = cfg.subscribe_call(Some(framework_id), &BTreeSet::new());
+        let mut sub = client.subscribe(&masters.candidates(), &call).await?;
+        loop {
+            match sub.events.next().await {
+                Some(Ok(ev)) => match ev.r#type() {
+                    event::Type::Subscribed => break,
+                    event::Type::Error => {
+                        return Err(TeardownError::Master(
+                            ev.error.map(|e| e.message).unwrap_or_default(),
+                        ))
+                    }
+                    _ => {}
+                },
+                Some(Err(e)) => return Err(e.into()),
+                None => {
+                    return Err(TeardownError::Master(
+                        "stream closed before SUBSCRIBED".into(),
+                    ))
+                }
+            }
+        }
+        let session = Session {
+            endpoint: sub.endpoint.clone(),
+            stream_id: sub.stream_id.clone(),
+            framework_id: framework_id.to_string(),
+        };
+        client
+            .call(&session, &convert::teardown_call(framework_id))
+            .await?;
+        tracing::warn!(%framework_id, "framework torn down");
+        Ok(())
+    };
+    tokio::time::timeout(limit, work)
+        .await
+        .map_err(|_| TeardownError::Timeout(limit))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scheduler::types::{Flavour, Quantity, Resource};
+    use crate::task::{NetworkMode, SandboxFile, TaskSpec};
+    use std::collections::BTreeMap;
+
+    fn cfg() -> MesosBackendConfig {
+        MesosBackendConfig::new(
+            MasterAddr::Hosts(vec!["http://127.0.0.1:1".into()]),
+            "fw",
+            "nobody",
+        )
+    }
+
+    #[test]
+    fn framework_info_declares_capabilities_roles_and_failover() {
+        let mut c = cfg();
+        c.framework.role = "airflow".into();
+        c.framework.principal = Some("p".into());
+        let fi = c.framework_info(Some("F-1"));
+        assert_eq!(fi.user, "nobody");
+        assert_eq!(fi.name, "fw");
+        assert_eq!(fi.id.unwrap().value, "F-1");
+        assert_eq!(fi.roles, vec!["airflow"]);
+        #[allow(deprecated)]
+        let role = fi.role;
+        assert_eq!(role, None, "MULTI_ROLE forbids `role`");
+        assert_eq!(fi.checkpoint, Some(true));
+        assert_eq!(fi.failover_timeout, Some(604800.0));
+        assert_eq!(fi.principal.as_deref(), Some("p"));
+        let caps: Vec<_> = fi.capabilities.iter().map(|c| c.r#type()).collect();
+        use v1::framework_info::capability::Type;
+        assert_eq!(
+            caps,
+            vec![
+                Type::PartitionAware,
+                Type::MultiRole,
+                Type::TaskKillingState
+            ]
+        );
+    }
+
+    #[test]
+    fn subscribe_call_carries_the_id_twice_and_the_suppressed_roles() {
+        let c = cfg();
+        let first = c.subscribe_call(None, &BTreeSet::new());
+        assert!(first.framework_id.is_none());
+        assert!(first
+            .subscribe
+            .as_ref()
+            .unwrap()
+            .framework_info
+            .id
+            .is_none());
+        let suppressed = BTreeSet::from(["*".to_string(), "not-ours".to_string()]);
+        let again = c.subscribe_call(Some("F"), &suppressed);
+        assert_eq!(again.framework_id.as_ref().unwrap().value, "F");
+        let s = again.subscribe.unwrap();
+        assert_eq!(s.framework_info.id.unwrap().value, "F");
+        // Only subscribed roles may be declared suppressed.
+        assert_eq!(s.suppressed_roles, vec!["*"]);
+    }
+
+    #[test]
+    fn heartbeat_timeout_is_factor_times_interval() {
+        let c = cfg();
+        assert_eq!(c.heartbeat_timeout(Some(15.0)), Duration::from_secs(75));
+        assert_eq!(c.heartbeat_timeout(None), Duration::from_secs(75));
+        assert_eq!(c.heartbeat_timeout(Some(2.0)), Duration::from_secs(10));
+        assert_eq!(c.heartbeat_timeout(Some(f64::NAN)), Duration::from_secs(75));
+    }
+
+    fn task(containerizer: Containerizer, image: &str, files: Vec<SandboxFile>) -> LaunchTask {
+        LaunchTask {
+            task_id: "t".into(),
+            backend_task_id: "t.1".into(),
+            attempt: 1,
+            name: "t".into(),
+            agent_id: "S".into(),
+            resources: vec![Resource {
+                name: "cpus".into(),
+                quantity: Quantity::Scalar(1),
+                flavour: Flavour::plain("x"),
+            }],
+            image: image.into(),
+            containerizer,
+            network: NetworkMode::Host,
+            port_mappings: vec![],
+            force_pull: false,
+            kill_grace_secs: 1.0,
+            labels: BTreeMap::new(),
+            shell: true,
+            spec: TaskSpec {
+                files,
+                ..TaskSpec::default()
+            },
+        }
+    }
+
+    fn material(registry: RegistryAuth, base: Option<&str>) -> (LaunchMaterial, Arc<OneTimeFiles>) {
+        let files = Arc::new(OneTimeFiles::new(base.map(str::to_string)));
+        let mut c = cfg();
+        c.registry = registry;
+        c.docker_parameters = vec![("group-add".into(), "999".into())];
+        (LaunchMaterial::new(&c, files.clone()).unwrap(), files)
+    }
+
+    fn creds() -> RegistryAuth {
+        RegistryAuth {
+            registry: Some("reg.example.com".into()),
+            username: Some("u".into()),
+            password: Some(Secret::new("pw")),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn sandbox_files_become_one_time_fetch_uris() {
+        let (m, files) = material(RegistryAuth::default(), Some("http://daemon:11000"));
+        let t = task(
+            Containerizer::Docker,
+            "img",
+            vec![SandboxFile {
+                path: "conf/workload.json".into(),
+                content: "{\"secret\":1}".into(),
+            }],
+        );
+        let ctx = m.context(&t).unwrap();
+        assert_eq!(ctx.uris.len(), 1);
+        let u = &ctx.uris[0];
+        assert!(
+            u.value.starts_with("http://daemon:11000/v1/files/"),
+            "{}",
+            u.value
+        );
+        assert!(u.value.ends_with("/workload.json"), "{}", u.value);
+        assert!(!u.extract);
+        assert_eq!(u.output_file.as_deref(), Some("conf/workload.json"));
+        assert_eq!(files.pending(), 1);
+        assert!(ctx.docker_config.is_none());
+        assert_eq!(
+            ctx.docker_parameters,
+            vec![("group-add".to_string(), "999".to_string())]
+        );
+        // The content itself is not in the TaskInfo.
+        let info = convert::task_info(&t, &ctx);
+        // (the plain flavour does not decode; the URI check above is what matters here)
+        assert!(info.is_err());
+        // Without a public URL the launch cannot get its files.
+        let (m, _) = material(RegistryAuth::default(), None);
+        assert!(matches!(
+            m.context(&t),
+            Err(LaunchPrepError::NoPublicUrlForFiles { .. })
+        ));
+    }
+
+    #[test]
+    fn docker_containerizer_fetches_a_docker_tar_gz_with_the_credentials() {
+        let (m, files) = material(creds(), Some("http://daemon:11000"));
+        let t = task(Containerizer::Docker, "reg.example.com/airflow:2", vec![]);
+        let ctx = m.context(&t).unwrap();
+        assert_eq!(ctx.uris.len(), 1);
+        assert!(ctx.uris[0].value.ends_with("/docker.tar.gz"));
+        assert!(ctx.uris[0].extract);
+        assert!(ctx.docker_config.is_none());
+        // The registered file is the archive, fetched once.
+        let token = ctx.uris[0].value.split('/').nth(5).unwrap().to_string();
+        let f = files
+            .take(&token, "docker.tar.gz", std::time::Instant::now())
+            .unwrap();
+        assert_eq!(&f.content[..2], &[0x1f, 0x8b]);
+        // An image from another registry gets no credentials.
+        let other = task(Containerizer::Docker, "apache/airflow:2", vec![]);
+        assert!(m.context(&other).unwrap().uris.is_empty());
+        // A pre-made URI wins and needs no public URL.
+        let mut r = creds();
+        r.credentials_uri = Some("http://store/docker.tar.gz".into());
+        let (m, _) = material(r, None);
+        let ctx = m.context(&t).unwrap();
+        assert_eq!(ctx.uris[0].value, "http://store/docker.tar.gz");
+        assert!(ctx.uris[0].extract);
+        // Credentials but nowhere to serve them from: a clear error.
+        let (m, _) = material(creds(), None);
+        assert!(matches!(
+            m.context(&t),
+            Err(LaunchPrepError::NoPublicUrlForCredentials { .. })
+        ));
+    }
+
+    #[test]
+    fn mesos_containerizer_gets_the_config_json_and_no_fetch() {
+        let (m, files) = material(creds(), Some("http://daemon:11000"));
+        let t = task(Containerizer::Mesos, "reg.example.com/airflow:2", vec![]);
+        let ctx = m.context(&t).unwrap();
+        assert!(ctx.uris.is_empty());
+        assert_eq!(files.pending(), 0);
+        let json: serde_json::Value =
+            serde_json::from_str(ctx.docker_config.unwrap().expose()).unwrap();
+        assert!(json["auths"]["reg.example.com"]["auth"].is_string());
+        assert!(
+            ctx.docker_parameters.is_empty(),
+            "docker run parameters are Docker-only"
+        );
+    }
+}

@@ -1,0 +1,265 @@
+//! End-to-end tests of the daemon on the local Docker backend, driven the way an operator
+//! drives it: the `airflow-mesos` binary, an `airflow.cfg`, the CLI verbs and the HTTP API,
+//! against the real Docker engine (image from `AM_TEST_BUSYBOX`, made by .ci/setup-docker.sh).
+
+mod common;
+
+use common::{eventually, require_env, Daemon};
+use serde_json::Value;
+
+fn daemon(token: Option<&str>) -> Option<Daemon> {
+    let image = require_env("AM_TEST_BUSYBOX", "a local busybox image")?;
+    Some(Daemon::start(
+        &format!("backend = docker\ndocker_image_slave = {image}\ntask_cpu = 0.1\ntask_memory = 32\nkill_grace_period = 2\n"),
+        token,
+    ))
+}
+
+fn ids(v: &Value) -> Vec<String> {
+    v["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn write(d: &Daemon, name: &str, text: &str) -> String {
+    let p = d.home.path().join(name);
+    std::fs::write(&p, text).unwrap();
+    p.to_string_lossy().into_owned()
+}
+
+fn state(d: &Daemon, id: &str) -> String {
+    d.cli_json(&["status", id, "--json"])["state"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn submit_wait_list_logs_and_exit_codes() {
+    let Some(d) = daemon(None) else { return };
+    let jobs = write(
+        &d,
+        "jobs.yaml",
+        "tasks:\n  - name: ok\n    command: [\"sh\", \"-c\", \"echo out-$GREETING; echo err >&2\"]\n    env: {GREETING: hi}\n  - name: bad\n    command: exit 3\n",
+    );
+    let out = d.cli(&["submit", "-f", &jobs, "--wait", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "one task failed: {out:?}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let tasks = v["tasks"].as_array().unwrap();
+    assert_eq!(tasks.len(), 2);
+    assert_eq!(tasks[0]["state"], "succeeded");
+    assert_eq!(tasks[1]["state"], "failed");
+    assert_eq!(tasks[1]["exit_code"], 3);
+    assert_eq!(tasks[1]["airflow_state"], "failed");
+    let ok = tasks[0]["id"].as_str().unwrap();
+    let stdout = d.cli(&["logs", ok]);
+    assert_eq!(String::from_utf8_lossy(&stdout.stdout), "out-hi\n");
+    let stderr = d.cli(&["logs", ok, "--stderr"]);
+    assert_eq!(String::from_utf8_lossy(&stderr.stdout), "err\n");
+
+    // A single argv task succeeds and `submit --wait` exits 0.
+    let out = d.cli(&["submit", "--wait", "--", "true"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+
+    // The change feed shows each transition of each task exactly once, in order.
+    let feed: Value = reqwest::get(d.url("/v1/events?since=0&limit=1000"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let events = feed["events"].as_array().unwrap();
+    let mut seqs: Vec<i64> = events.iter().map(|e| e["seq"].as_i64().unwrap()).collect();
+    let sorted = {
+        let mut s = seqs.clone();
+        s.sort();
+        s.dedup();
+        s
+    };
+    assert_eq!(seqs, sorted, "seq strictly increasing");
+    seqs.clear();
+    let of = |id: &str| -> Vec<String> {
+        events
+            .iter()
+            .filter(|e| e["task_id"] == id)
+            .map(|e| e["state"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let states = of(ok);
+    assert_eq!(states.first().map(String::as_str), Some("queued"));
+    assert_eq!(states.last().map(String::as_str), Some("succeeded"));
+    for w in states.windows(2) {
+        assert_ne!(w[0], w[1], "a transition repeated: {states:?}");
+    }
+    // `list --since <cursor>` returns only what changed after the cursor.
+    let all = d.cli_json(&["list", "--json"]);
+    let cursor = all["cursor"].as_i64().unwrap();
+    let none = d.cli_json(&["list", "--json", "--since", &cursor.to_string()]);
+    assert!(none["tasks"].as_array().unwrap().is_empty(), "{none}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn api_needs_the_token_and_refuses_bad_input_without_changing_state() {
+    let Some(d) = daemon(Some("s3cret-token")) else {
+        return;
+    };
+    let http = reqwest::Client::new();
+    let h = http.get(d.url("/healthz")).send().await.unwrap();
+    assert_eq!(h.status(), 200);
+    let m = http.get(d.url("/metrics")).send().await.unwrap();
+    assert_eq!(m.status(), 200);
+    for auth in [None, Some("Bearer wrong"), Some("Basic dXNlcjpwYXNz")] {
+        let mut r = http.get(d.url("/v1/tasks"));
+        if let Some(a) = auth {
+            r = r.header("Authorization", a);
+        }
+        assert_eq!(r.send().await.unwrap().status(), 401, "{auth:?}");
+    }
+    let post = |body: &'static str| {
+        http.post(d.url("/v1/tasks"))
+            .bearer_auth("s3cret-token")
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let r = post(r#"{"command": "true", "cpus": -2}"#).await.unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["field"], "cpus", "{body}");
+    let r = post(r#"{"tasks": [{"command": "true"}, {"command": "true", "imagee": "x"}]}"#)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("imagee"), "{body}");
+    assert_eq!(body["field"], "tasks[1]");
+    let r = post("not json").await.unwrap();
+    assert_eq!(r.status(), 400);
+    let r = http
+        .get(d.url("/v1/tasks/t-nope"))
+        .bearer_auth("s3cret-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let r = http
+        .post(d.url("/v1/tasks/t-nope/kill"))
+        .bearer_auth("s3cret-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    // Nothing was stored by any of the refused requests.
+    let list = d.cli_json(&["list", "--json"]);
+    assert!(list["tasks"].as_array().unwrap().is_empty(), "{list}");
+    // The CLI uses the token from the config.
+    let out = d.cli(&["submit", "--wait", "--", "true"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    // The token never shows up in the daemon's log.
+    assert!(!d.log_text().contains("s3cret-token"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_queued_and_running_tasks() {
+    let Some(d) = daemon(None) else { return };
+    // Never placeable (no agent has this attribute): stays queued, kill ends it at once.
+    let job = write(
+        &d,
+        "never.yaml",
+        "command: \"true\"\nconstraints: [\"gpu:yes\"]\n",
+    );
+    let queued = d.cli_json(&["submit", "--json", "-f", &job]);
+    let q = ids(&queued).remove(0);
+    let running = d.cli_json(&["submit", "--json", "--shell", "sleep 300"]);
+    let r = ids(&running).remove(0);
+    eventually(30, "task running", || {
+        (state(&d, &r) == "running").then_some(())
+    });
+    let started = std::time::Instant::now();
+    let out = d.cli(&["kill", &r]);
+    assert!(out.status.success(), "{out:?}");
+    eventually(20, "task killed", || {
+        (state(&d, &r) == "killed").then_some(())
+    });
+    // `sh -c sleep` ignores SIGTERM; the grace period (2 s) bounds the stop.
+    assert!(started.elapsed().as_secs() < 15, "{:?}", started.elapsed());
+    let again = d.cli(&["kill", &r]);
+    assert_eq!(
+        again.status.code(),
+        Some(1),
+        "killing an ended task: {again:?}"
+    );
+    assert_eq!(state(&d, &q), "queued", "no agent has gpu:yes");
+    let out = d.cli(&["kill", &q, "--json"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(state(&d, &q), "killed", "a queued task is killed at once");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn daemon_killed_with_sigkill_finishes_every_task_once() {
+    let Some(mut d) = daemon(None) else { return };
+    let marker = "ran-once";
+    let mut submitted = Vec::new();
+    for i in 0..3 {
+        let v = d.cli_json(&[
+            "submit",
+            "--json",
+            "--shell",
+            &format!("echo {marker}-{i}; sleep 4"),
+        ]);
+        submitted.extend(ids(&v));
+    }
+    eventually(40, "all running", || {
+        submitted
+            .iter()
+            .all(|id| state(&d, id) == "running")
+            .then_some(())
+    });
+    d.kill9();
+    d.spawn();
+    eventually(60, "all succeeded after restart", || {
+        submitted
+            .iter()
+            .all(|id| state(&d, id) == "succeeded")
+            .then_some(())
+    });
+    for (i, id) in submitted.iter().enumerate() {
+        let t = d.cli_json(&["status", id, "--json"]);
+        assert_eq!(t["attempts"], 1, "launched once: {t}");
+        let out = d.cli(&["logs", id]);
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("{marker}-{i}\n"),
+            "the command ran exactly once"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn missing_image_fails_clearly_instead_of_hanging() {
+    let Some(d) = daemon(None) else { return };
+    let out = d.cli(&[
+        "submit",
+        "--wait",
+        "--timeout",
+        "120",
+        "--json",
+        "--image",
+        "am-test/does-not-exist:never",
+        "--",
+        "true",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let msg = v["tasks"][0]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        msg.contains("am-test/does-not-exist"),
+        "message names the image: {msg}"
+    );
+}

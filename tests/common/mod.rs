@@ -1,0 +1,193 @@
+//! Helpers for tests that run the real `airflow-mesos` binary: a daemon in a temporary
+//! `AIRFLOW_HOME`, CLI invocations against it, and environment checks.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_airflow-mesos");
+
+/// Reads a test-environment variable. Under `CI=true` a missing one fails the test; elsewhere
+/// the test is skipped with a notice (returns `None`).
+pub fn require_env(name: &str, what: &str) -> Option<String> {
+    match std::env::var(name) {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("{name} is not set under CI=true: {what} is required (see .ci/run)")
+        }
+        _ => {
+            eprintln!("SKIP: {name} not set ({what}); run .ci/run to start it");
+            None
+        }
+    }
+}
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A daemon running in its own temporary `AIRFLOW_HOME`.
+pub struct Daemon {
+    pub home: tempfile::TempDir,
+    pub port: u16,
+    pub token: Option<String>,
+    child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    /// Writes `airflow.cfg` with `extra` lines in `[mesos]` (plus `api_listen`) and starts the
+    /// daemon, waiting until `/healthz` answers.
+    pub fn start(extra: &str, token: Option<&str>) -> Daemon {
+        let home = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let mut cfg = format!("[mesos]\napi_listen = 127.0.0.1:{port}\n{extra}\n");
+        if let Some(t) = token {
+            cfg.push_str(&format!("api_token = {t}\n"));
+        }
+        std::fs::write(home.path().join("airflow.cfg"), cfg).unwrap();
+        let log = home.path().join("scheduler.log");
+        let mut d = Daemon {
+            home,
+            port,
+            token: token.map(str::to_string),
+            child: None,
+            log,
+        };
+        d.spawn();
+        d
+    }
+
+    pub fn cfg_path(&self) -> PathBuf {
+        self.home.path().join("airflow.cfg")
+    }
+
+    /// Starts (or restarts) the daemon process.
+    pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new(BIN)
+            .args(["--log-format", "json", "scheduler"])
+            .env("AIRFLOW_HOME", self.home.path())
+            .env("AIRFLOW_CONFIG", self.cfg_path())
+            .env("AIRFLOW_MESOS_LOG", "info,airflow_mesos=debug")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn the daemon");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(c) = self.child.as_mut() {
+                if let Ok(Some(status)) = c.try_wait() {
+                    panic!("daemon exited early ({status}):\n{}", self.log_text());
+                }
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "daemon did not listen:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL, no goodbye.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for exit; returns the exit status code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let mut c = self.child.take()?;
+        let _ = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(s)) = c.try_wait() {
+                return s.code();
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Runs a CLI verb against this daemon.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        cli_in(self.home.path(), &self.cfg_path(), args)
+    }
+
+    /// Runs a CLI verb and parses its `--json` stdout.
+    pub fn cli_json(&self, args: &[&str]) -> serde_json::Value {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "{args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "{args:?}: not JSON ({e}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Runs the binary with `AIRFLOW_HOME`/`AIRFLOW_CONFIG` set.
+pub fn cli_in(home: &Path, cfg: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env("AIRFLOW_HOME", home)
+        .env("AIRFLOW_CONFIG", cfg)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the CLI")
+}
+
+/// Polls `f` until it returns `Some`, or panics after `secs`.
+pub fn eventually<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
