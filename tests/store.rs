@@ -764,6 +764,12 @@ async fn translated_and_alias_urls_connect() {
         "the file (and its parent dirs) were created at {}",
         abs.display()
     );
+    #[cfg(unix)]
+    for f in [abs.clone(), abs.with_extension("db-wal")] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&f).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{} holds secrets: owner-only", f.display());
+    }
     s.close().await;
 
     if let Some(pg) = server_url("AM_TEST_PG_URL") {
@@ -970,4 +976,22 @@ async fn an_in_memory_sqlite_store_works() {
         TaskState::Launching
     );
     assert_eq!(again.events_since(0, 10).await.unwrap().len(), 2);
+}
+
+/// The store is used from spawned tasks and axum handlers: its futures must be `Send`.
+#[allow(dead_code)]
+fn store_futures_are_send(s: &Store, f: &TaskFilter) {
+    fn send<T: Send>(_: T) {}
+    send(Store::connect("sqlite::memory:"));
+    send(s.insert_tasks(&[], 0));
+    send(s.commit(&[]));
+    send(s.get_task("t"));
+    send(s.list_tasks(f));
+    send(s.events_since(0, 1));
+    send(s.attempts("t"));
+    send(s.load_active());
+    send(s.find_by_backend_task_id("t.1"));
+    send(s.counts());
+    send(s.framework_id("f"));
+    send(s.set_framework_id("f", "id"));
 }

@@ -458,6 +458,7 @@ impl Store {
                             })?;
                         }
                     }
+                    create_private_file(opts.get_filename()).await?;
                 }
                 // Probe once so that a bad path fails with SQLite's own error.
                 let probe = tokio::time::timeout(CONNECT_TIMEOUT, opts.connect())
@@ -947,6 +948,24 @@ impl Store {
             out.insert(st, u64::try_from(n).unwrap_or(0));
         }
         Ok(out)
+    }
+}
+
+/// Creates an empty SQLite file readable by its owner only, unless it exists: task specs hold
+/// secrets (sandbox file contents). SQLite gives its `-wal` and `-shm` files the permissions of
+/// the database file.
+async fn create_private_file(path: &std::path::Path) -> Result<(), StoreError> {
+    let mut open = tokio::fs::OpenOptions::new();
+    open.write(true).create_new(true);
+    #[cfg(unix)]
+    open.mode(0o600);
+    match open.open(path).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(source) => Err(StoreError::CreateFile {
+            path: path.to_path_buf(),
+            source,
+        }),
     }
 }
 

@@ -22,6 +22,13 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    /// The SQLite file could not be created.
+    #[error("cannot create the SQLite database file {}: {source}", path.display())]
+    CreateFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// The database could not be reached or refused us.
     #[error("cannot connect to the database at `{url}`: {reason}")]
     Connect { url: String, reason: String },
