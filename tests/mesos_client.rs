@@ -1,0 +1,591 @@
+//! Integration tests of the Mesos scheduler client (`airflow_mesos::mesos::client`) and master
+//! detection (`airflow_mesos::mesos::detect`) against the fake master (tests/support), and
+//! against a real ZooKeeper for `zk://` (needs `AM_TEST_ZK`, see `.ci/setup-zookeeper.sh`).
+
+mod support;
+
+use std::time::Duration;
+
+use airflow_mesos::config::Secret;
+use airflow_mesos::mesos::client::{
+    CallKind, ClientConfig, ClientError, Credentials, Disposition, MesosClient, Session,
+    StreamError, Subscription,
+};
+use airflow_mesos::mesos::detect::{parse_master, MasterSource};
+use airflow_mesos::mesos::json::Encoding;
+use airflow_mesos::mesos::proto::scheduler::{call, event, Call, Event};
+use airflow_mesos::mesos::proto::v1 as pb;
+use airflow_mesos::mesos::recordio::RecordIoError;
+use prost::Message as _;
+use support::fake_master::{AgentSpec, FakeMaster, FakeMasterOptions, Leadership};
+use tokio_util::sync::CancellationToken;
+use url::Url;
+
+const T: Duration = Duration::from_secs(10);
+
+fn subscribe_call(framework_id: Option<&str>) -> Call {
+    let id = framework_id.map(|v| pb::FrameworkId {
+        value: v.to_string(),
+    });
+    Call {
+        framework_id: id.clone(),
+        r#type: Some(call::Type::Subscribe as i32),
+        subscribe: Some(call::Subscribe {
+            framework_info: pb::FrameworkInfo {
+                user: "root".to_string(),
+                name: "mesos-client-test".to_string(),
+                id,
+                failover_timeout: Some(3600.0),
+                checkpoint: Some(true),
+                roles: vec!["*".to_string()],
+                capabilities: [
+                    pb::framework_info::capability::Type::MultiRole,
+                    pb::framework_info::capability::Type::PartitionAware,
+                ]
+                .into_iter()
+                .map(|t| pb::framework_info::Capability {
+                    r#type: Some(t as i32),
+                })
+                .collect(),
+                ..Default::default()
+            },
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn revive(framework_id: &str) -> Call {
+    Call {
+        framework_id: Some(pb::FrameworkId {
+            value: framework_id.to_string(),
+        }),
+        r#type: Some(call::Type::Revive as i32),
+        ..Default::default()
+    }
+}
+
+fn client(encoding: Encoding) -> MesosClient {
+    MesosClient::new(ClientConfig {
+        encoding,
+        ..Default::default()
+    })
+    .expect("client")
+}
+
+fn base(m: &FakeMaster) -> Url {
+    Url::parse(&m.url()).expect("url")
+}
+
+async fn next_event(sub: &mut Subscription) -> Event {
+    tokio::time::timeout(T, sub.events.next())
+        .await
+        .expect("an event within 10 s")
+        .expect("stream open")
+        .expect("a valid event")
+}
+
+/// Reads events until SUBSCRIBED; returns the framework id.
+async fn subscribed(sub: &mut Subscription) -> String {
+    let e = next_event(sub).await;
+    assert_eq!(
+        e.r#type,
+        Some(event::Type::Subscribed as i32),
+        "first event: {e:?}"
+    );
+    e.subscribed.expect("subscribed").framework_id.value
+}
+
+/// The stream's end: `None` = clean end, `Some(err)` = a stream error.
+async fn stream_end(sub: &mut Subscription) -> Option<StreamError> {
+    loop {
+        match tokio::time::timeout(T, sub.events.next())
+            .await
+            .expect("stream ends within 10 s")
+        {
+            None => return None,
+            Some(Err(e)) => return Some(e),
+            Some(Ok(_)) => {}
+        }
+    }
+}
+
+fn session(sub: &Subscription, fid: &str) -> Session {
+    Session {
+        endpoint: sub.endpoint.clone(),
+        stream_id: sub.stream_id.clone(),
+        framework_id: fid.to_string(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_subscribe_then_calls_use_the_stream_id_in_both_encodings() {
+    for encoding in [Encoding::Protobuf, Encoding::Json] {
+        let m = FakeMaster::start(FakeMasterOptions {
+            agents: vec![AgentSpec::new(2.0, 1024.0)],
+            ..Default::default()
+        })
+        .await;
+        let c = client(encoding);
+        let mut sub = c
+            .subscribe(&[base(&m)], &subscribe_call(None))
+            .await
+            .expect("subscribe");
+        let fid = subscribed(&mut sub).await;
+        assert_eq!(m.framework_ids(), vec![fid.clone()]);
+        assert_eq!(Some(sub.stream_id.clone()), m.stream_id(&fid));
+        assert_eq!(
+            next_event(&mut sub).await.r#type,
+            Some(event::Type::Heartbeat as i32)
+        );
+        let offers = next_event(&mut sub).await;
+        assert_eq!(offers.offers.expect("offers").offers.len(), 1);
+        c.call(&session(&sub, &fid), &revive(&fid))
+            .await
+            .expect("REVIVE accepted");
+
+        let calls = m.calls();
+        let (sub_rec, revive_rec) = (&calls[0], &calls[1]);
+        let ct = encoding.content_type();
+        assert_eq!(sub_rec.header("content-type"), Some(ct), "{encoding:?}");
+        assert_eq!(
+            sub_rec.header("accept"),
+            Some(ct),
+            "ask for the same encoding back"
+        );
+        assert_eq!(
+            sub_rec.header("mesos-stream-id"),
+            None,
+            "never on SUBSCRIBE"
+        );
+        assert_eq!(
+            revive_rec.header("mesos-stream-id"),
+            Some(sub.stream_id.as_str())
+        );
+        assert_eq!(revive_rec.status, 202);
+        assert_eq!(revive_rec.call_type(), Some(call::Type::Revive));
+        m.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resubscribe_with_the_stored_framework_id_after_the_stream_drops() {
+    let m = FakeMaster::start(FakeMasterOptions::default()).await;
+    let c = client(Encoding::Protobuf);
+    let mut sub = c
+        .subscribe(&[base(&m)], &subscribe_call(None))
+        .await
+        .expect("subscribe");
+    let fid = subscribed(&mut sub).await;
+    let old = session(&sub, &fid);
+    m.drop_streams();
+    let end = stream_end(&mut sub).await;
+    assert!(
+        end.is_some(),
+        "an aborted stream is an error, not a clean end"
+    );
+    m.wait_for("disconnected", T, |m| !m.is_connected(&fid))
+        .await;
+    let err = c
+        .call(&old, &revive(&fid))
+        .await
+        .expect_err("403 while disconnected");
+    assert_eq!(err.status(), Some(403));
+    assert_eq!(err.master_message(), Some("Framework is not subscribed"));
+    assert_eq!(
+        err.disposition(CallKind::Call),
+        Disposition::Retry,
+        "works again after re-subscribing"
+    );
+
+    let mut sub2 = c
+        .subscribe(&[base(&m)], &subscribe_call(Some(&fid)))
+        .await
+        .expect("re-subscribe");
+    assert_eq!(subscribed(&mut sub2).await, fid, "same framework id");
+    assert_ne!(sub2.stream_id, old.stream_id);
+    let err = c
+        .call(&old, &revive(&fid))
+        .await
+        .expect_err("old stream id");
+    assert_eq!(err.status(), Some(400));
+    assert!(err
+        .master_message()
+        .expect("message")
+        .contains("didn't match the stream ID currently associated"));
+    c.call(&session(&sub2, &fid), &revive(&fid))
+        .await
+        .expect("new stream id works");
+    let resub = m
+        .calls_of(call::Type::Subscribe)
+        .pop()
+        .expect("second SUBSCRIBE");
+    assert_eq!(
+        resub.framework_id.as_ref().map(|f| f.value.as_str()),
+        Some(fid.as_str())
+    );
+    assert_eq!(
+        resub
+            .subscribe
+            .expect("s")
+            .framework_info
+            .id
+            .map(|f| f.value),
+        Some(fid.clone())
+    );
+    m.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_redirects_subscribe_and_calls_go_to_the_leader() {
+    let leader = FakeMaster::start(FakeMasterOptions::default()).await;
+    let standby = FakeMaster::start(FakeMasterOptions {
+        leadership: Leadership::Standby(leader.host_port()),
+        ..Default::default()
+    })
+    .await;
+    let c = client(Encoding::Protobuf);
+    let mut sub = c
+        .subscribe(&[base(&standby)], &subscribe_call(None))
+        .await
+        .expect("subscribe via standby");
+    let fid = subscribed(&mut sub).await;
+    assert_eq!(sub.endpoint.port(), Some(leader.addr().port()));
+    assert_eq!(
+        sub.endpoint.path(),
+        "/master/api/v1/scheduler",
+        "the Location's path is kept"
+    );
+    c.call(&session(&sub, &fid), &revive(&fid))
+        .await
+        .expect("call to the leader");
+    assert_eq!(
+        standby.calls().len(),
+        1,
+        "only the redirected SUBSCRIBE hit the standby"
+    );
+    assert_eq!(standby.calls()[0].status, 307);
+    assert_eq!(leader.calls_of(call::Type::Revive).len(), 1);
+
+    // A redirect loop is cut off, as transient.
+    let a = FakeMaster::start(FakeMasterOptions::default()).await;
+    let b = FakeMaster::start(FakeMasterOptions {
+        leadership: Leadership::Standby(a.host_port()),
+        ..Default::default()
+    })
+    .await;
+    a.set_leadership(Leadership::Standby(b.host_port()));
+    let err = c
+        .subscribe(&[base(&a)], &subscribe_call(None))
+        .await
+        .expect_err("loop");
+    assert!(matches!(err, ClientError::TooManyRedirects { .. }), "{err}");
+    assert_eq!(err.disposition(CallKind::Subscribe), Disposition::Retry);
+    assert!(
+        a.calls().len() + b.calls().len() <= 8,
+        "bounded: {} requests",
+        a.calls().len() + b.calls().len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unavailable_masters_are_skipped_and_a_503_is_retryable() {
+    let m = FakeMaster::start(FakeMasterOptions::default()).await;
+    let c = client(Encoding::Protobuf);
+    m.fail_next_calls(1, 503, "Master has not finished recovery");
+    let err = c
+        .subscribe(&[base(&m)], &subscribe_call(None))
+        .await
+        .expect_err("503");
+    assert_eq!(err.status(), Some(503));
+    assert_eq!(
+        err.master_message(),
+        Some("Master has not finished recovery")
+    );
+    assert_eq!(err.disposition(CallKind::Subscribe), Disposition::Retry);
+    // Recovery: the next attempt works.
+    let mut sub = c
+        .subscribe(&[base(&m)], &subscribe_call(None))
+        .await
+        .expect("recovered");
+    subscribed(&mut sub).await;
+
+    // A list: a dead address and a master without leader are skipped for the live one.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let a = l.local_addr().expect("addr");
+        drop(l);
+        Url::parse(&format!("http://{a}")).expect("url")
+    };
+    let leaderless = FakeMaster::start(FakeMasterOptions {
+        leadership: Leadership::NoLeader,
+        ..Default::default()
+    })
+    .await;
+    let live = FakeMaster::start(FakeMasterOptions::default()).await;
+    let mut sub = c
+        .subscribe(
+            &[dead, base(&leaderless), base(&live)],
+            &subscribe_call(None),
+        )
+        .await
+        .expect("live master");
+    subscribed(&mut sub).await;
+    assert_eq!(leaderless.calls()[0].status, 503);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authentication_failure_is_a_clear_fatal_error_and_credentials_work() {
+    let m = FakeMaster::start(FakeMasterOptions::default()).await;
+    m.require_auth("fixture-principal", "fixture-secret");
+    let err = client(Encoding::Protobuf)
+        .subscribe(&[base(&m)], &subscribe_call(None))
+        .await
+        .expect_err("401");
+    assert_eq!(err.status(), Some(401));
+    assert_eq!(err.disposition(CallKind::Subscribe), Disposition::Fatal);
+    let text = err.to_string();
+    assert!(
+        text.contains("401") && text.contains("default_principal"),
+        "says what to fix: {text}"
+    );
+    assert_eq!(m.calls().len(), 1, "a fatal error is not retried");
+
+    let wrong = MesosClient::new(ClientConfig {
+        credentials: Some(Credentials {
+            principal: "fixture-principal".into(),
+            secret: Secret::new("hunter2-wrong"),
+        }),
+        ..Default::default()
+    })
+    .expect("client");
+    let err = wrong
+        .subscribe(&[base(&m)], &subscribe_call(None))
+        .await
+        .expect_err("wrong secret");
+    assert!(
+        !err.to_string().contains("hunter2-wrong"),
+        "secret never in errors: {err}"
+    );
+    assert!(!format!("{err:?}").contains("hunter2-wrong"));
+
+    let good = MesosClient::new(ClientConfig {
+        credentials: Some(Credentials {
+            principal: "fixture-principal".into(),
+            secret: Secret::new("fixture-secret"),
+        }),
+        ..Default::default()
+    })
+    .expect("client");
+    let mut sub = good
+        .subscribe(&[base(&m)], &subscribe_call(None))
+        .await
+        .expect("authenticated");
+    let fid = subscribed(&mut sub).await;
+    good.call(&session(&sub, &fid), &revive(&fid))
+        .await
+        .expect("authenticated call");
+    let rec = m.calls().pop().expect("call");
+    assert_eq!(
+        rec.header("authorization"),
+        Some("Basic Zml4dHVyZS1wcmluY2lwYWw6Zml4dHVyZS1zZWNyZXQ=")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_streams_end_in_errors_without_panics_and_resubscribe_works() {
+    let bad_protobuf = {
+        let mut v = b"5\n".to_vec();
+        v.extend_from_slice(&[0x0a, 0xff, 0xff, 0xff, 0x7f]);
+        v
+    };
+    let cases: [(&str, Vec<u8>); 4] = [
+        ("garbage length", b"12x\n{}".to_vec()),
+        ("huge length", b"99999999999999999999999999\n".to_vec()),
+        ("over the maximum", b"1048577\n".to_vec()),
+        ("bad protobuf", bad_protobuf),
+    ];
+    for (what, bytes) in cases {
+        let m = FakeMaster::start(FakeMasterOptions::default()).await;
+        let c = MesosClient::new(ClientConfig {
+            max_record: 1024 * 1024,
+            ..Default::default()
+        })
+        .expect("client");
+        let mut sub = c
+            .subscribe(&[base(&m)], &subscribe_call(None))
+            .await
+            .expect("subscribe");
+        let fid = subscribed(&mut sub).await;
+        m.inject_raw(&bytes);
+        let err = stream_end(&mut sub)
+            .await
+            .unwrap_or_else(|| panic!("{what}: stream error expected"));
+        match (what, &err) {
+            ("garbage length", StreamError::Framing(RecordIoError::NonDigitLength { .. }))
+            | (
+                "huge length" | "over the maximum",
+                StreamError::Framing(RecordIoError::TooLarge { .. }),
+            )
+            | ("bad protobuf", StreamError::Decode(_)) => {}
+            _ => panic!("{what}: unexpected error {err}"),
+        }
+        drop(sub);
+        m.wait_for("disconnected", T, |m| !m.is_connected(&fid))
+            .await;
+        let mut again = c
+            .subscribe(&[base(&m)], &subscribe_call(Some(&fid)))
+            .await
+            .expect("re-subscribe");
+        assert_eq!(subscribed(&mut again).await, fid, "{what}");
+        m.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_cut_mid_record_is_an_error() {
+    let m = FakeMaster::start(FakeMasterOptions::default()).await;
+    let c = client(Encoding::Json);
+    let mut sub = c
+        .subscribe(&[base(&m)], &subscribe_call(None))
+        .await
+        .expect("subscribe");
+    subscribed(&mut sub).await;
+    m.close_mid_record();
+    assert!(
+        stream_end(&mut sub).await.is_some(),
+        "a truncated record is not a clean end"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejected_calls_surface_the_masters_message_and_are_not_retried() {
+    let m = FakeMaster::start(FakeMasterOptions::default()).await;
+    let c = client(Encoding::Protobuf);
+    let mut sub = c
+        .subscribe(&[base(&m)], &subscribe_call(None))
+        .await
+        .expect("subscribe");
+    let fid = subscribed(&mut sub).await;
+    let s = session(&sub, &fid);
+    m.clear_calls();
+
+    // Unknown framework: 400, not 403.
+    let err = c
+        .call(&s, &revive("no-such-framework"))
+        .await
+        .expect_err("unknown framework");
+    assert!(
+        matches!(&err, ClientError::BadRequest { message, .. } if message == "Framework cannot be found"),
+        "{err}"
+    );
+    assert_eq!(err.disposition(CallKind::Call), Disposition::Fatal);
+    // A call without its sub-message: validation error text from the master.
+    let kill = Call {
+        framework_id: Some(pb::FrameworkId { value: fid.clone() }),
+        r#type: Some(call::Type::Kill as i32),
+        ..Default::default()
+    };
+    let err = c.call(&s, &kill).await.expect_err("no kill message");
+    assert_eq!(
+        err.master_message(),
+        Some("Failed to validate scheduler::Call: Expecting 'kill' to be present")
+    );
+    // An ACKNOWLEDGE with a short uuid.
+    let ack = Call {
+        framework_id: Some(pb::FrameworkId { value: fid.clone() }),
+        r#type: Some(call::Type::Acknowledge as i32),
+        acknowledge: Some(call::Acknowledge {
+            agent_id: pb::AgentId { value: "a".into() },
+            task_id: pb::TaskId { value: "t".into() },
+            uuid: vec![1, 2, 3],
+        }),
+        ..Default::default()
+    };
+    let err = c.call(&s, &ack).await.expect_err("short uuid");
+    assert!(err.to_string().contains("Not a valid UUID"), "{err}");
+    assert_eq!(
+        m.calls().len(),
+        3,
+        "each rejected call was sent exactly once"
+    );
+    assert!(m.calls().iter().all(|r| r.status == 400));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zk_master_detection_follows_the_leader_node_while_subscribed() {
+    let Some(zk) = support::env::required_service("AM_TEST_ZK", "a ZooKeeper server") else {
+        return;
+    };
+    let a = FakeMaster::start(FakeMasterOptions::default()).await;
+    let b = FakeMaster::start(FakeMasterOptions {
+        leadership: Leadership::Standby(a.host_port()),
+        ..Default::default()
+    })
+    .await;
+    let group = support::zk::ZkMasters::new(&zk).await;
+    let node_a = group.publish(&a.zk_node_json()).await;
+    let _node_b = group.publish(&b.zk_node_json()).await;
+
+    let addr = parse_master(&group.url(), false).expect("zk:// address");
+    let shutdown = CancellationToken::new();
+    let mut source =
+        MasterSource::start(&addr, false, Duration::from_millis(200), &shutdown).expect("source");
+    let deadline = tokio::time::Instant::now() + T;
+    while source.candidates().is_empty() {
+        tokio::time::timeout_at(deadline, source.changed())
+            .await
+            .expect("leader known within 10 s");
+    }
+    let ports: Vec<Option<u16>> = source.candidates().iter().map(Url::port).collect();
+    assert_eq!(
+        ports,
+        vec![Some(a.addr().port())],
+        "the lowest json.info_ node leads"
+    );
+
+    let c = client(Encoding::Protobuf);
+    let mut sub = c
+        .subscribe(&source.candidates(), &subscribe_call(None))
+        .await
+        .expect("subscribe to the leader");
+    let fid = subscribed(&mut sub).await;
+
+    // The leader dies: its stream breaks, its node goes away, the standby takes over.
+    a.flip_leader_to(&b);
+    group.withdraw(&node_a).await;
+    assert!(stream_end(&mut sub).await.is_some());
+    tokio::time::timeout(T, source.changed())
+        .await
+        .expect("leader change seen");
+    while source.candidates().first().and_then(|u| u.port()) != Some(b.addr().port()) {
+        tokio::time::timeout(T, source.changed())
+            .await
+            .expect("new leader within 10 s");
+    }
+    let mut sub = c
+        .subscribe(&source.candidates(), &subscribe_call(Some(&fid)))
+        .await
+        .expect("re-subscribe to the new leader");
+    assert_eq!(subscribed(&mut sub).await, fid);
+    assert_eq!(
+        b.framework_ids(),
+        vec![fid.clone()],
+        "the new leader accepted the old framework id"
+    );
+    shutdown.cancel();
+}
+
+#[test]
+fn encoded_calls_are_what_the_master_parses() {
+    // The client's JSON for a SUBSCRIBE is accepted by the fake's independent parser.
+    let call = subscribe_call(Some("fw-1"));
+    let json = Encoding::Json.encode(&call);
+    let parsed = support::fake_master::mesos_json::Schema::get()
+        .parse_json(
+            "mesos.v1.scheduler.Call",
+            std::str::from_utf8(&json).expect("utf-8"),
+        )
+        .expect("the fake parses the client's JSON");
+    assert_eq!(Call::decode(parsed.as_slice()).expect("decode"), call);
+}
