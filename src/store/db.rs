@@ -429,14 +429,6 @@ impl Store {
             url: shown.to_string(),
             reason: scrub(&e.to_string(), url),
         };
-        let unreachable = |e: sqlx::Error| StoreError::Connect {
-            url: shown.to_string(),
-            reason: scrub(&e.to_string(), url),
-        };
-        let timed_out = |_| StoreError::Connect {
-            url: shown.to_string(),
-            reason: format!("no answer within {} s", CONNECT_TIMEOUT.as_secs()),
-        };
         let pools = match dialect {
             Dialect::Sqlite => {
                 let opts = SqliteConnectOptions::from_str(&sqlx_url)
@@ -460,12 +452,7 @@ impl Store {
                     }
                     create_private_file(opts.get_filename()).await?;
                 }
-                // Probe once so that a bad path fails with SQLite's own error.
-                let probe = tokio::time::timeout(CONNECT_TIMEOUT, opts.connect())
-                    .await
-                    .map_err(timed_out)?
-                    .map_err(unreachable)?;
-                let _ = probe.close().await;
+                probe(&opts, url, &shown).await?;
                 // An in-memory database lives as long as one connection does: keep exactly one.
                 let pool_opts = if in_memory {
                     SqlitePoolOptions::new()
@@ -480,11 +467,7 @@ impl Store {
             }
             Dialect::Postgres => {
                 let opts = PgConnectOptions::from_str(&sqlx_url).map_err(invalid)?;
-                let probe = tokio::time::timeout(CONNECT_TIMEOUT, opts.connect())
-                    .await
-                    .map_err(timed_out)?
-                    .map_err(unreachable)?;
-                let _ = probe.close().await;
+                probe(&opts, url, &shown).await?;
                 Pools::Postgres(
                     PgPoolOptions::new()
                         .max_connections(MAX_CONNECTIONS)
@@ -494,11 +477,7 @@ impl Store {
             }
             Dialect::MySql => {
                 let opts = MySqlConnectOptions::from_str(&sqlx_url).map_err(invalid)?;
-                let probe = tokio::time::timeout(CONNECT_TIMEOUT, opts.connect())
-                    .await
-                    .map_err(timed_out)?
-                    .map_err(unreachable)?;
-                let _ = probe.close().await;
+                probe(&opts, url, &shown).await?;
                 Pools::MySql(
                     MySqlPoolOptions::new()
                         .max_connections(MAX_CONNECTIONS)
@@ -949,6 +928,27 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// Opens (and closes) one connection, so that an unreachable server, a refused login or a bad
+/// SQLite path fails `connect` with the database's own words rather than a pool timeout later.
+async fn probe<O>(opts: &O, raw_url: &str, shown: &str) -> Result<(), StoreError>
+where
+    O: ConnectOptions,
+    O::Connection: Sized,
+{
+    let conn = tokio::time::timeout(CONNECT_TIMEOUT, opts.connect())
+        .await
+        .map_err(|_| StoreError::Connect {
+            url: shown.to_string(),
+            reason: format!("no answer within {} s", CONNECT_TIMEOUT.as_secs()),
+        })?
+        .map_err(|e| StoreError::Connect {
+            url: shown.to_string(),
+            reason: scrub(&e.to_string(), raw_url),
+        })?;
+    let _ = conn.close().await;
+    Ok(())
 }
 
 /// Creates an empty SQLite file readable by its owner only, unless it exists: task specs hold
