@@ -109,17 +109,30 @@ pub async fn read_from_agent(
     length: usize,
 ) -> Result<LogChunk, LogError> {
     let base = agent.trim_end_matches('/');
-    let state: serde_json::Value = http
-        .get(format!("{base}/state"))
-        .send()
-        .await
-        .and_then(|r| r.error_for_status())
-        .map_err(|e| agent_err(agent, format!("GET /state failed: {e}")))?
-        .json()
-        .await
-        .map_err(|e| agent_err(agent, format!("GET /state: bad JSON: {e}")))?;
-    let dir = sandbox_directory(&state, backend_task_id)
-        .ok_or_else(|| agent_err(agent, format!("no sandbox for task {backend_task_id}")))?;
+    // `/slave(1)/state` is the agent's own route; `/state` reaches it too on a real agent.
+    let mut dir = None;
+    let mut last_error = String::new();
+    for path in ["/slave(1)/state", "/state"] {
+        let state = match http.get(format!("{base}{path}")).send().await {
+            Ok(r) if r.status().is_success() => r.json::<serde_json::Value>().await,
+            Ok(r) => {
+                last_error = format!("GET {path}: {}", r.status());
+                continue;
+            }
+            Err(e) => Err(e),
+        };
+        match state {
+            Ok(state) => {
+                dir = sandbox_directory(&state, backend_task_id);
+                if dir.is_some() {
+                    break;
+                }
+                last_error = format!("no sandbox for task {backend_task_id} in {path}");
+            }
+            Err(e) => last_error = format!("GET {path} failed: {e}"),
+        }
+    }
+    let dir = dir.ok_or_else(|| agent_err(agent, last_error))?;
     let path = format!("{dir}/{}", if stderr { "stderr" } else { "stdout" });
     let resp: serde_json::Value = http
         .get(format!("{base}/files/read"))

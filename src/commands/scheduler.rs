@@ -141,12 +141,19 @@ pub async fn run(args: SchedulerArgs, cfg: &Config) -> anyhow::Result<i32> {
 }
 
 fn mesos_backend(
-    _cfg: &Config,
-    _files: Arc<OneTimeFiles>,
-    _framework_id: Option<String>,
-    _shutdown: CancellationToken,
+    cfg: &Config,
+    files: Arc<OneTimeFiles>,
+    framework_id: Option<String>,
+    shutdown: CancellationToken,
 ) -> anyhow::Result<crate::scheduler::types::BackendChannels> {
-    bail!("the Mesos backend is not wired in yet")
+    let mcfg = crate::mesos::backend::MesosBackendConfig::from_config(cfg)
+        .context("invalid Mesos settings in [mesos]")?;
+    Ok(crate::mesos::backend::spawn(
+        mcfg,
+        files,
+        framework_id,
+        shutdown,
+    ))
 }
 
 async fn wait_for_signal() {

@@ -1,0 +1,385 @@
+//! End-to-end tests of the daemon on the Mesos backend: the real `airflow-mesos` binary,
+//! configured through `airflow.cfg`, driven through the CLI, against the in-process fake
+//! master of `tests/support/` (protobuf on the wire, as in production).
+
+mod common;
+mod support;
+
+use airflow_mesos::mesos::proto::scheduler::call;
+use common::Daemon;
+use serde_json::Value;
+use std::time::Duration;
+use support::fake_master::{
+    AgentSpec, FakeMaster, FakeMasterOptions, Reason, TaskScript, TaskState,
+};
+
+async fn master() -> FakeMaster {
+    let m = FakeMaster::start(FakeMasterOptions {
+        heartbeat_interval: Duration::from_secs(1),
+        update_retry_interval: Duration::from_millis(500),
+        ..FakeMasterOptions::default()
+    })
+    .await;
+    m.add_agent(AgentSpec::new(4.0, 4096.0).with_id("agent-1"));
+    m
+}
+
+fn daemon_for(masters: &str) -> Daemon {
+    Daemon::start(
+        &format!(
+            "master = {masters}\nbackend = mesos\ndocker_image_slave = example/airflow:1\n\
+             task_cpu = 0.5\ntask_memory = 128\nframework_name = am-test\ncheckpoint = True\n\
+             kill_grace_period = 1\nreconciliation_interval = 30\n"
+        ),
+        None,
+    )
+}
+
+fn task_ids(v: &Value) -> Vec<String> {
+    v["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Runs a blocking CLI call off the async runtime (the fake master runs on it).
+async fn cli(d: &Daemon, args: &[&str]) -> std::process::Output {
+    let home = d.home.path().to_path_buf();
+    let cfg = d.cfg_path();
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        common::cli_in(&home, &cfg, &a)
+    })
+    .await
+    .unwrap()
+}
+
+async fn cli_json(d: &Daemon, args: &[&str]) -> Value {
+    let out = cli(d, args).await;
+    assert!(out.status.success(), "{args:?}: {out:?}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+async fn state(d: &Daemon, id: &str) -> String {
+    cli_json(d, &["status", id, "--json"]).await["state"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+async fn wait_state(d: &Daemon, id: &str, want: &str) {
+    for _ in 0..300 {
+        if state(d, id).await == want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "task {id} never reached {want} (now {}):\n{}",
+        state(d, id).await,
+        d.log_text()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn launch_run_finish_with_acks_and_packing() {
+    let m = master().await;
+    let d = daemon_for(&m.host_port());
+    let jobs = d.home.path().join("jobs.yaml");
+    std::fs::write(
+        &jobs,
+        "tasks:\n  - command: echo a\n  - command: [\"echo\", \"b\"]\n  - command: echo c\n    image: other/image:2\n",
+    )
+    .unwrap();
+    let out = cli(
+        &d,
+        &["submit", "-f", jobs.to_str().unwrap(), "--wait", "--json"],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{out:?}\n{}", d.log_text());
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for t in v["tasks"].as_array().unwrap() {
+        assert_eq!(t["state"], "succeeded", "{t}");
+        assert_eq!(t["attempts"], 1);
+        let backend_id = t["backend_task_id"].as_str().unwrap();
+        assert_eq!(
+            m.unacknowledged_updates(backend_id),
+            0,
+            "every update acknowledged"
+        );
+    }
+    // Several tasks went into one offer, as Docker containers with the right images.
+    let accepts = m.calls_of(call::Type::Accept);
+    let launched: Vec<_> = accepts
+        .iter()
+        .flat_map(|c| c.accept.as_ref().unwrap().operations.iter())
+        .filter_map(|op| op.launch.as_ref())
+        .flat_map(|l| l.task_infos.iter())
+        .collect();
+    assert_eq!(launched.len(), 3, "each task launched once");
+    assert!(
+        accepts.iter().any(|c| {
+            c.accept
+                .as_ref()
+                .unwrap()
+                .operations
+                .iter()
+                .filter_map(|o| o.launch.as_ref())
+                .map(|l| l.task_infos.len())
+                .sum::<usize>()
+                > 1
+        }),
+        "tasks are packed into one offer"
+    );
+    let mut images: Vec<&str> = launched
+        .iter()
+        .map(|t| {
+            t.container
+                .as_ref()
+                .unwrap()
+                .docker
+                .as_ref()
+                .unwrap()
+                .image
+                .as_str()
+        })
+        .collect();
+    images.sort();
+    assert_eq!(
+        images,
+        ["example/airflow:1", "example/airflow:1", "other/image:2"]
+    );
+    for t in &launched {
+        assert_ne!(
+            t.container
+                .as_ref()
+                .unwrap()
+                .docker
+                .as_ref()
+                .unwrap()
+                .privileged,
+            Some(true),
+            "never privileged unless asked"
+        );
+    }
+    // Acknowledgements carried the uuids of the updates (none for uuid-less ones).
+    assert!(m.calls_of(call::Type::Acknowledge).len() >= 9);
+    m.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failures_errors_duplicates_and_logs() {
+    let m = master().await;
+    let d = daemon_for(&m.host_port());
+    m.set_task_script_fn(|t| {
+        let cmd = t
+            .command
+            .as_ref()
+            .and_then(|c| c.value.clone())
+            .unwrap_or_default();
+        if cmd.contains("fail") {
+            TaskScript::fail(2)
+        } else if cmd.contains("hold") {
+            TaskScript::run_until_released()
+        } else {
+            TaskScript::finish()
+        }
+    });
+    let failing = task_ids(&cli_json(&d, &["submit", "--json", "--shell", "fail"]).await).remove(0);
+    wait_state(&d, &failing, "failed").await;
+    let t = cli_json(&d, &["status", &failing, "--json"]).await;
+    assert!(t["message"].as_str().unwrap().contains("status 2"), "{t}");
+
+    // A duplicate RUNNING update changes nothing and shows once in the change feed.
+    let held = task_ids(&cli_json(&d, &["submit", "--json", "--shell", "hold"]).await).remove(0);
+    wait_state(&d, &held, "running").await;
+    let backend_id = format!("{held}.1");
+    assert!(m.send_task_update(&backend_id, TaskState::TaskRunning, None, None));
+    m.set_task_output(&backend_id, "hello stdout\n", "hello stderr\n");
+    let out = cli(&d, &["logs", &held]).await;
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "hello stdout\n",
+        "{out:?}"
+    );
+    let out = cli(&d, &["logs", &held, "--stderr"]).await;
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello stderr\n");
+    assert!(m.send_task_update(
+        &backend_id,
+        TaskState::TaskError,
+        Some("bad task"),
+        Some(Reason::TaskInvalid)
+    ));
+    wait_state(&d, &held, "failed").await;
+    let feed: Value = reqwest::get(d.url("/v1/events?since=0&limit=1000"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let states: Vec<&str> = feed["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["task_id"] == held.as_str())
+        .map(|e| e["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        states.iter().filter(|s| **s == "running").count(),
+        1,
+        "{states:?}"
+    );
+    assert_eq!(states.last(), Some(&"failed"));
+    m.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dropped_launch_is_retried_as_a_new_attempt() {
+    let m = master().await;
+    let d = daemon_for(&m.host_port());
+    m.set_task_script_fn(|t| {
+        if t.task_id.value.ends_with(".1") {
+            TaskScript(vec![]).then(TaskState::TaskDropped, Some("agent went away"), None)
+        } else {
+            TaskScript::finish()
+        }
+    });
+    let id = task_ids(&cli_json(&d, &["submit", "--json", "--", "true"]).await).remove(0);
+    wait_state(&d, &id, "succeeded").await;
+    let t = cli_json(&d, &["status", &id, "--json"]).await;
+    assert_eq!(t["attempts"], 2, "{t}");
+    assert_eq!(t["backend_task_id"], format!("{id}.2"));
+    m.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_running_and_queued() {
+    let m = master().await;
+    m.set_default_task_script(TaskScript::run_until_released());
+    let d = daemon_for(&m.host_port());
+    let running =
+        task_ids(&cli_json(&d, &["submit", "--json", "--", "sleep", "1000"]).await).remove(0);
+    wait_state(&d, &running, "running").await;
+    let out = cli(&d, &["kill", &running]).await;
+    assert!(out.status.success(), "{out:?}");
+    wait_state(&d, &running, "killed").await;
+    let kills = m.calls_of(call::Type::Kill);
+    assert_eq!(kills.len(), 1);
+    let policy = kills[0].kill.as_ref().unwrap().kill_policy.as_ref();
+    assert_eq!(
+        policy
+            .and_then(|p| p.grace_period.as_ref())
+            .map(|g| g.nanoseconds),
+        Some(1_000_000_000),
+        "the grace period goes with the kill"
+    );
+    // Too big for any agent once offers were seen: refused at submission, nothing stored.
+    let out = cli(&d, &["submit", "--mem", "100g", "--", "true"]).await;
+    assert_eq!(out.status.code(), Some(65), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("mem"),
+        "{out:?}"
+    );
+    m.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_restart_keeps_framework_reconciles_and_launches_nothing_twice() {
+    let m = master().await;
+    m.set_default_task_script(TaskScript::run_until_released());
+    let mut d = daemon_for(&m.host_port());
+    let mut submitted = Vec::new();
+    for i in 0..4 {
+        submitted.extend(task_ids(
+            &cli_json(&d, &["submit", "--json", "--shell", &format!("work {i}")]).await,
+        ));
+    }
+    for id in &submitted {
+        wait_state(&d, id, "running").await;
+    }
+    let fids = m.framework_ids();
+    assert_eq!(fids.len(), 1);
+    d.kill9();
+    m.clear_calls();
+    d.spawn();
+    // Re-subscribed with the same framework id, then reconciled the running tasks.
+    m.wait_for("resubscribe and reconcile", Duration::from_secs(20), |m| {
+        !m.calls_of(call::Type::Reconcile).is_empty()
+    })
+    .await;
+    assert_eq!(m.framework_ids(), fids, "same framework id after restart");
+    let subs = m.calls_of(call::Type::Subscribe);
+    assert_eq!(
+        subs[0].framework_id.as_ref().map(|f| f.value.clone()),
+        Some(fids[0].clone())
+    );
+    let reconciled: Vec<String> = m
+        .calls_of(call::Type::Reconcile)
+        .iter()
+        .flat_map(|c| {
+            c.reconcile
+                .as_ref()
+                .unwrap()
+                .tasks
+                .iter()
+                .map(|t| t.task_id.value.clone())
+        })
+        .collect();
+    for id in &submitted {
+        assert!(
+            reconciled.contains(&format!("{id}.1")),
+            "{id} reconciled: {reconciled:?}"
+        );
+    }
+    for id in &submitted {
+        assert!(m.release_task(&format!("{id}.1")));
+    }
+    for id in &submitted {
+        wait_state(&d, id, "succeeded").await;
+        let t = cli_json(&d, &["status", id, "--json"]).await;
+        assert_eq!(t["attempts"], 1, "not launched again: {t}");
+    }
+    assert!(m.calls_of(call::Type::Accept).iter().all(|c| c
+        .accept
+        .as_ref()
+        .unwrap()
+        .operations
+        .iter()
+        .all(|o| o.launch.is_none())));
+    assert!(
+        m.calls_of(call::Type::Teardown).is_empty(),
+        "never tears down"
+    );
+    m.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn master_failover_mid_run() {
+    let a = master().await;
+    let b = master().await;
+    b.set_leadership(support::fake_master::Leadership::Standby(a.host_port()));
+    a.set_default_task_script(TaskScript::run_until_released());
+    let d = daemon_for(&format!("{},{}", b.host_port(), a.host_port()));
+    let id = task_ids(&cli_json(&d, &["submit", "--json", "--", "true"]).await).remove(0);
+    wait_state(&d, &id, "running").await;
+    // The leader dies: b takes over and knows nothing of the task until reconciliation.
+    a.flip_leader_to(&b);
+    b.wait_for(
+        "resubscribed to the new leader",
+        Duration::from_secs(30),
+        |m| !m.framework_ids().is_empty() && !m.calls_of(call::Type::Reconcile).is_empty(),
+    )
+    .await;
+    let t = cli_json(&d, &["status", &id, "--json"]).await;
+    assert_ne!(t["state"], "queued", "never relaunched blindly: {t}");
+    assert_eq!(t["attempts"], 1);
+    m_shutdown(a, b).await;
+}
+
+async fn m_shutdown(a: FakeMaster, b: FakeMaster) {
+    a.shutdown().await;
+    b.shutdown().await;
+}
