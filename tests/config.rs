@@ -908,6 +908,19 @@ docker_registry_password = only-password
             "{msg}"
         );
     }
+    // Listed in file order.
+    let lines: Vec<usize> = got
+        .iter()
+        .map(|(_, m)| {
+            m[PATH.len() + 1..]
+                .split(':')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert!(lines.windows(2).all(|w| w[0] <= w[1]), "{lines:?}");
     let msg_of = |k: &str| got.iter().find(|(x, _)| *x == Some(k)).unwrap().1.clone();
     assert!(msg_of("task_cpu").contains("= \"abc\": expected a number greater than 0, in CPUs"));
     assert!(msg_of("task_memory").contains("= \"-5\": expected a number greater than 0, in MB"));
@@ -1389,4 +1402,143 @@ fn example_config_documents_every_key_and_loads_cleanly() {
     let (code, out) = check(Ok(l));
     assert_eq!(code, 0);
     assert!(out.starts_with("configuration OK"));
+}
+
+// ------------------------------------------------------------------------------------------
+// the binary: `load_from_process` with a real environment, file and commands
+// ------------------------------------------------------------------------------------------
+
+fn binary(args: &[&str], env: &[(&str, &str)], home: &Path) -> (i32, String, String) {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_airflow-mesos"));
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .env("USER", "binuser");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run airflow-mesos");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn binary_finds_the_file_like_airflow_and_env_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    let af = home.join("afhome");
+    std::fs::create_dir_all(&af).unwrap();
+    std::fs::write(
+        af.join("airflow.cfg"),
+        "[core]\nexecutor = MesosExecutor\n\n[mesos]\nmaster = m1:5050\ntask_cpu = 2\napi_token_cmd = printf bin-secret-token\n",
+    )
+    .unwrap();
+    let (code, out, err) = binary(
+        &["config", "show", "--json"],
+        &[
+            ("AIRFLOW_HOME", af.to_str().unwrap()),
+            ("AIRFLOW__MESOS__TASK_CPU", "4"),
+        ],
+        home,
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["path"], af.join("airflow.cfg").display().to_string());
+    let get = |k: &str| {
+        v["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["key"] == k)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(get("task_cpu")["value"], "4");
+    assert_eq!(get("task_cpu")["source"], "env AIRFLOW__MESOS__TASK_CPU");
+    assert_eq!(get("master")["source"], "file:5");
+    assert_eq!(get("api_token")["value"], "***");
+    assert_eq!(get("api_token")["source"], "cmd (file:7)");
+    assert_eq!(get("framework_user")["value"], "binuser");
+    assert!(!out.contains("bin-secret-token") && !err.contains("bin-secret-token"));
+
+    // $AIRFLOW_CONFIG beats $AIRFLOW_HOME; --config beats both.
+    let other = home.join("other.cfg");
+    std::fs::write(&other, "[mesos]\ntask_cpu = 3\n").unwrap();
+    let (code, out, _) = binary(
+        &["config", "show", "--json"],
+        &[
+            ("AIRFLOW_HOME", af.to_str().unwrap()),
+            ("AIRFLOW_CONFIG", other.to_str().unwrap()),
+        ],
+        home,
+    );
+    assert_eq!(code, 0);
+    assert!(
+        out.contains(&format!("\"path\": \"{}\"", other.display())),
+        "{out}"
+    );
+    let (code, out, _) = binary(
+        &[
+            "--config",
+            af.join("airflow.cfg").to_str().unwrap(),
+            "config",
+            "check",
+        ],
+        &[("AIRFLOW_CONFIG", other.to_str().unwrap())],
+        home,
+    );
+    assert_eq!(code, 0);
+    assert!(
+        out.starts_with(&format!(
+            "configuration OK (configuration file: {})",
+            af.join("airflow.cfg").display()
+        )),
+        "{out}"
+    );
+}
+
+#[test]
+fn binary_exits_64_listing_every_problem_without_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bad.cfg");
+    std::fs::write(
+        &cfg,
+        "[mesos]\ntask_cpu = abc\nauthenticate = yes-please\nmaster = zk://host\ndefault_secret_cmd = sh -c 'echo bin-hunter2; echo bin-hunter2 >&2; exit 5'\n",
+    )
+    .unwrap();
+    let cfg_s = cfg.to_str().unwrap();
+    let (code, out, err) = binary(&["--config", cfg_s, "config", "check"], &[], dir.path());
+    assert_eq!(code, 64, "{out}{err}");
+    for want in [
+        format!("{cfg_s}:2: [mesos] task_cpu = \"abc\""),
+        format!("{cfg_s}:3: [mesos] authenticate = \"yes-please\""),
+        format!("{cfg_s}:4: [mesos] master = \"zk://host\""),
+        format!("{cfg_s}:5: command for [mesos] default_secret_cmd exited with status 5"),
+    ] {
+        assert!(out.contains(&want), "{want} not in\n{out}");
+    }
+    assert!(
+        !out.contains("bin-hunter2") && !err.contains("bin-hunter2"),
+        "{out}{err}"
+    );
+    // A missing --config file is an error; a missing default file is not.
+    let (code, out, _) = binary(
+        &["--config", "/nonexistent/airflow.cfg", "config", "check"],
+        &[],
+        dir.path(),
+    );
+    assert_eq!(code, 64);
+    assert!(
+        out.contains(
+            "/nonexistent/airflow.cfg: the configuration file given with --config does not exist"
+        ),
+        "{out}"
+    );
+    let (code, out, _) = binary(&["config", "check"], &[], dir.path());
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("not found: using defaults"), "{out}");
 }

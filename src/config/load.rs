@@ -101,6 +101,9 @@ pub fn load(src: &Sources) -> Result<Loaded, ConfigErrors> {
         ..
     } = cx;
     if !errors.is_empty() {
+        let mut errors = errors;
+        // File problems in line order, then the environment's.
+        errors.sort_by_key(error_line);
         return Err(ConfigErrors {
             path,
             errors,
@@ -527,7 +530,7 @@ impl Cx<'_> {
         // Airflow 1.10 keys (mesos_ssl first: bare master hosts depend on it).
         let mesos_ssl = self.boolean("mesos_ssl", false);
         let master = self.typed("master", None, Some(DEFAULT_MASTER.into()), |t| {
-            parse_master(t, mesos_ssl).map_err(|why| format!("{MASTER_EXPECTED} ({why})"))
+            parse_master(t, mesos_ssl).map_err(|why| format!("{MASTER_EXPECTED} — {why}"))
         });
         let master_configured = self.is_set("master");
         let master = master.unwrap_or_else(|| {
@@ -899,6 +902,26 @@ impl Cx<'_> {
             local_memory,
             sandbox_dir,
         }
+    }
+}
+
+/// The file line an error is about (`usize::MAX` when it is not about a file line).
+fn error_line(e: &ConfigError) -> usize {
+    fn line_of(s: &Source) -> usize {
+        match s {
+            Source::File { line } => *line,
+            Source::Cmd { from } | Source::Secret { from } => line_of(from),
+            _ => usize::MAX,
+        }
+    }
+    match e {
+        ConfigError::Syntax { error, .. } => error.line(),
+        ConfigError::Invalid { at, .. }
+        | ConfigError::Interpolation { at, .. }
+        | ConfigError::Command { at, .. }
+        | ConfigError::SecretFile { at, .. }
+        | ConfigError::Requires { at, .. } => line_of(&at.source),
+        ConfigError::NotFound { .. } | ConfigError::Read { .. } => 0,
     }
 }
 

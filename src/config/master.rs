@@ -33,7 +33,7 @@ pub fn parse_master(value: &str, ssl: bool) -> Result<MasterAddr, String> {
     if lower.starts_with("file://") {
         let path = &v[7..];
         if !path.starts_with('/') || path.len() < 2 {
-            return Err("file:// needs an absolute path (file:///etc/mesos/master)".into());
+            return Err("file:// needs an absolute path, e.g. file:///etc/mesos/master".into());
         }
         return Ok(MasterAddr::File(PathBuf::from(path)));
     }
@@ -100,15 +100,15 @@ fn parse_zk(rest: &str) -> Result<MasterAddr, String> {
         _ => (None, rest),
     };
     let Some(slash) = rest.find('/') else {
-        return Err("zk:// needs a znode path after the servers (zk://host:2181/mesos)".into());
+        return Err("zk:// needs a znode path after the servers, e.g. zk://host:2181/mesos".into());
     };
     let (servers, path) = rest.split_at(slash);
     let path = path.trim_end_matches('/');
     if path.is_empty() {
-        return Err("zk:// needs a znode path other than / (zk://host:2181/mesos)".into());
+        return Err("zk:// needs a znode path other than /, e.g. zk://host:2181/mesos".into());
     }
     if servers.is_empty() {
-        return Err("zk:// needs at least one ZooKeeper server (zk://host:2181/mesos)".into());
+        return Err("zk:// needs at least one ZooKeeper server, e.g. zk://host:2181/mesos".into());
     }
     for s in servers.split(',') {
         let s = s.trim();

@@ -88,8 +88,9 @@ impl SystemAccess for NoSystem {
     }
 }
 
-/// The configuration file, as far as loading is concerned.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// The configuration file, as far as loading is concerned. `Debug` shows the path and the
+/// size of the text, never the text (it may hold secrets).
+#[derive(Clone, PartialEq, Eq, Default)]
 pub enum FileInput {
     /// No file (e.g. tests that configure through the environment only).
     #[default]
@@ -98,6 +99,20 @@ pub enum FileInput {
     Missing(PathBuf),
     /// The file's path (for messages) and its text.
     Text { path: PathBuf, text: String },
+}
+
+impl std::fmt::Debug for FileInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FileInput::None => f.write_str("None"),
+            FileInput::Missing(p) => f.debug_tuple("Missing").field(p).finish(),
+            FileInput::Text { path, text } => f
+                .debug_struct("Text")
+                .field("path", path)
+                .field("bytes", &text.len())
+                .finish(),
+        }
+    }
 }
 
 /// Everything [`load`](super::load()) reads from.
@@ -286,6 +301,15 @@ mod tests {
                 text: "[mesos]\n".into()
             }
         );
+    }
+
+    #[test]
+    fn file_input_debug_hides_the_text() {
+        let f = FileInput::Text {
+            path: "/a.cfg".into(),
+            text: "[mesos]\ndefault_secret = hunter2\n".into(),
+        };
+        assert_eq!(format!("{f:?}"), "Text { path: \"/a.cfg\", bytes: 33 }");
     }
 
     #[test]
