@@ -37,7 +37,7 @@ def parse_args(argv):
     p.add_argument("--tasks", type=int, default=2000, help="number of commands to run (N)")
     p.add_argument("--task-cpu", type=float, default=0.1, help="[mesos] task_cpu")
     p.add_argument("--task-mem", type=float, default=256.0, help="[mesos] task_memory in MB")
-    p.add_argument("--task-disk", type=float, default=0.0, help="[mesos] task_disk in MB")
+    p.add_argument("--task-disk", type=float, default=1.0, help="[mesos] task_disk in MB (must be > 0)")
     p.add_argument("--image", default="busybox", help="[mesos] docker_image_slave")
     p.add_argument("--command", default="true", help="command each task runs")
     p.add_argument("--timeout", type=float, default=600.0, help="give up after this many seconds")
@@ -112,6 +112,20 @@ def main(argv):
 
     started = time.monotonic()
     executor.start()
+    # Observe (not alter) the updates: remember how many ended how, and the first failure.
+    update_states = {}
+    first_failure = {}
+
+    def observe(update):
+        status = update.get("status", {})
+        state = status.get("state", "?")
+        update_states[state] = update_states.get(state, 0) + 1
+        if state in ("TASK_FAILED", "TASK_ERROR", "TASK_KILLED", "TASK_LOST", "TASK_DROPPED") and not first_failure:
+            first_failure.update(
+                {k: status.get(k) for k in ("state", "message", "reason", "source")}
+            )
+
+    executor.client.on(mex.MesosClient.UPDATE, observe)
     deadline = started + args.timeout
 
     # The provider's SUBSCRIBED callback stores the avmesos driver; poll for it (1 ms).
@@ -150,7 +164,10 @@ def main(argv):
         "seconds": round(elapsed, 6),
         "tasks_per_s": round(len(terminal) / elapsed, 3) if elapsed > 0 else None,
         "subscribe_seconds": round(t0 - started, 6),
+        "updates_by_state": update_states,
     }
+    if first_failure:
+        result["first_failure"] = first_failure
     print(json.dumps(result), flush=True)
     # end() would TEARDOWN (killing the framework's tasks); the provider's threads (waitress,
     # Prometheus, avmesos loop) are not daemon-safe to join, so leave without waiting for them.
