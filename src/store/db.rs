@@ -435,7 +435,10 @@ impl Store {
                     .map_err(invalid)?
                     .create_if_missing(true)
                     .journal_mode(SqliteJournalMode::Wal)
-                    .synchronous(SqliteSynchronous::Normal)
+                    // FULL: a commit is on disk before `commit` returns, so an acknowledgement
+                    // sent after it survives a power loss too (NORMAL only survives a crash of
+                    // the process). Batched commits keep the fsyncs few.
+                    .synchronous(SqliteSynchronous::Full)
                     .busy_timeout(SQLITE_BUSY_TIMEOUT)
                     .foreign_keys(true);
                 let in_memory = sqlx_url.contains(":memory:") || sqlx_url.contains("mode=memory");
