@@ -589,3 +589,264 @@ fn encoded_calls_are_what_the_master_parses() {
         .expect("the fake parses the client's JSON");
     assert_eq!(Call::decode(parsed.as_slice()).expect("decode"), call);
 }
+
+// ----- the backend's subscription loop (airflow_mesos::mesos::backend) --------------------
+
+mod backend {
+    use super::*;
+    use airflow_mesos::config::MasterAddr;
+    use airflow_mesos::mesos::backend::{spawn, MesosBackendConfig};
+    use airflow_mesos::onetime::OneTimeFiles;
+    use airflow_mesos::scheduler::types::{Action, BackendChannels, Event as Ev};
+    use std::sync::Arc;
+
+    const LONG: Duration = Duration::from_secs(600);
+
+    fn config(master: MasterAddr) -> MesosBackendConfig {
+        MesosBackendConfig::new(master, "backend-test", "root")
+    }
+
+    fn hosts(masters: &[&FakeMaster]) -> MasterAddr {
+        MasterAddr::Hosts(masters.iter().map(|m| m.url()).collect())
+    }
+
+    fn start(
+        cfg: MesosBackendConfig,
+        framework_id: Option<&str>,
+    ) -> (BackendChannels, CancellationToken) {
+        let shutdown = CancellationToken::new();
+        let files = Arc::new(OneTimeFiles::new(None));
+        let ch = spawn(
+            cfg,
+            files,
+            framework_id.map(str::to_string),
+            shutdown.clone(),
+        );
+        (ch, shutdown)
+    }
+
+    /// The next backend event that is not a heartbeat or offers.
+    async fn next(ch: &mut BackendChannels) -> Ev {
+        loop {
+            let e = tokio::time::timeout(LONG, ch.events.recv())
+                .await
+                .expect("a backend event in time")
+                .expect("backend still running");
+            if !matches!(e, Ev::Heartbeat | Ev::Offers(_) | Ev::Rescind(_)) {
+                return e;
+            }
+        }
+    }
+
+    async fn subscribed(ch: &mut BackendChannels) -> String {
+        match next(ch).await {
+            Ev::Subscribed { framework_id, .. } => framework_id,
+            other => panic!("expected Subscribed, got {other:?}"),
+        }
+    }
+
+    async fn disconnected(ch: &mut BackendChannels) -> String {
+        match next(ch).await {
+            Ev::Disconnected { reason } => reason,
+            other => panic!("expected Disconnected, got {other:?}"),
+        }
+    }
+
+    fn subscribes(m: &FakeMaster) -> Vec<support::fake_master::RecordedCall> {
+        m.calls()
+            .into_iter()
+            .filter(|c| c.call_type() == Some(call::Type::Subscribe))
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn resubscribes_with_its_framework_id_after_the_stream_drops() {
+        let m = FakeMaster::start(FakeMasterOptions::default()).await;
+        let (mut ch, shutdown) = start(config(hosts(&[&m])), None);
+        let fid = subscribed(&mut ch).await;
+        m.drop_streams();
+        disconnected(&mut ch).await;
+        assert_eq!(subscribed(&mut ch).await, fid);
+        let subs = subscribes(&m);
+        assert_eq!(subs.len(), 2);
+        let second = subs[1].call.as_ref().expect("call");
+        assert_eq!(
+            second.framework_id.as_ref().map(|f| f.value.as_str()),
+            Some(fid.as_str())
+        );
+        assert_eq!(subs[1].header("mesos-stream-id"), None);
+        assert!(m.is_connected(&fid));
+        shutdown.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn lost_heartbeats_mean_reconnect_after_five_intervals() {
+        let m = FakeMaster::start(FakeMasterOptions::default()).await;
+        let (mut ch, shutdown) = start(config(hosts(&[&m])), Some("fw-given"));
+        let fid = subscribed(&mut ch).await;
+        assert_eq!(
+            fid, "fw-given",
+            "a stored framework id is reused on the first SUBSCRIBE"
+        );
+        m.stop_heartbeats();
+        let silent_since = tokio::time::Instant::now();
+        let reason = disconnected(&mut ch).await;
+        let waited = silent_since.elapsed();
+        assert!(reason.contains("heartbeat"), "{reason}");
+        assert!(
+            waited >= Duration::from_secs(74) && waited <= Duration::from_secs(80),
+            "gave up after {waited:?}, expected 5 x 15 s"
+        );
+        m.resume_heartbeats();
+        assert_eq!(subscribed(&mut ch).await, fid);
+        assert_eq!(subscribes(&m).len(), 2);
+        shutdown.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn follows_a_leader_change_through_a_307() {
+        let a = FakeMaster::start(FakeMasterOptions::default()).await;
+        let b = FakeMaster::start(FakeMasterOptions {
+            leadership: Leadership::Standby(a.host_port()),
+            ..Default::default()
+        })
+        .await;
+        let (mut ch, shutdown) = start(config(hosts(&[&a, &b])), None);
+        let fid = subscribed(&mut ch).await;
+        assert!(a.is_connected(&fid));
+        a.flip_leader_to(&b);
+        disconnected(&mut ch).await;
+        assert_eq!(subscribed(&mut ch).await, fid);
+        assert!(b.is_connected(&fid), "now on the new leader");
+        assert!(
+            a.calls().iter().any(|c| c.status == 307),
+            "the old leader redirected"
+        );
+        shutdown.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn backs_off_on_503_and_recovers() {
+        let m = FakeMaster::start(FakeMasterOptions::default()).await;
+        m.fail_next_calls(4, 503, "Master has not finished recovery");
+        let t0 = tokio::time::Instant::now();
+        let (mut ch, shutdown) = start(config(hosts(&[&m])), None);
+        let fid = loop {
+            match next(&mut ch).await {
+                Ev::Subscribed { framework_id, .. } => break framework_id,
+                Ev::Disconnected { .. } | Ev::Error(_) => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        };
+        let statuses: Vec<u16> = m.calls().iter().map(|c| c.status).collect();
+        assert_eq!(statuses, [503, 503, 503, 503, 200]);
+        // 0.5 s doubling, half jittered: at least 0.25 + 0.5 + 1 + 2 s of waiting.
+        assert!(
+            t0.elapsed() >= Duration::from_millis(3750),
+            "no backoff: {:?}",
+            t0.elapsed()
+        );
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "backoff too long: {:?}",
+            t0.elapsed()
+        );
+        assert!(m.is_connected(&fid));
+        shutdown.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bad_credentials_stop_the_backend_with_a_clear_error() {
+        let m = FakeMaster::start(FakeMasterOptions::default()).await;
+        m.require_auth("fixture-principal", "fixture-secret");
+        let (mut ch, shutdown) = start(config(hosts(&[&m])), None);
+        let mut saw_error = None;
+        while let Some(e) = tokio::time::timeout(LONG, ch.events.recv())
+            .await
+            .expect("backend ends in time")
+        {
+            if let Ev::Error(msg) = e {
+                saw_error = Some(msg);
+            }
+        }
+        let msg = saw_error.expect("an Error event before the channel closed");
+        assert!(msg.contains("401"), "{msg}");
+        assert_eq!(
+            subscribes(&m).len(),
+            0,
+            "unauthenticated requests are not decoded"
+        );
+        assert_eq!(m.calls().len(), 1, "a fatal answer is not retried");
+        shutdown.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refused_call_comes_back_as_a_fatal_action_failure_sent_once() {
+        let m = FakeMaster::start(FakeMasterOptions::default()).await;
+        let (mut ch, shutdown) = start(config(hosts(&[&m])), None);
+        subscribed(&mut ch).await;
+        let ack = Action::Acknowledge {
+            agent_id: "a".into(),
+            backend_task_id: "t.1".into(),
+            uuid: vec![1, 2, 3],
+        };
+        ch.actions.send(ack).await.expect("backend takes actions");
+        match next(&mut ch).await {
+            Ev::ActionFailed { error, fatal, .. } => {
+                assert!(fatal, "{error}");
+                assert!(
+                    error.contains("Not a valid UUID"),
+                    "the master's message: {error}"
+                );
+            }
+            other => panic!("expected ActionFailed, got {other:?}"),
+        }
+        assert_eq!(m.calls_of(call::Type::Acknowledge).len(), 1);
+        shutdown.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn another_instance_failing_over_ends_this_one() {
+        let m = FakeMaster::start(FakeMasterOptions::default()).await;
+        let (mut ch, shutdown) = start(config(hosts(&[&m])), None);
+        let fid = subscribed(&mut ch).await;
+        let c = client(Encoding::Protobuf);
+        let _other = c
+            .subscribe(&[base(&m)], &subscribe_call(Some(&fid)))
+            .await
+            .expect("second instance");
+        match next(&mut ch).await {
+            Ev::Error(msg) => assert!(msg.contains("Framework failed over"), "{msg}"),
+            other => panic!("expected Error, got {other:?}"),
+        }
+        shutdown.cancel();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn zk_leader_change_while_subscribed() {
+        let Some(zk) = support::env::required_service("AM_TEST_ZK", "a ZooKeeper server") else {
+            return;
+        };
+        let a = FakeMaster::start(FakeMasterOptions::default()).await;
+        let b = FakeMaster::start(FakeMasterOptions {
+            leadership: Leadership::Standby(a.host_port()),
+            ..Default::default()
+        })
+        .await;
+        let group = support::zk::ZkMasters::new(&zk).await;
+        let node_a = group.publish(&a.zk_node_json()).await;
+        group.publish(&b.zk_node_json()).await;
+        let mut cfg = config(parse_master(&group.url(), false).expect("zk address"));
+        cfg.zk_retry = Duration::from_millis(200);
+        let (mut ch, shutdown) = start(cfg, None);
+        let fid = subscribed(&mut ch).await;
+        assert!(a.is_connected(&fid));
+        // The leader's node disappears and the standby takes over; its stream breaks too.
+        a.flip_leader_to(&b);
+        group.withdraw(&node_a).await;
+        disconnected(&mut ch).await;
+        assert_eq!(subscribed(&mut ch).await, fid);
+        assert!(b.is_connected(&fid), "re-subscribed on the new leader");
+        shutdown.cancel();
+    }
+}
