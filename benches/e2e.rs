@@ -21,7 +21,8 @@
 //! `AM_TEST_PG_URL`, `AM_TEST_PYTHON` (python with pymesos; default `/opt/am-venv/bin/python`),
 //! `AM_BENCH_AVMESOS_PYTHON` (python with the provider; default
 //! `/opt/am-avmesos-venv/bin/python`), `AM_BENCH_DAEMON` (daemon binary; default the one cargo
-//! built for this bench). Figures are printed as they come and as a table at the end; a
+//! built for this bench), `AM_BENCH_PERF=1` (`perf record` the daemon during each launch run
+//! and print a flat profile). Figures are printed as they come and as a table at the end; a
 //! machine-readable copy goes to `target/bench-e2e.json`.
 
 #[path = "../tests/support/mod.rs"]
@@ -173,7 +174,7 @@ async fn run_all(s: &Settings) -> Result<Vec<Figure>> {
         if s.wants("sqlite") {
             let dir = tempfile::tempdir()?;
             let url = format!("sqlite://{}", dir.path().join("bench.db").display());
-            match launch_run(s, &master, &url, dir.path(), s.tasks).await {
+            match launch_run(s, &master, &url, dir.path(), s.tasks, "sqlite").await {
                 Ok(r) => {
                     ours_sqlite = Some(r.tasks_per_s());
                     figures.extend(r.figures("SQLite", s.tasks));
@@ -209,7 +210,7 @@ async fn run_all(s: &Settings) -> Result<Vec<Figure>> {
                     let db = FreshPgDatabase::create(base).await?;
                     let master = throughput_master(s.tasks).await;
                     let dir = tempfile::tempdir()?;
-                    let r = launch_run(s, &master, &db.url, dir.path(), s.tasks).await;
+                    let r = launch_run(s, &master, &db.url, dir.path(), s.tasks, "postgres").await;
                     db.drop_database().await;
                     r
                 }
@@ -391,7 +392,7 @@ impl Daemon {
 
     /// One long poll of the change feed after `since`.
     async fn events(&self, since: &Option<String>) -> Result<(Vec<TaskEvent>, Option<String>)> {
-        let mut url = format!("{}/v1/events?wait=5", self.api);
+        let mut url = format!("{}/v1/events?wait=5&limit=10000", self.api);
         if let Some(c) = since {
             write!(url, "&since={c}").ok();
         }
@@ -609,8 +610,10 @@ async fn launch_run(
     database_url: &str,
     dir: &Path,
     n: usize,
+    label: &str,
 ) -> Result<LaunchRun> {
     let daemon = Daemon::start(s, master, database_url, dir).await?;
+    let perf = Profiler::start(s, daemon.pid(), label);
     let acks_before = master.stats().acknowledged;
     let updates_before = master.stats().agent_updates_sent;
     let specs: Vec<Value> = (0..n).map(task_spec).collect();
@@ -633,6 +636,9 @@ async fn launch_run(
         r
     };
     let (result, samples) = tokio::join!(work, sampler);
+    if let Some(p) = perf {
+        p.finish();
+    }
     daemon.stop().await;
     let (seconds, submit_seconds, failed, rss_peak_kb) = result?;
 
@@ -744,6 +750,68 @@ fn ack_span(samples: &[(Instant, u64)], base: u64) -> (f64, f64) {
         }
     }
     (span, peak)
+}
+
+/// `perf record` of the daemon during a launch run, when `AM_BENCH_PERF=1` (flat profile,
+/// sampled at 499 Hz; the report is printed, grouped by thread name and symbol).
+struct Profiler {
+    child: Child,
+    data: PathBuf,
+}
+
+impl Profiler {
+    fn start(s: &Settings, pid: u32, label: &str) -> Option<Profiler> {
+        if std::env::var("AM_BENCH_PERF").ok().as_deref() != Some("1") {
+            return None;
+        }
+        let data = s.repo.join("target").join(format!("perf-e2e-{label}.data"));
+        match Command::new("perf")
+            .args(["record", "-q", "-F", "499", "-p", &pid.to_string(), "-o"])
+            .arg(&data)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+        {
+            Ok(child) => Some(Profiler { child, data }),
+            Err(e) => {
+                eprintln!("e2e: AM_BENCH_PERF=1 but perf could not start: {e}");
+                None
+            }
+        }
+    }
+
+    fn finish(mut self) {
+        let _ = Command::new("kill")
+            .arg("-INT")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+        for sort in ["comm", "comm,dso,symbol"] {
+            match Command::new("perf")
+                .args(["report", "--stdio", "--no-children", "--sort", sort, "-i"])
+                .arg(&self.data)
+                .stderr(Stdio::null())
+                .output()
+            {
+                Ok(out) => {
+                    let text = String::from_utf8_lossy(&out.stdout);
+                    println!(
+                        "e2e: perf profile of the daemon ({sort}), {}:",
+                        self.data.display()
+                    );
+                    for line in text
+                        .lines()
+                        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+                        .take(40)
+                    {
+                        println!("    {line}");
+                    }
+                }
+                Err(e) => eprintln!("e2e: perf report failed: {e}"),
+            }
+        }
+    }
 }
 
 // ------------------------------------------------------------------------------------------
