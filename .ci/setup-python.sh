@@ -5,14 +5,21 @@
 # Cython that does not compile against Python 3.11. We download that sdist, regenerate `parser.c`
 # from its `parser.pyx` with a current Cython, install it, then install pymesos.
 # Idempotent: an existing venv that already imports pymesos is kept.
-# Tests read AM_TEST_PYTHON=<venv>/bin/python (default venv: /opt/am-venv).
+# Tests read AM_TEST_PYTHON=<venv>/bin/python (default venv: /opt/am-venv); this script writes
+# that export to .ci/test-env-python.sh, which .ci/run sources.
 set -euo pipefail
 
 venv="${AM_VENV:-/opt/am-venv}"
 py="${venv}/bin/python"
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+write_env() {
+    echo "export AM_TEST_PYTHON=${py}" >"${here}/test-env-python.sh"
+    cat "${here}/test-env-python.sh"
+}
 
 if [ -x "${py}" ] && "${py}" -c 'import pymesos, http_parser.parser' 2>/dev/null; then
     echo "setup-python: ${venv} already has pymesos"
+    write_env
     exit 0
 fi
 
@@ -32,3 +39,4 @@ rm -f "${src}/http_parser/parser.c"
 "${py}" -m pip install --quiet --disable-pip-version-check 'pymesos==0.3.15'
 
 "${py}" -c 'import pymesos, http_parser.parser; print("setup-python: pymesos", pymesos.__file__)'
+write_env

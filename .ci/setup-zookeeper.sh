@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
 # Installs and starts a standalone ZooKeeper (Debian `zookeeperd`) on 127.0.0.1:2181 for the
 # `zk://` master-detection tests in tests/mesos_client.rs. Idempotent: a running server is kept.
-# Tests read AM_TEST_ZK=127.0.0.1:2181 (exported by .ci/run, not by this script).
+# Tests read AM_TEST_ZK=127.0.0.1:2181; this script writes that export to .ci/test-env-zookeeper.sh,
+# which .ci/run sources.
 set -euo pipefail
 
 port=2181
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+write_env() {
+    echo "export AM_TEST_ZK=127.0.0.1:${port}" >"${here}/test-env-zookeeper.sh"
+    cat "${here}/test-env-zookeeper.sh"
+}
 
 zk_up() {
     # `ruok` needs the four-letter-word whitelist; a plain TCP connect is enough here.
@@ -13,6 +19,7 @@ zk_up() {
 
 if zk_up; then
     echo "setup-zookeeper: ZooKeeper already listening on 127.0.0.1:${port}"
+    write_env
     exit 0
 fi
 
@@ -29,6 +36,7 @@ mkdir -p /var/lib/zookeeper /var/log/zookeeper
 for _ in $(seq 1 120); do
     if zk_up; then
         echo "setup-zookeeper: ZooKeeper is up on 127.0.0.1:${port}"
+        write_env
         exit 0
     fi
     sleep 0.5
