@@ -1380,6 +1380,18 @@ impl Launch {
         let cid = match prepared {
             Ok(cid) => cid,
             Err(None) => {
+                // The kill may have cut `prepare` after the container was created: remove it
+                // so that nothing of this launch runs on.
+                let _ = self
+                    .docker
+                    .remove_container(
+                        &container_name(&id),
+                        Some(RemoveContainerOptions {
+                            force: true,
+                            ..Default::default()
+                        }),
+                    )
+                    .await;
                 let _ = reports
                     .send(Report::Cancelled {
                         backend_task_id: id,
