@@ -311,18 +311,26 @@ pub struct MesosClient {
     cfg: ClientConfig,
 }
 
-fn transport(endpoint: &Url, e: &reqwest::Error) -> ClientError {
-    // The chain carries the useful part ("connection refused", "certificate …").
+/// An error with its sources ("error sending request: connection refused"): the chain
+/// carries the useful part.
+fn with_sources(e: &dyn std::error::Error) -> String {
     let mut message = e.to_string();
-    let mut src = std::error::Error::source(e);
+    let mut src = e.source();
     while let Some(s) = src {
-        message.push_str(": ");
-        message.push_str(&s.to_string());
+        let text = s.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
         src = s.source();
     }
+    message
+}
+
+fn transport(endpoint: &Url, e: &reqwest::Error) -> ClientError {
     ClientError::Transport {
         endpoint: endpoint.to_string(),
-        message,
+        message: with_sources(e),
         timeout: e.is_timeout(),
     }
 }
@@ -513,7 +521,10 @@ impl MesosClient {
                 expected,
             });
         }
-        let bytes: ByteStream = Box::pin(resp.bytes_stream().map_err(std::io::Error::other));
+        let bytes: ByteStream = Box::pin(
+            resp.bytes_stream()
+                .map_err(|e| std::io::Error::other(with_sources(&e))),
+        );
         Ok(Subscription {
             endpoint: url,
             stream_id,
