@@ -1345,3 +1345,195 @@ async fn master_state_and_agent_files_serve_what_clients_look_up() {
     assert!(m.release_task("t-log"));
     m.shutdown().await;
 }
+
+#[test]
+fn protobuf_calls_missing_required_fields_are_unparsable() {
+    let schema = Schema::get();
+    for name in [
+        "06-accept-launch-echo",
+        "07-ack-echo-task_starting",
+        "43-decline-protobuf",
+    ] {
+        let ex = exchange(name);
+        let bytes = if ex.request_header("Content-Type") == Some("application/x-protobuf") {
+            ex.request_body.clone()
+        } else {
+            schema
+                .parse_json(CALL, &ex.request_text())
+                .expect("recorded JSON parses")
+        };
+        schema
+            .check_protobuf(CALL, &bytes)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    // An ACKNOWLEDGE without its required uuid, and a SUBSCRIBE without a user.
+    let mut ack = Call::decode(
+        schema
+            .parse_json(CALL, &exchange("07-ack-echo-task_starting").request_text())
+            .expect("json")
+            .as_slice(),
+    )
+    .expect("call");
+    let mut raw = ack.clone();
+    // prost always writes required fields, so build the ACKNOWLEDGE without `uuid` by hand.
+    let without_uuid = {
+        let a = raw.acknowledge.take().expect("ack");
+        let mut inner = Vec::new();
+        prost::encoding::message::encode(1, &a.agent_id, &mut inner);
+        prost::encoding::message::encode(2, &a.task_id, &mut inner);
+        let mut call = raw.encode_to_vec();
+        prost::encoding::encode_key(8, prost::encoding::WireType::LengthDelimited, &mut call);
+        prost::encoding::encode_varint(inner.len() as u64, &mut call);
+        call.extend_from_slice(&inner);
+        call
+    };
+    assert_eq!(
+        schema.check_protobuf(CALL, &without_uuid),
+        Err("Missing required fields: acknowledge.uuid".to_string())
+    );
+    ack.acknowledge.as_mut().expect("ack").uuid = vec![0; 16];
+    assert_eq!(schema.check_protobuf(CALL, &ack.encode_to_vec()), Ok(()));
+    assert!(schema.check_protobuf(CALL, b"\xff\xff\xffgarbage").is_err());
+}
+
+/// Scale: thousands of tasks through one framework, every update acknowledged (protobuf, as the
+/// daemon speaks). Checks bookkeeping at volume (no lost or duplicated updates, resources
+/// returned, tasks forgotten after their terminal ACK); prints the rate for information only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousands_of_tasks_run_to_completion_with_every_update_acknowledged() {
+    use airflow_mesos::mesos::proto::v1 as pb;
+    const TASKS: usize = 3000;
+    const PER_ACCEPT: usize = 300;
+    let m = FakeMaster::start(FakeMasterOptions {
+        agents: vec![AgentSpec::new(64.0, 65536.0), AgentSpec::new(64.0, 65536.0)],
+        record_calls: false,
+        ..Default::default()
+    })
+    .await;
+    let headers = [
+        ("Content-Type", "application/x-protobuf"),
+        ("Accept", "application/x-protobuf"),
+    ];
+    let sub = Call {
+        r#type: Some(call::Type::Subscribe as i32),
+        subscribe: Some(call::Subscribe {
+            framework_info: pb::FrameworkInfo {
+                user: "root".into(),
+                name: "scale".into(),
+                ..Default::default()
+            },
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let mut s = Stream::open(&scheduler_url(&m), &headers, sub.encode_to_vec()).await;
+    let sid = s.header("mesos-stream-id").expect("stream id").to_string();
+    let call_headers = [headers[0], headers[1], ("Mesos-Stream-Id", sid.as_str())];
+    let http = reqwest::Client::new();
+    let post = |c: Call| {
+        let req = http
+            .post(scheduler_url(&m))
+            .header(call_headers[0].0, call_headers[0].1)
+            .header(call_headers[2].0, call_headers[2].1)
+            .body(c.encode_to_vec());
+        async move { req.send().await.expect("call").status().as_u16() }
+    };
+    let started = std::time::Instant::now();
+    let mut fid = None;
+    let (mut launched, mut finished, mut acks) = (0usize, 0usize, Vec::new());
+    while finished < TASKS {
+        let record = s.next_record(T).await.expect("stream open");
+        let e = Event::decode(record).expect("event");
+        match e.r#type {
+            Some(t)
+                if t == airflow_mesos::mesos::proto::scheduler::event::Type::Subscribed as i32 =>
+            {
+                fid = Some(e.subscribed.expect("subscribed").framework_id);
+            }
+            Some(t) if t == airflow_mesos::mesos::proto::scheduler::event::Type::Offers as i32 => {
+                for offer in e.offers.expect("offers").offers {
+                    let n = PER_ACCEPT.min(TASKS - launched);
+                    let tasks: Vec<pb::TaskInfo> = (launched..launched + n)
+                        .map(|i| pb::TaskInfo {
+                            name: format!("t{i}"),
+                            task_id: pb::TaskId {
+                                value: format!("t{i}"),
+                            },
+                            agent_id: offer.agent_id.clone(),
+                            resources: vec![pb::Resource {
+                                name: "cpus".into(),
+                                r#type: pb::value::Type::Scalar as i32,
+                                scalar: Some(pb::value::Scalar { value: 0.1 }),
+                                ..Default::default()
+                            }],
+                            command: Some(pb::CommandInfo {
+                                value: Some("true".into()),
+                                ..Default::default()
+                            }),
+                            ..Default::default()
+                        })
+                        .collect();
+                    launched += n;
+                    let accept = Call {
+                        framework_id: fid.clone(),
+                        r#type: Some(call::Type::Accept as i32),
+                        accept: Some(call::Accept {
+                            offer_ids: vec![offer.id.clone()],
+                            operations: vec![pb::offer::Operation {
+                                r#type: Some(pb::offer::operation::Type::Launch as i32),
+                                launch: Some(pb::offer::operation::Launch { task_infos: tasks }),
+                                ..Default::default()
+                            }],
+                            filters: Some(pb::Filters {
+                                refuse_seconds: Some(0.0),
+                            }),
+                        }),
+                        ..Default::default()
+                    };
+                    assert_eq!(post(accept).await, 202);
+                }
+            }
+            Some(t) if t == airflow_mesos::mesos::proto::scheduler::event::Type::Update as i32 => {
+                let st = e.update.expect("update").status;
+                let uuid = st.uuid.clone().expect("agent update has a uuid");
+                if st.state == pb::TaskState::TaskFinished as i32 {
+                    finished += 1;
+                }
+                acks.push(post(Call {
+                    framework_id: fid.clone(),
+                    r#type: Some(call::Type::Acknowledge as i32),
+                    acknowledge: Some(call::Acknowledge {
+                        agent_id: st.agent_id.expect("agent"),
+                        task_id: st.task_id,
+                        uuid,
+                    }),
+                    ..Default::default()
+                }));
+                if acks.len() >= 64 {
+                    for status in futures::future::join_all(acks.drain(..)).await {
+                        assert_eq!(status, 202);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    for status in futures::future::join_all(acks.drain(..)).await {
+        assert_eq!(status, 202);
+    }
+    let elapsed = started.elapsed();
+    let stats = m.stats();
+    assert_eq!(stats.tasks_launched, TASKS as u64);
+    assert_eq!(
+        stats.acknowledged,
+        3 * TASKS as u64,
+        "STARTING, RUNNING, FINISHED each acknowledged once"
+    );
+    assert_eq!(stats.updates_resent, 0);
+    assert!(!m.knows_task("t0") && !m.knows_task(&format!("t{}", TASKS - 1)));
+    eprintln!(
+        "fake master: {TASKS} tasks in {elapsed:?} ({:.0} tasks/s, debug build)",
+        TASKS as f64 / elapsed.as_secs_f64()
+    );
+    m.shutdown().await;
+}

@@ -145,8 +145,7 @@ fn parse_call(content_type: &str, body: &[u8]) -> Result<Call, String> {
     } else {
         let bad = || "Failed to parse body into Call protobuf".to_string();
         // A C++ parse also fails on missing required fields: check them through the schema.
-        let json = schema.render_json(CALL, body).map_err(|_| bad())?;
-        schema.parse_json(CALL, &json).map_err(|_| bad())?;
+        schema.check_protobuf(CALL, body).map_err(|_| bad())?;
         Call::decode(body).map_err(|_| bad())
     }
 }

@@ -336,6 +336,58 @@ impl Schema {
         }
     }
 
+    /// Checks serialized protobuf `bytes` of message `name` the way a C++ parse does: valid
+    /// wire format and every required field present (reported by path).
+    pub fn check_protobuf(&self, name: &str, bytes: &[u8]) -> Result<(), String> {
+        let mut missing = Vec::new();
+        self.check_message(name, bytes, "", &mut missing)?;
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("Missing required fields: {}", missing.join(", ")))
+        }
+    }
+
+    fn check_message(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        path: &str,
+        missing: &mut Vec<String>,
+    ) -> Result<(), String> {
+        let desc = self.message(name);
+        let mut seen = vec![false; desc.fields.len()];
+        let mut counts = vec![0usize; desc.fields.len()];
+        let mut rd = Reader { buf: bytes, pos: 0 };
+        while !rd.done() {
+            let key = rd.varint()?;
+            let wire = rd.value((key & 7) as u8)?;
+            let Some(&idx) = desc.by_number.get(&((key >> 3) as u32)) else {
+                continue;
+            };
+            seen[idx] = true;
+            let field = &desc.fields[idx];
+            if field.ty == Type::Message {
+                let Wire::Len(b) = wire else {
+                    return Err(format!("field {} is not length-delimited", field.name));
+                };
+                let child = if field.repeated {
+                    format!("{}{}[{}]", prefix(path), field.name, counts[idx])
+                } else {
+                    format!("{}{}", prefix(path), field.name)
+                };
+                counts[idx] += 1;
+                self.check_message(&field.type_name, b, &child, missing)?;
+            }
+        }
+        for (idx, field) in desc.fields.iter().enumerate() {
+            if field.required && !seen[idx] {
+                missing.push(format!("{}{}", prefix(path), field.name));
+            }
+        }
+        Ok(())
+    }
+
     /// Parses a Mesos JSON `text` as message `name` and returns its protobuf encoding.
     pub fn parse_json(&self, name: &str, text: &str) -> Result<Vec<u8>, JsonError> {
         let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
@@ -587,6 +639,14 @@ impl Schema {
             }
         }
         Ok(true)
+    }
+}
+
+fn prefix(path: &str) -> String {
+    if path.is_empty() {
+        String::new()
+    } else {
+        format!("{path}.")
     }
 }
 
