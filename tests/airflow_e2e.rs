@@ -8,9 +8,18 @@
 //!   Airflow's DB, one run per task try, adoption after the restart, no workload token in the
 //!   daemon's log, the containers' config or the API's answers).
 //!
+//! * `airflow_executor_mesos_path_fake_master`: the executor with real Airflow 3 workloads against
+//!   the daemon on the fake Mesos master (`tests/support`), states only
+//!   (`examples/airflow/tests/mesos_path_driver.py`): running/success/failed flow back, an adopted
+//!   task finishes after an executor restart, and the workload token appears in nothing the fake
+//!   master recorded (requests, TaskInfos) nor in the daemon's log; the workload reaches the agent
+//!   as a fetch URI served by the daemon.
+//!
 //! Needs the virtualenv of `.ci/setup-airflow.sh` (`AM_TEST_AIRFLOW_VENV`) and, for the end-to-end
 //! test, a Docker engine with `AM_TEST_BASE_IMAGE` (`.ci/setup-docker.sh`). With `CI=true` a
 //! missing prerequisite fails the test; otherwise it is skipped with a notice.
+
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -166,4 +175,220 @@ fn airflow_e2e_local_docker() {
     // The driver's own progress lines (Airflow's import-time chatter left out).
     let progress: Vec<&str> = out.lines().filter(|l| l.starts_with("[e2e")).collect();
     println!("{}", progress.join("\n"));
+}
+
+/// Kills (and reaps) the child when dropped, also when a check panics.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn airflow_executor_mesos_path_fake_master() {
+    use airflow_mesos::mesos::proto::scheduler::call;
+    use support::fake_master::{AgentSpec, FakeMaster, FakeMasterOptions, TaskScript};
+
+    let Some(python) = airflow_python() else {
+        return;
+    };
+    let master = FakeMaster::start(FakeMasterOptions::default()).await;
+    master.add_agent(AgentSpec::new(8.0, 16384.0));
+    master.set_task_script_fn(|info| {
+        let task = info
+            .labels
+            .as_ref()
+            .and_then(|l| l.labels.iter().find(|l| l.key == "airflow.task_id"))
+            .and_then(|l| l.value.clone())
+            .unwrap_or_default();
+        match task.as_str() {
+            "doomed" => TaskScript::fail(1),
+            "slow" => TaskScript::finish_after(Duration::from_secs(10)),
+            _ => TaskScript::finish(),
+        }
+    });
+
+    let home = tempfile::tempdir().expect("a temporary AIRFLOW_HOME");
+    let port = free_port();
+    let api = format!("http://127.0.0.1:{port}");
+    let api_token = format!("am-api-{}", uuid::Uuid::new_v4().simple());
+    let workload_token = format!(
+        "eyJhbGciOiJIUzUxMiJ9.{}.{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    let cfg = home.path().join("airflow.cfg");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[mesos]\nmaster = {}\nframework_name = airflow-e2e\ndocker_image_slave = am-test/none:latest\n\
+             api_listen = 127.0.0.1:{port}\napi_url = {api}\npublic_url = {api}\n\
+             database_url = sqlite:///{}/airflow-mesos.db\n",
+            master.host_port(),
+            home.path().display()
+        ),
+    )
+    .expect("writing airflow.cfg");
+    let log_path = home.path().join("daemon.log");
+    let log = std::fs::File::create(&log_path).expect("creating the daemon log");
+    let _daemon = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_airflow-mesos"))
+            .args(["--config", cfg.to_str().expect("utf-8 path"), "scheduler"])
+            .env("AIRFLOW_HOME", home.path())
+            .env("AIRFLOW__MESOS__API_TOKEN", &api_token)
+            .stdout(log.try_clone().expect("cloning the log handle"))
+            .stderr(log)
+            .spawn()
+            .expect("starting airflow-mesos scheduler"),
+    );
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the daemon's API did not open within 30 s; log:\n{}",
+            std::fs::read_to_string(&log_path).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let driver = repo()
+        .join("examples")
+        .join("airflow")
+        .join("tests")
+        .join("mesos_path_driver.py");
+    let (py_home, token_env, api_env) = (
+        home.path().join("airflow-home"),
+        workload_token.clone(),
+        api.clone(),
+    );
+    let api_token_env = api_token.clone();
+    let (status, out) = tokio::task::spawn_blocking(move || {
+        std::fs::create_dir_all(&py_home).expect("creating the driver's AIRFLOW_HOME");
+        run_bounded(
+            Command::new(&python)
+                .arg(&driver)
+                .args(["--timeout", "120"])
+                .env("AIRFLOW_HOME", &py_home)
+                .env("AIRFLOW__MESOS__API_URL", &api_env)
+                .env("AIRFLOW__MESOS__API_TOKEN", &api_token_env)
+                .env("AM_TEST_WORKLOAD_TOKEN", &token_env),
+            Duration::from_secs(180),
+            "the Mesos-path executor run",
+        )
+    })
+    .await
+    .expect("joining the driver thread");
+    let daemon_log = std::fs::read_to_string(&log_path).unwrap_or_default();
+    assert!(
+        status.success(),
+        "the Mesos-path executor run failed ({status}):\n{out}\n--- daemon log ---\n{daemon_log}"
+    );
+    assert!(
+        out.contains("RESULT "),
+        "the driver printed no result:\n{out}"
+    );
+
+    // Nothing the fake master recorded holds the token: neither raw requests nor the TaskInfos.
+    let calls = master.calls();
+    assert!(!calls.is_empty(), "the fake master recorded no request");
+    for c in &calls {
+        assert!(
+            !contains(&c.body, workload_token.as_bytes()),
+            "a {} {} request to the fake master carries the workload token",
+            c.method,
+            c.path
+        );
+        for (name, value) in &c.headers {
+            assert!(
+                !contains(value.as_bytes(), workload_token.as_bytes()),
+                "header {name} of a request to the fake master carries the workload token"
+            );
+        }
+    }
+    let launched: Vec<_> = master
+        .calls_of(call::Type::Accept)
+        .into_iter()
+        .filter_map(|c| c.accept)
+        .flat_map(|a| a.operations)
+        .filter_map(|op| op.launch)
+        .flat_map(|l| l.task_infos)
+        .collect();
+    assert_eq!(
+        launched.len(),
+        3,
+        "expected 3 launched TaskInfos: {launched:?}"
+    );
+    for info in &launched {
+        let command = info.command.as_ref().expect("a TaskInfo without a command");
+        let args = command.arguments.join(" ");
+        assert!(
+            args.contains("execute_workload") && args.contains("--json-path"),
+            "unexpected task command: {:?} {args}",
+            command.value
+        );
+        let uri = command
+            .uris
+            .iter()
+            .find(|u| {
+                u.output_file.as_deref() == Some("workload.json")
+                    || u.value.ends_with("/workload.json")
+            })
+            .unwrap_or_else(|| panic!("no fetch URI for workload.json in {:?}", command.uris));
+        assert!(
+            uri.value.starts_with(&api),
+            "the workload URI {} is not served by the daemon ({api})",
+            uri.value
+        );
+        // The fake agent does not fetch; do it here, as an agent would: once, then never again.
+        let first = reqwest::get(&uri.value)
+            .await
+            .expect("fetching the workload");
+        assert_eq!(
+            first.status(),
+            200,
+            "the workload URI {} is not served",
+            uri.value
+        );
+        let body = first.text().await.expect("reading the workload");
+        assert!(
+            body.contains(&workload_token) && body.contains("\"ExecuteTask\""),
+            "the fetched workload is not the Airflow workload: {body:.200}"
+        );
+        let again = reqwest::get(&uri.value)
+            .await
+            .expect("fetching the workload again");
+        assert_ne!(
+            again.status(),
+            200,
+            "the workload URI served its content twice"
+        );
+        let env = format!("{:?}", command.environment);
+        assert!(
+            env.contains("AIRFLOW__CORE__EXECUTION_API_SERVER_URL"),
+            "the task's env lacks the execution API URL: {env}"
+        );
+    }
+    assert!(
+        !daemon_log.contains(&workload_token),
+        "the daemon's log contains the workload token"
+    );
+    assert!(
+        !daemon_log.contains(&api_token),
+        "the daemon's log contains its API token"
+    );
+    master.shutdown().await;
 }

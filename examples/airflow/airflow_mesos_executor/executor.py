@@ -385,6 +385,14 @@ class AirflowMesosExecutor(BaseExecutor):
         except Exception as e:  # revoke_task must not raise
             self.log.error("airflow-mesos executor: revoke %s failed: %s", key, e)
 
+    def cleanup_stuck_queued_tasks(self, tis: Sequence[Any]) -> List[str]:
+        """Airflow 2.x: kills tasks stuck in queued (the scheduler then fails them); 3.x uses revoke_task."""
+        readable = []
+        for ti in tis:
+            self.revoke_task(ti=ti)
+            readable.append(repr(ti))
+        return readable
+
     def end(self) -> None:
         """Reports what already finished and leaves running tasks alone (a new scheduler adopts them)."""
         self.sync()

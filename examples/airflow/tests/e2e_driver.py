@@ -364,6 +364,10 @@ class Run:
             raise Failure(f"extract's stdout from the logs API lacks its output: {out['data'][-500:]!r}")
 
         self.check_tokens(tasks)
+        # Not checked, reported: Airflow's execute_workload itself logs the workload (token
+        # included) to the task's stdout, which the logs API serves.
+        if any(tok in out["data"] for tok in self.tokens):
+            log("note: the task's stdout holds its workload token (Airflow's execute_workload logs it)")
 
     def check_tokens(self, tasks: list) -> None:
         tokens = set()
@@ -372,6 +376,7 @@ class Run:
                 tokens.add(json.load(open(path))["token"])
             except (ValueError, KeyError, OSError):
                 pass
+        self.tokens = tokens
         log(f"checking {len(tokens)} workload token(s) found in sandboxes, and JWT-shaped strings")
         places = {}
         daemon_log = os.path.join(self.home, "daemon.log")

@@ -239,6 +239,18 @@ def test_revoke_kills_and_forgets_without_events(daemon):
     ex.revoke_task(ti=fake_ti(TaskInstanceKey("etl", "nope", "r", 1, -1), "t-9999"))
 
 
+def test_cleanup_stuck_queued_tasks_kills_them(daemon):
+    ex = make_executor(daemon)
+    w = workload("stuck")
+    queue(ex, w)
+    ex.heartbeat()
+    [tid] = daemon.tasks
+    ti = fake_ti(w.ti.key)
+    assert ex.cleanup_stuck_queued_tasks([ti]) == [repr(ti)]
+    assert daemon.requests_to("POST", f"/v1/tasks/{tid}/kill")
+    assert w.ti.key not in ex.running
+
+
 def test_terminate_kills_live_tasks(daemon):
     ex = make_executor(daemon)
     queue(ex, workload("a"), workload("b"))
