@@ -5,6 +5,8 @@
 #
 #   am-test/busybox          busybox-static in an empty rootfs (fast task containers)
 #   am-test/debian:bookworm  debootstrap --variant=minbase bookworm, with the host's CA bundle
+#   am-test/python:bookworm  am-test/debian plus python3: stands in for apache/airflow when
+#                            the Dockerfile's airflow target is built in tests
 #   am-test/rust:bookworm    only with --rust: am-test/debian plus gcc and the host's Rust
 #                            toolchain, to run the full multi-stage build of docker/Dockerfile
 #   registry on 127.0.0.1:5000 (Debian's docker-registry, htpasswd auth, plain http; dockerd
@@ -12,7 +14,7 @@
 #
 # The registry credentials are fixed test values on loopback, not secrets. The variables the
 # tests read are printed at the end and written to .ci/test-env-docker.sh (source it):
-#   AM_TEST_BUSYBOX, AM_TEST_BASE_IMAGE, AM_TEST_REGISTRY, AM_TEST_REGISTRY_USER,
+#   AM_TEST_BUSYBOX, AM_TEST_BASE_IMAGE, AM_TEST_PYTHON_IMAGE, AM_TEST_REGISTRY, AM_TEST_REGISTRY_USER,
 #   AM_TEST_REGISTRY_PASSWORD
 set -euo pipefail
 
@@ -23,6 +25,7 @@ want_rust=0
 busybox_image=am-test/busybox
 debian_image=am-test/debian:bookworm
 rust_image=am-test/rust:bookworm
+python_image=am-test/python:bookworm
 reg_addr=127.0.0.1
 reg_port=5000
 reg_user=amtest
@@ -109,6 +112,19 @@ else
         -c 'CMD ["bash"]' - "$debian_image" >/dev/null
 fi
 
+# ---- am-test/python:bookworm ----
+if has_image "$python_image"; then
+    log "$python_image exists"
+else
+    log "making $python_image"
+    ctx="$tmp/python"
+    mkdir -p "$ctx"
+    printf '%s\n' "FROM $debian_image" \
+        'RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends python3 && rm -rf /var/lib/apt/lists/*' \
+        >"$ctx/Dockerfile"
+    docker build -q -t "$python_image" "$ctx" >/dev/null
+fi
+
 # ---- am-test/rust:bookworm (optional: the full multi-stage build) ----
 if [ "$want_rust" = 1 ]; then
     if has_image "$rust_image"; then
@@ -161,6 +177,7 @@ fi
 cat >"$here/test-env-docker.sh" <<EOF
 export AM_TEST_BUSYBOX=$busybox_image
 export AM_TEST_BASE_IMAGE=$debian_image
+export AM_TEST_PYTHON_IMAGE=$python_image
 export AM_TEST_REGISTRY=$reg_addr:$reg_port
 export AM_TEST_REGISTRY_USER=$reg_user
 export AM_TEST_REGISTRY_PASSWORD=$reg_pass

@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 
 struct Env {
     base: String,
+    python: String,
     busybox: String,
     registry: String,
     user: String,
@@ -33,6 +34,7 @@ fn env() -> Option<Env> {
     let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     let got = (
         var("AM_TEST_BASE_IMAGE"),
+        var("AM_TEST_PYTHON_IMAGE"),
         var("AM_TEST_BUSYBOX"),
         var("AM_TEST_REGISTRY"),
         var("AM_TEST_REGISTRY_USER"),
@@ -43,9 +45,12 @@ fn env() -> Option<Env> {
         .output()
         .is_ok_and(|o| o.status.success());
     match got {
-        (Some(base), Some(busybox), Some(registry), Some(user), Some(password)) if engine => {
+        (Some(base), Some(python), Some(busybox), Some(registry), Some(user), Some(password))
+            if engine =>
+        {
             Some(Env {
                 base,
+                python,
                 busybox,
                 registry,
                 user,
@@ -53,7 +58,7 @@ fn env() -> Option<Env> {
             })
         }
         _ => {
-            let why = "image tests need a Docker engine and AM_TEST_BASE_IMAGE, AM_TEST_BUSYBOX, AM_TEST_REGISTRY, AM_TEST_REGISTRY_USER, AM_TEST_REGISTRY_PASSWORD (run .ci/setup-docker.sh, source .ci/test-env-docker.sh)";
+            let why = "image tests need a Docker engine and AM_TEST_BASE_IMAGE, AM_TEST_PYTHON_IMAGE, AM_TEST_BUSYBOX, AM_TEST_REGISTRY, AM_TEST_REGISTRY_USER, AM_TEST_REGISTRY_PASSWORD (run .ci/setup-docker.sh, source .ci/test-env-docker.sh)";
             if ci {
                 panic!("{why}");
             }
@@ -80,6 +85,30 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// A build context with what docker/Dockerfile copies, plus this build's binary under
+/// `dist/` (for `PREBUILT_BINARY`) and a `.pem` that `.dockerignore` must keep out.
+fn prebuilt_context() -> tempfile::TempDir {
+    let ctx = tempfile::tempdir().unwrap();
+    let root = repo_root();
+    for f in ["Cargo.toml", "Cargo.lock", "build.rs", ".dockerignore"] {
+        std::fs::copy(root.join(f), ctx.path().join(f)).unwrap();
+    }
+    copy_dir(&root.join("proto"), &ctx.path().join("proto"));
+    copy_dir(&root.join("docker"), &ctx.path().join("docker"));
+    copy_dir(
+        &root.join("examples/airflow/airflow_mesos_executor"),
+        &ctx.path().join("examples/airflow/airflow_mesos_executor"),
+    );
+    std::fs::create_dir_all(ctx.path().join("dist")).unwrap();
+    std::fs::copy(
+        env!("CARGO_BIN_EXE_airflow-mesos"),
+        ctx.path().join("dist/airflow-mesos"),
+    )
+    .unwrap();
+    std::fs::write(ctx.path().join("registry.pem"), "not-for-the-image").unwrap();
+    ctx
+}
+
 fn docker_cli(args: &[&str]) -> std::process::Output {
     std::process::Command::new("docker")
         .args(args)
@@ -100,23 +129,7 @@ fn load_config(env: &[(&str, &str)]) -> config::Config {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_runtime_target_builds_from_a_prebuilt_binary_and_runs_version() {
     let Some(env) = env() else { return };
-    // A context with what the Dockerfile copies, plus this build's binary under dist/.
-    let ctx = tempfile::tempdir().unwrap();
-    let root = repo_root();
-    for f in ["Cargo.toml", "Cargo.lock", "build.rs", ".dockerignore"] {
-        std::fs::copy(root.join(f), ctx.path().join(f)).unwrap();
-    }
-    copy_dir(&root.join("proto"), &ctx.path().join("proto"));
-    copy_dir(&root.join("docker"), &ctx.path().join("docker"));
-    std::fs::create_dir_all(ctx.path().join("dist")).unwrap();
-    std::fs::copy(
-        env!("CARGO_BIN_EXE_airflow-mesos"),
-        ctx.path().join("dist/airflow-mesos"),
-    )
-    .unwrap();
-    // Secrets in the context stay out of the image (.dockerignore).
-    std::fs::write(ctx.path().join("registry.pem"), "not-for-the-image").unwrap();
-
+    let ctx = prebuilt_context();
     let tag = format!("am-test/runtime:{}", uuid::Uuid::new_v4().simple());
     let cfg = load_config(&[("AIRFLOW_HOME", "/tmp/am-test-home")]);
     let args = ImagesArgs {
@@ -342,4 +355,64 @@ async fn push_to_an_htpasswd_registry_with_right_and_wrong_credentials() {
     }
     docker.inspect_image(&image).await.unwrap();
     docker_cli(&["rmi", "-f", &image]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_airflow_target_is_tagged_as_docker_image_slave_and_has_the_shim() {
+    let Some(env) = env() else { return };
+    let ctx = prebuilt_context();
+    let slave = format!("am-test/slave:{}", uuid::Uuid::new_v4().simple());
+    let cfg = load_config(&[
+        ("AIRFLOW_HOME", "/tmp/am-test-home"),
+        ("AIRFLOW__MESOS__DOCKER_IMAGE_SLAVE", &slave),
+    ]);
+    let args = ImagesArgs {
+        command: ImagesCommand::Build(BuildArgs {
+            target: "airflow".into(),
+            tags: vec![],
+            build_args: vec![
+                format!("RUST_IMAGE={}", env.base),
+                format!("RUNTIME_IMAGE={}", env.base),
+                format!("AIRFLOW_IMAGE={}", env.python),
+                "PREBUILT_BINARY=dist/airflow-mesos".into(),
+            ],
+            no_cache: false,
+            push: false,
+            file: ctx.path().join("docker/Dockerfile"),
+            context: ctx.path().to_path_buf(),
+            plain: true,
+        }),
+    };
+    assert_eq!(
+        run(args, &cfg).await.unwrap(),
+        0,
+        "images build --target airflow failed"
+    );
+    // No --tag: the image is the one docker_image_slave names, so tasks can use it as is.
+    let out = docker_cli(&[
+        "run",
+        "--rm",
+        &slave,
+        "sh",
+        "-c",
+        "python3 -c 'import airflow_mesos_executor as m; print(\"shim\", m.__version__)' && airflow-mesos --version && id -u",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    let init = std::fs::read_to_string(
+        repo_root().join("examples/airflow/airflow_mesos_executor/__init__.py"),
+    )
+    .unwrap();
+    let shim_version = init
+        .lines()
+        .find_map(|l| l.strip_prefix("__version__ = "))
+        .map(|v| v.trim().trim_matches('"').to_string())
+        .expect("__version__ in the shim");
+    assert!(stdout.contains(&format!("shim {shim_version}")), "{stdout}");
+    assert!(stdout.contains(env!("CARGO_PKG_VERSION")), "{stdout}");
+    assert!(
+        stdout.trim_end().ends_with("50000"),
+        "runs as the airflow uid: {stdout}"
+    );
+    docker_cli(&["rmi", "-f", &slave]);
 }
