@@ -383,3 +383,66 @@ async fn m_shutdown(a: FakeMaster, b: FakeMaster) {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn api_stays_responsive_while_ten_thousand_tasks_are_submitted() {
+    let m = master().await;
+    for i in 0..4 {
+        m.add_agent(AgentSpec::new(1000.0, 1_000_000.0).with_id(&format!("big-{i}")));
+    }
+    let d = daemon_for(&m.host_port());
+    let specs: Vec<Value> = (0..10_000)
+        .map(|i| serde_json::json!({"command": format!("echo {i}"), "cpus": 0.01, "mem": 1}))
+        .collect();
+    let body = serde_json::json!({ "tasks": specs });
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let submit = {
+        let http = http.clone();
+        let url = d.url("/v1/tasks");
+        tokio::spawn(async move { http.post(url).json(&body).send().await })
+    };
+    // While the batch is stored, matched and launched, the API keeps answering.
+    let mut worst = Duration::ZERO;
+    let mut probes = 0;
+    while !submit.is_finished() || probes < 20 {
+        let started = std::time::Instant::now();
+        let r = http
+            .get(d.url("/healthz"))
+            .send()
+            .await
+            .expect("healthz answers within 5 s");
+        assert_eq!(r.status(), 200);
+        let r = http
+            .get(d.url("/v1/tasks?limit=5"))
+            .send()
+            .await
+            .expect("list answers within 5 s");
+        assert_eq!(r.status(), 200);
+        worst = worst.max(started.elapsed());
+        probes += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let resp = submit.await.unwrap().expect("the batch is accepted");
+    assert_eq!(resp.status(), 201);
+    let created: Value = resp.json().await.unwrap();
+    assert_eq!(created["tasks"].as_array().unwrap().len(), 10_000);
+    eprintln!("{probes} probes during the 10,000-task batch; slowest answer {worst:?}");
+    // All of them are stored, and launching has begun.
+    let all: Value = http
+        .get(d.url("/v1/tasks?limit=10000"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(all["tasks"].as_array().unwrap().len(), 10_000);
+    m.wait_for("launches", Duration::from_secs(60), |m| {
+        !m.calls_of(call::Type::Accept).is_empty()
+    })
+    .await;
+    m.shutdown().await;
+}
