@@ -367,8 +367,12 @@ class AirflowMesosExecutor(BaseExecutor):
         self.running.discard(key)
         self._forget(key)
         try:
-            if task_id is None and getattr(ti, "external_executor_id", None):
-                task_id = ti.external_executor_id
+            eid = getattr(ti, "external_executor_id", None)
+            if task_id is None and eid:
+                # Only if it is this very try's task (never kill another try's).
+                view = self._ensure_client().get(eid)
+                if view is not None and view.get("external_key") == external_key_of(key):
+                    task_id = eid
             if task_id is None:
                 found = self._find_by_external_key(key, live_only=True)
                 task_id = found["id"] if found else None

@@ -354,6 +354,14 @@ class Run:
                 raise Failure(f"daemon task {t['id']} was launched {t['attempts']} times")
         log(f"daemon: {len(tasks)} tasks, one per try, all ended")
 
+        # executor_config (AVENTER keys) reached the daemon and beat the site template.
+        transform = [t for t in tasks if t["labels"].get("airflow.task_id") == "transform"][0]["spec"]
+        if (transform.get("cpus"), transform.get("mem")) != (1.0, 256.0):
+            raise Failure(f"transform's executor_config did not set cpus=1, mem=256: {transform}")
+        extract_spec = [t for t in tasks if t["labels"].get("airflow.task_id") == "extract"][0]["spec"]
+        if (extract_spec.get("cpus"), extract_spec.get("mem")) != (0.25, 1024.0):
+            raise Failure(f"extract did not get the template's resources: {extract_spec}")
+
         sched2 = open(os.path.join(self.home, "scheduler.log"), errors="replace").read()
         if "airflow-mesos executor: adopted" not in sched2:
             raise Failure("the restarted scheduler adopted no task (see scheduler.log)")

@@ -233,6 +233,13 @@ def test_revoke_kills_and_forgets_without_events(daemon):
     daemon.transition(tid, "killed")
     ex.sync()
     assert ex.get_event_buffer() == {}
+    # An external executor id of another try is not killed.
+    other = make_executor(daemon)
+    queue(other, workload("y"))
+    other.heartbeat()
+    [tid_y] = [t for t in daemon.tasks if t != tid]
+    ex.revoke_task(ti=fake_ti(TaskInstanceKey("etl", "y", "manual__1", 2, -1), tid_y))
+    assert not daemon.requests_to("POST", f"/v1/tasks/{tid_y}/kill")
     # Revoking something unknown or with the daemon down does not raise.
     ex.revoke_task(ti=fake_ti(TaskInstanceKey("etl", "nope", "r", 1, -1)))
     daemon.down = True
