@@ -216,13 +216,13 @@ pub fn step(
         ),
 
         (
-            S::Connecting { .. } | S::Subscribed { .. },
+            S::Subscribed { .. },
             I::Failed {
                 reason,
                 fatal: true,
             },
         )
-        | (S::Connecting { .. } | S::Subscribed { .. }, I::MasterError(reason)) => (
+        | (S::Subscribed { .. }, I::MasterError(reason)) => (
             S::Stopped {
                 reason: reason.clone(),
             },
@@ -232,6 +232,20 @@ pub fn step(
                 E::EmitDisconnected(reason),
                 E::Stop,
             ],
+        ),
+        // Not subscribed: the driver already knows it is disconnected.
+        (
+            S::Connecting { .. },
+            I::Failed {
+                reason,
+                fatal: true,
+            },
+        )
+        | (S::Connecting { .. }, I::MasterError(reason)) => (
+            S::Stopped {
+                reason: reason.clone(),
+            },
+            vec![E::CloseStream, E::EmitError(reason), E::Stop],
         ),
         (
             S::Waiting { .. },
@@ -435,12 +449,26 @@ mod tests {
     #[test]
     fn fatal_errors_and_master_errors_stop_for_good() {
         let t0 = Instant::now();
-        for s in [
-            SubState::Connecting { attempt: 2 },
-            SubState::Subscribed {
-                attempt: 0,
-                since: t0,
-            },
+        let subscribed_effects = vec![
+            Effect::CloseStream,
+            Effect::EmitError("boom".into()),
+            Effect::EmitDisconnected("boom".into()),
+            Effect::Stop,
+        ];
+        let connecting_effects = vec![
+            Effect::CloseStream,
+            Effect::EmitError("boom".into()),
+            Effect::Stop,
+        ];
+        for (s, want) in [
+            (SubState::Connecting { attempt: 2 }, connecting_effects),
+            (
+                SubState::Subscribed {
+                    attempt: 0,
+                    since: t0,
+                },
+                subscribed_effects,
+            ),
         ] {
             let (next, e) = step(&s, fail(true), t0, &b(), 0.5);
             assert_eq!(
@@ -449,15 +477,7 @@ mod tests {
                     reason: "boom".into()
                 }
             );
-            assert_eq!(
-                e,
-                vec![
-                    Effect::CloseStream,
-                    Effect::EmitError("boom".into()),
-                    Effect::EmitDisconnected("boom".into()),
-                    Effect::Stop
-                ]
-            );
+            assert_eq!(e, want);
             let (next, e) = step(
                 &s,
                 SubInput::MasterError("Framework failed over".into()),
