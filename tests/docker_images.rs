@@ -314,6 +314,7 @@ async fn push_to_an_htpasswd_registry_with_right_and_wrong_credentials() {
         .await
         .unwrap_err();
     let msg = e.to_string();
+    eprintln!("push refused as expected: {msg}");
     assert!(matches!(e, ImageError::Unauthorized { .. }), "{msg}");
     assert!(msg.contains(&env.registry), "{msg}");
     assert!(!msg.contains(wrong), "the password leaked: {msg}");
@@ -415,4 +416,58 @@ async fn the_airflow_target_is_tagged_as_docker_image_slave_and_has_the_shim() {
         "runs as the airflow uid: {stdout}"
     );
     docker_cli(&["rmi", "-f", &slave]);
+}
+
+/// The full multi-stage build (Rust compile inside the builder stage) of the runtime target
+/// from the repository itself. Slow (a release build of every dependency on a cold cache), so
+/// not part of the default run: `AM_TEST_RUST_IMAGE` names a local Rust image
+/// (`.ci/setup-docker.sh --rust` makes `am-test/rust:bookworm` from the host toolchain).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "slow: full Rust build inside Docker; run with --ignored and AM_TEST_RUST_IMAGE"]
+async fn full_multi_stage_build_of_the_repository() {
+    let Some(env) = env() else { return };
+    let rust = std::env::var("AM_TEST_RUST_IMAGE").expect("AM_TEST_RUST_IMAGE");
+    let tag = format!("am-test/full:{}", uuid::Uuid::new_v4().simple());
+    let mut build_args: BTreeMap<String, String> = [
+        ("RUST_IMAGE", rust.as_str()),
+        ("RUNTIME_IMAGE", env.base.as_str()),
+        ("VERSION", env!("CARGO_PKG_VERSION")),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    // A TLS-inspecting proxy's CA (public certificates only), as the Dockerfile documents.
+    let extra: String = std::fs::read_dir("/usr/local/share/ca-certificates")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .collect();
+    if !extra.is_empty() {
+        build_args.insert("EXTRA_CA_CERTS".into(), extra);
+    }
+    let req = BuildRequest {
+        context: repo_root(),
+        dockerfile: repo_root().join("docker/Dockerfile"),
+        target: Some("runtime".into()),
+        tags: vec![tag.clone()],
+        build_args,
+        no_cache: false,
+    };
+    let docker = connect().await.unwrap();
+    let started = std::time::Instant::now();
+    let built = images::build(&docker, &req, &RegistryAuth::default(), &Progress::Plain)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    eprintln!(
+        "full build took {:?}: {}",
+        started.elapsed(),
+        built.image_id
+    );
+    let out = docker_cli(&["run", "--rm", &tag, "--version"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")),
+        "{out:?}"
+    );
+    docker_cli(&["rmi", "-f", &tag]);
 }

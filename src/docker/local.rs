@@ -848,7 +848,8 @@ impl Backend {
     }
 
     async fn offer_if_due(&mut self) {
-        let now = Instant::now();
+        // tokio's clock, so that a paused test clock governs the decline hold too.
+        let now = tokio::time::Instant::now().into_std();
         if let Some(o) = self
             .book
             .next_offer(now, &self.agent_id, &self.cfg.hostname)
