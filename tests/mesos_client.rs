@@ -680,6 +680,28 @@ mod backend {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_hostile_stream_is_dropped_and_the_backend_resubscribes() {
+        let m = FakeMaster::start(FakeMasterOptions::default()).await;
+        let (mut ch, shutdown) = start(config(hosts(&[&m])), None);
+        let fid = subscribed(&mut ch).await;
+        for (i, hostile) in [
+            &b"7x\n"[..],
+            &b"99999999999999999999999999\n"[..],
+            &b"3\n\xff\xff\xff"[..],
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            m.inject_raw(hostile);
+            let reason = disconnected(&mut ch).await;
+            assert!(reason.contains("event stream broken"), "{reason}");
+            assert_eq!(subscribed(&mut ch).await, fid);
+            assert_eq!(subscribes(&m).len(), i + 2);
+        }
+        shutdown.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn lost_heartbeats_mean_reconnect_after_five_intervals() {
         let m = FakeMaster::start(FakeMasterOptions::default()).await;
         let (mut ch, shutdown) = start(config(hosts(&[&m])), Some("fw-given"));
