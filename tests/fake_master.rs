@@ -1537,3 +1537,87 @@ async fn thousands_of_tasks_run_to_completion_with_every_update_acknowledged() {
     );
     m.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_agent_reports_its_tasks_and_comes_back_like_the_recorded_master() {
+    if !fixtures::available() {
+        return;
+    }
+    let agent = AgentSpec {
+        port: 5051,
+        ..AgentSpec::new(2.0, 2048.0).with_id(&format!("{HA}-S0"))
+    };
+    let m = FakeMaster::start(FakeMasterOptions {
+        master_id: HA.to_string(),
+        agents: vec![agent],
+        ..Default::default()
+    })
+    .await;
+    m.set_task_script("task-sleep-ha", TaskScript::run_until_released());
+    let mut s = Stream::open(
+        &scheduler_url(&m),
+        JSON_HEADERS,
+        fixtures::stream_request_body("62-subscribe-leader"),
+    )
+    .await;
+    let sid = s.header("mesos-stream-id").expect("stream id").to_string();
+    s.next_of_type("OFFERS", T).await;
+    assert_like_recorded(
+        "63-accept-launch-sleep-ha",
+        &replay(&m, "63-accept-launch-sleep-ha", Some(&sid), &[]).await,
+    );
+    for _ in 0..2 {
+        let u = s.next_of_type("UPDATE", T).await;
+        let uuid = u["update"]["status"]["uuid"]
+            .as_str()
+            .expect("uuid")
+            .to_string();
+        let fid = format!("{HA}-0000");
+        let body = serde_json::json!({"framework_id": {"value": fid}, "type": "ACKNOWLEDGE", "acknowledge": {
+            "agent_id": u["update"]["status"]["agent_id"], "task_id": u["update"]["status"]["task_id"], "uuid": uuid}});
+        assert_eq!(post(&m, &sid, body).await.status, 202);
+    }
+    assert!(m.mark_agent_unreachable(&format!("{HA}-S0")));
+    let failure = s.next_of_type("FAILURE", T).await;
+    assert_eq!(failure["failure"]["agent_id"]["value"], format!("{HA}-S0"));
+    let u = s.next_of_type("UPDATE", T).await;
+    let st = &u["update"]["status"];
+    assert_eq!(
+        (
+            st["state"].as_str(),
+            st["reason"].as_str(),
+            st["source"].as_str()
+        ),
+        (
+            Some("TASK_UNREACHABLE"),
+            Some("REASON_AGENT_REMOVED"),
+            Some("SOURCE_MASTER")
+        )
+    );
+    assert!(
+        st.get("uuid").is_none() && st.get("unreachable_time").is_some(),
+        "{st}"
+    );
+    // Reconciliation reports it unreachable while the agent is away.
+    assert_eq!(
+        replay(&m, "71-reconcile-running-task", Some(&sid), &[])
+            .await
+            .status,
+        202
+    );
+    let r = s.next_of_type("UPDATE", T).await;
+    assert_eq!(r["update"]["status"]["state"], "TASK_UNREACHABLE");
+    assert_eq!(r["update"]["status"]["reason"], "REASON_RECONCILIATION");
+    // Back: the same master update the real master sent after its failover (70, third record).
+    assert!(m.reregister_agent(&format!("{HA}-S0")));
+    let back = s.next_of_type("UPDATE", T).await;
+    let want = &recorded_events("70-resubscribe-new-leader")[2];
+    assert_eq!(normalized_status(&back), normalized_status(want));
+    assert_eq!(
+        status_keys(&back),
+        status_keys(want),
+        "container_status too"
+    );
+    s.next_of_type("OFFERS", T).await;
+    m.shutdown().await;
+}

@@ -703,6 +703,17 @@ impl FakeMaster {
             .with_state(|s, _| s.credentials = Some(vec![cred]));
     }
 
+    /// Partitions an agent away (see [`state::State::mark_unreachable`]). False if unknown.
+    pub fn mark_agent_unreachable(&self, agent_id: &str) -> bool {
+        self.shared
+            .with_state(|s, now| s.mark_unreachable(agent_id, now))
+    }
+
+    /// Brings an unreachable agent back; its running tasks are reported RUNNING again.
+    pub fn reregister_agent(&self, agent_id: &str) -> bool {
+        self.shared.with_state(|s, now| s.reregister(agent_id, now))
+    }
+
     /// Rescinds every outstanding offer (RESCIND events) and makes new ones.
     pub fn rescind_offers(&self) {
         self.shared.with_state(|s, now| s.rescind_all(now));

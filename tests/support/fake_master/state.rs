@@ -126,6 +126,8 @@ pub struct Agent {
     pub total: ResourceSet,
     pub used: ResourceSet,
     pub offered: ResourceSet,
+    /// Marked unreachable: no offers, its tasks reported UNREACHABLE / LOST.
+    pub unreachable: bool,
 }
 
 impl Agent {
@@ -353,6 +355,7 @@ impl State {
             total: ResourceSet(spec.resources.clone()),
             used: ResourceSet::default(),
             offered: ResourceSet::default(),
+            unreachable: false,
             spec,
         });
         self.agent_index.insert(id.clone(), idx);
@@ -589,6 +592,9 @@ impl State {
         fids.sort();
         let mut batches: HashMap<String, Vec<pb::Offer>> = HashMap::new();
         for a in agents {
+            if self.agents[a].unreachable {
+                continue;
+            }
             for fid in &fids {
                 let fw = &self.frameworks[fid];
                 let roles = fw.roles();
@@ -1258,6 +1264,140 @@ impl State {
         for s in out {
             self.send_master_update(fid, s);
         }
+    }
+
+    /// The agent is partitioned away: its offers are rescinded, frameworks get FAILURE and a
+    /// master update per task (TASK_UNREACHABLE with PARTITION_AWARE, else TASK_LOST).
+    pub fn mark_unreachable(&mut self, agent_id: &str, now: Instant) -> bool {
+        let Some(&a) = self.agent_index.get(agent_id) else {
+            return false;
+        };
+        if self.agents[a].unreachable {
+            return true;
+        }
+        self.agents[a].unreachable = true;
+        let offer_ids: Vec<String> = self
+            .offers
+            .iter()
+            .filter(|(_, o)| o.agent == a)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in offer_ids {
+            let o = self.offers.remove(&id).expect("listed");
+            self.agents[a].offered.subtract(&o.resources);
+            if let Some(fw) = self.frameworks.get(&o.framework) {
+                fw.send(Event {
+                    r#type: Some(event::Type::Rescind as i32),
+                    rescind: Some(event::Rescind {
+                        offer_id: pb::OfferId { value: id },
+                    }),
+                    ..Default::default()
+                });
+            }
+        }
+        let secs = now_secs();
+        let mut fids: Vec<String> = self.frameworks.keys().cloned().collect();
+        fids.sort();
+        for fid in fids {
+            let fw = &self.frameworks[&fid];
+            let pa = fw.partition_aware();
+            let mut tids: Vec<String> = fw
+                .tasks
+                .iter()
+                .filter(|(_, t)| t.agent == a && !t.terminal)
+                .map(|(id, _)| id.clone())
+                .collect();
+            tids.sort();
+            fw.send(Event {
+                r#type: Some(event::Type::Failure as i32),
+                failure: Some(event::Failure {
+                    agent_id: Some(pb::AgentId {
+                        value: agent_id.to_string(),
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+            for tid in tids {
+                let state = if pa {
+                    TaskState::TaskUnreachable
+                } else {
+                    TaskState::TaskLost
+                };
+                let mut status = self.master_status(
+                    &tid,
+                    state,
+                    Reason::AgentRemoved,
+                    format!("Agent {agent_id} is unreachable"),
+                    Some(agent_id),
+                );
+                if pa {
+                    status.unreachable_time = Some(pb::TimeInfo {
+                        nanoseconds: (secs * 1e9) as i64,
+                    });
+                }
+                if let Some(t) = self.task_mut(&fid, &tid) {
+                    t.state = state as i32;
+                    t.statuses.push((state as i32, secs));
+                    let mut latest = status.clone();
+                    latest.message = None;
+                    latest.container_status = t
+                        .last_status
+                        .as_ref()
+                        .and_then(|l| l.container_status.clone());
+                    t.last_status = Some(latest);
+                }
+                self.send_master_update(&fid, status);
+            }
+        }
+        true
+    }
+
+    /// The agent comes back: its tasks report their state again (master updates with
+    /// REASON_AGENT_REREGISTERED, as after a master failover) and its resources are offered.
+    pub fn reregister(&mut self, agent_id: &str, now: Instant) -> bool {
+        let Some(&a) = self.agent_index.get(agent_id) else {
+            return false;
+        };
+        if !self.agents[a].unreachable {
+            return true;
+        }
+        self.agents[a].unreachable = false;
+        let mut fids: Vec<String> = self.frameworks.keys().cloned().collect();
+        fids.sort();
+        for fid in fids {
+            let mut tids: Vec<String> = self.frameworks[&fid]
+                .tasks
+                .iter()
+                .filter(|(_, t)| t.agent == a && !t.terminal)
+                .map(|(id, _)| id.clone())
+                .collect();
+            tids.sort();
+            for tid in tids {
+                let mut status = self.master_status(
+                    &tid,
+                    TaskState::TaskRunning,
+                    Reason::AgentReregistered,
+                    "Unknown agent reregistered".to_string(),
+                    Some(agent_id),
+                );
+                if let Some(t) = self.task_mut(&fid, &tid) {
+                    status.container_status = t
+                        .last_status
+                        .as_ref()
+                        .and_then(|l| l.container_status.clone());
+                    t.state = TaskState::TaskRunning as i32;
+                    t.statuses.push((TaskState::TaskRunning as i32, now_secs()));
+                    let mut latest = status.clone();
+                    latest.message = None;
+                    t.last_status = Some(latest);
+                }
+                self.send_master_update(&fid, status);
+            }
+        }
+        self.dirty_agents.insert(a);
+        self.allocate(now);
+        true
     }
 
     pub fn revive(&mut self, fid: &str, roles: &[String], now: Instant) {
