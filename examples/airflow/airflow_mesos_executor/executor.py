@@ -42,6 +42,9 @@ except ImportError:  # Airflow 2.x
 
 # Daemon states from which a task does not come back.
 TERMINAL_STATES = {"succeeded", "failed", "killed"}
+# Answers to POST /v1/tasks that refuse the spec itself (the task fails); other errors (401, 5xx,
+# no connection) leave the task queued for a later heartbeat.
+REFUSED = {400, 413, 422}
 EVENTS_PAGE = 500
 LOG_CHUNK = 256 * 1024
 LOG_MAX = 4 * 1024 * 1024
@@ -185,30 +188,30 @@ class AirflowMesosExecutor(BaseExecutor):
             for i, view in zip(todo, views):
                 results[i] = view
             return results
-        except DaemonError as e:
-            if e.status >= 500 or len(todo) == 1:
+        except (DaemonError, DaemonUnavailable) as e:
+            if not (isinstance(e, DaemonError) and e.status in REFUSED) or len(todo) == 1:
                 for i in todo:
-                    results[i] = e if e.status < 500 else DaemonUnavailable(str(e))
-                    if e.status >= 500:
-                        self._uncertain.add(items[i][0])
+                    results[i] = self._classify(items[i][0], e)
                 return results
-        except DaemonUnavailable as e:
-            for i in todo:
-                results[i] = e
-                self._uncertain.add(items[i][0])
-            return results
         # A batch was refused (one bad spec refuses the batch): submit one by one to find it.
         for i in todo:
             try:
                 results[i] = client.submit([items[i][1]])[0]
-            except DaemonError as e:
-                results[i] = e if e.status < 500 else DaemonUnavailable(str(e))
-                if e.status >= 500:
-                    self._uncertain.add(items[i][0])
-            except DaemonUnavailable as e:
-                results[i] = e
-                self._uncertain.add(items[i][0])
+            except (DaemonError, DaemonUnavailable) as e:
+                results[i] = self._classify(items[i][0], e)
         return results
+
+    def _classify(self, key: Any, e: Exception) -> Exception:
+        """A refused spec stays a DaemonError (the task fails); anything else is retried later.
+
+        After a 5xx or a lost connection the task may exist anyway: the key is marked so that the
+        retry looks it up by external key instead of creating a second one.
+        """
+        if isinstance(e, DaemonError) and e.status in REFUSED:
+            return e
+        if not isinstance(e, DaemonError) or e.status >= 500:
+            self._uncertain.add(key)
+        return e if isinstance(e, DaemonUnavailable) else DaemonUnavailable(str(e))
 
     def _process_workloads(self, workloads: Sequence[Any]) -> None:
         items: List[Tuple[Any, Dict[str, Any]]] = []

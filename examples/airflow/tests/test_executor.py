@@ -172,6 +172,18 @@ def test_a_refused_spec_fails_only_its_task(daemon):
     assert not ex.queued_tasks
 
 
+def test_a_wrong_token_keeps_tasks_queued(daemon):
+    ex = make_executor(daemon)
+    ex.client = DaemonClient(daemon.url, "wrong-token", timeout=5)
+    w = workload("x")
+    queue(ex, w)
+    ex.heartbeat()
+    assert w.ti.key in ex.queued_tasks and ex.get_event_buffer() == {}
+    ex.client = DaemonClient(daemon.url, daemon.token, timeout=5)
+    ex.heartbeat()
+    assert w.ti.key in ex.running and len(daemon.tasks) == 1
+
+
 def test_executor_config_command_fails_the_task_without_submitting(daemon):
     ex = make_executor(daemon)
     w = workload("x", executor_config={"command": "rm -rf /"})
