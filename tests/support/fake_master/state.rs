@@ -1268,7 +1268,7 @@ impl State {
 
     /// The agent is partitioned away: its offers are rescinded, frameworks get FAILURE and a
     /// master update per task (TASK_UNREACHABLE with PARTITION_AWARE, else TASK_LOST).
-    pub fn mark_unreachable(&mut self, agent_id: &str, now: Instant) -> bool {
+    pub fn mark_unreachable(&mut self, agent_id: &str, _now: Instant) -> bool {
         let Some(&a) = self.agent_index.get(agent_id) else {
             return false;
         };
