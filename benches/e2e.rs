@@ -559,6 +559,11 @@ struct LaunchRun {
     peak_ack_rate: f64,
     failed: usize,
     rss_peak_kb: Option<u64>,
+    /// CPU seconds (user + system) the daemon and this bench process (the fake master and the
+    /// API client) used during the run, and the 1-minute load average at its start.
+    daemon_cpu: f64,
+    bench_cpu: f64,
+    load_before: String,
 }
 
 impl LaunchRun {
@@ -583,11 +588,14 @@ impl LaunchRun {
                 "tasks/s",
                 target,
                 format!(
-                    "N={n}: {:.2} s from first POST to all terminal+acked (POSTs took {:.2} s), {} failed, daemon peak RSS {} MB",
+                    "N={n}: {:.2} s from first POST to all terminal+acked (POSTs took {:.2} s), {} failed, daemon peak RSS {} MB; CPU used: daemon {:.2} s, fake master + client {:.2} s; load average before: {}",
                     self.seconds,
                     self.submit_seconds,
                     self.failed,
-                    self.rss_peak_kb.map_or("?".into(), |k| format!("{:.0}", k as f64 / 1024.0))
+                    self.rss_peak_kb.map_or("?".into(), |k| format!("{:.0}", k as f64 / 1024.0)),
+                    self.daemon_cpu,
+                    self.bench_cpu,
+                    self.load_before,
                 ),
             ),
             Figure::new(
@@ -614,6 +622,12 @@ async fn launch_run(
 ) -> Result<LaunchRun> {
     let daemon = Daemon::start(s, master, database_url, dir).await?;
     let perf = Profiler::start(s, daemon.pid(), label);
+    let load_before = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_string))
+        .unwrap_or_default();
+    let daemon_cpu_before = cpu_seconds(daemon.pid()).unwrap_or(0.0);
+    let bench_cpu_before = cpu_seconds(std::process::id()).unwrap_or(0.0);
     let acks_before = master.stats().acknowledged;
     let updates_before = master.stats().agent_updates_sent;
     let specs: Vec<Value> = (0..n).map(task_spec).collect();
@@ -636,6 +650,8 @@ async fn launch_run(
         r
     };
     let (result, samples) = tokio::join!(work, sampler);
+    let daemon_cpu = cpu_seconds(daemon.pid()).unwrap_or(0.0) - daemon_cpu_before;
+    let bench_cpu = cpu_seconds(std::process::id()).unwrap_or(0.0) - bench_cpu_before;
     if let Some(p) = perf {
         p.finish();
     }
@@ -653,7 +669,21 @@ async fn launch_run(
         peak_ack_rate: peak,
         failed,
         rss_peak_kb,
+        daemon_cpu,
+        bench_cpu,
+        load_before,
     })
+}
+
+/// User + system CPU seconds of a process, from `/proc/<pid>/stat` (clock ticks of 1/100 s).
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = f.get(11)?.parse().ok()?;
+    let stime: f64 = f.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
 }
 
 /// Submits every spec, follows the change feed until all are terminal and waits for the fake
