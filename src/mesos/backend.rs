@@ -998,3 +998,370 @@ mod tests {
         );
     }
 }
+
+/// The subscription loop against a minimal in-process master (axum on 127.0.0.1), on a paused
+/// tokio clock. The full protocol-faithful fake master and its tests live under `tests/`.
+#[cfg(test)]
+mod loop_tests {
+    use super::*;
+    use axum::extract::State;
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::response::{IntoResponse, Response};
+    use prost::Message;
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    struct MiniState {
+        /// (received at, call, Mesos-Stream-Id header)
+        calls: Vec<(Instant, scheduler::Call, Option<String>)>,
+        streams: Vec<mpsc::UnboundedSender<Bytes>>,
+        /// Statuses forced on the next requests.
+        forced: VecDeque<u16>,
+        next_stream: u32,
+    }
+
+    #[derive(Clone, Default)]
+    struct Mini(Arc<Mutex<MiniState>>);
+
+    impl Mini {
+        fn lock(&self) -> std::sync::MutexGuard<'_, MiniState> {
+            self.0.lock().unwrap()
+        }
+        fn calls_of(&self, t: call::Type) -> Vec<(Instant, scheduler::Call, Option<String>)> {
+            self.lock()
+                .calls
+                .iter()
+                .filter(|(_, c, _)| c.r#type() == t)
+                .cloned()
+                .collect()
+        }
+        fn send_all(&self, e: &scheduler::Event) {
+            let rec = crate::mesos::recordio::encode_record(&e.encode_to_vec());
+            self.lock().streams.retain(|s| s.send(rec.clone()).is_ok());
+        }
+        fn end_streams(&self) {
+            self.lock().streams.clear();
+        }
+        fn force(&self, statuses: &[u16]) {
+            self.lock().forced.extend(statuses.iter().copied());
+        }
+    }
+
+    fn event(t: event::Type) -> scheduler::Event {
+        scheduler::Event {
+            r#type: Some(t as i32),
+            ..Default::default()
+        }
+    }
+
+    async fn handle(State(m): State<Mini>, headers: HeaderMap, body: Bytes) -> Response {
+        let call = scheduler::Call::decode(body).expect("the backend sends valid protobuf");
+        let sid = headers
+            .get(crate::mesos::client::STREAM_ID_HEADER)
+            .map(|v| v.to_str().unwrap().to_string());
+        let mut st = m.lock();
+        st.calls.push((Instant::now(), call.clone(), sid));
+        if let Some(code) = st.forced.pop_front() {
+            let status = StatusCode::from_u16(code).unwrap();
+            return (status, format!("forced {code}")).into_response();
+        }
+        if call.r#type() != call::Type::Subscribe {
+            return StatusCode::ACCEPTED.into_response();
+        }
+        let fid = call
+            .framework_id
+            .map(|f| f.value)
+            .unwrap_or_else(|| "F-1".to_string());
+        st.next_stream += 1;
+        let stream_id = format!("stream-{}", st.next_stream);
+        let (tx, rx) = mpsc::unbounded_channel::<Bytes>();
+        let subscribed = scheduler::Event {
+            subscribed: Some(event::Subscribed {
+                framework_id: v1::FrameworkId { value: fid },
+                heartbeat_interval_seconds: Some(15.0),
+                master_info: None,
+            }),
+            ..event(event::Type::Subscribed)
+        };
+        for e in [subscribed, event(event::Type::Heartbeat)] {
+            tx.send(crate::mesos::recordio::encode_record(&e.encode_to_vec()))
+                .unwrap();
+        }
+        st.streams.push(tx);
+        let body = futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|b| (Ok::<_, std::io::Error>(b), rx))
+        });
+        Response::builder()
+            .status(200)
+            .header("Content-Type", "application/x-protobuf")
+            .header("Mesos-Stream-Id", stream_id)
+            .body(axum::body::Body::from_stream(body))
+            .unwrap()
+    }
+
+    async fn start() -> (Mini, MesosBackendConfig) {
+        let m = Mini::default();
+        let app = axum::Router::new()
+            .route(SCHEDULER, axum::routing::post(handle))
+            .with_state(m.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let cfg = MesosBackendConfig::new(
+            MasterAddr::Hosts(vec![format!("http://{addr}")]),
+            "fw",
+            "nobody",
+        );
+        (m, cfg)
+    }
+
+    const SCHEDULER: &str = crate::mesos::client::SCHEDULER_PATH;
+
+    fn files() -> Arc<OneTimeFiles> {
+        Arc::new(OneTimeFiles::new(None))
+    }
+
+    async fn next(ch: &mut BackendChannels) -> Option<Event> {
+        tokio::time::timeout(Duration::from_secs(600), ch.events.recv())
+            .await
+            .expect("an event within 10 minutes (paused clock)")
+    }
+
+    async fn until_subscribed(ch: &mut BackendChannels) -> (String, Vec<Event>) {
+        let mut before = Vec::new();
+        loop {
+            match next(ch).await.expect("backend alive") {
+                Event::Subscribed { framework_id, .. } => return (framework_id, before),
+                e => before.push(e),
+            }
+        }
+    }
+
+    async fn wait_calls(m: &Mini, t: call::Type, n: usize) {
+        for _ in 0..1000 {
+            if m.calls_of(t).len() >= n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("{n} {t:?} calls never arrived");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn heartbeat_loss_resubscribes_with_the_framework_id_and_suppressed_roles() {
+        let (m, cfg) = start().await;
+        let mut ch = spawn(cfg, files(), None, CancellationToken::new());
+        let (fid, _) = until_subscribed(&mut ch).await;
+        assert_eq!(fid, "F-1");
+        assert_eq!(next(&mut ch).await, Some(Event::Heartbeat));
+        let t0 = Instant::now();
+        ch.actions.send(Action::Suppress(vec![])).await.unwrap();
+        wait_calls(&m, call::Type::Suppress, 1).await;
+        // The master goes silent (no heartbeats, stream open).
+        let reason = match next(&mut ch).await {
+            Some(Event::Disconnected { reason }) => reason,
+            other => panic!("{other:?}"),
+        };
+        assert!(reason.contains("heartbeats lost"), "{reason}");
+        let silent = Instant::now() - t0;
+        assert!(
+            silent >= Duration::from_secs(74) && silent <= Duration::from_secs(76),
+            "watchdog fired after {silent:?}, want 5 x 15 s"
+        );
+        let (again, _) = until_subscribed(&mut ch).await;
+        assert_eq!(again, "F-1");
+        let subs = m.calls_of(call::Type::Subscribe);
+        assert_eq!(subs.len(), 2);
+        assert!(
+            subs[0].1.framework_id.is_none(),
+            "first SUBSCRIBE has no id"
+        );
+        let re = &subs[1].1;
+        assert_eq!(re.framework_id.as_ref().unwrap().value, "F-1");
+        let s = re.subscribe.as_ref().unwrap();
+        assert_eq!(s.framework_info.id.as_ref().unwrap().value, "F-1");
+        assert_eq!(s.suppressed_roles, vec!["*"]);
+        assert!(
+            subs.iter().all(|(_, _, sid)| sid.is_none()),
+            "no stream id on SUBSCRIBE"
+        );
+        // After a REVIVE the next re-subscribe declares nothing suppressed.
+        ch.actions.send(Action::Revive(vec![])).await.unwrap();
+        wait_calls(&m, call::Type::Revive, 1).await;
+        m.end_streams();
+        loop {
+            match next(&mut ch).await {
+                Some(Event::Heartbeat) => {}
+                Some(Event::Disconnected { reason }) => {
+                    assert!(reason.contains("closed the event stream"), "{reason}");
+                    break;
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        until_subscribed(&mut ch).await;
+        let subs = m.calls_of(call::Type::Subscribe);
+        assert!(subs[2]
+            .1
+            .subscribe
+            .as_ref()
+            .unwrap()
+            .suppressed_roles
+            .is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn calls_carry_the_stream_id_and_failures_come_back_typed() {
+        let (m, cfg) = start().await;
+        let mut ch = spawn(cfg, files(), Some("F-9".into()), CancellationToken::new());
+        let (fid, _) = until_subscribed(&mut ch).await;
+        assert_eq!(fid, "F-9");
+        let decline = Action::Decline {
+            offer_ids: vec!["O1".into()],
+            refuse_seconds: 30.0,
+        };
+        ch.actions.send(decline.clone()).await.unwrap();
+        wait_calls(&m, call::Type::Decline, 1).await;
+        let (_, c, sid) = &m.calls_of(call::Type::Decline)[0];
+        assert_eq!(sid.as_deref(), Some("stream-1"));
+        assert_eq!(c.framework_id.as_ref().unwrap().value, "F-9");
+        // A 400 is fatal for the call, a 503 is not; both carry the master's message.
+        for (code, fatal) in [(400, true), (503, false)] {
+            m.force(&[code]);
+            ch.actions.send(decline.clone()).await.unwrap();
+            loop {
+                match next(&mut ch).await.unwrap() {
+                    Event::ActionFailed {
+                        action,
+                        error,
+                        fatal: f,
+                    } => {
+                        assert_eq!(action, decline);
+                        assert_eq!(f, fatal, "{error}");
+                        assert!(error.contains(&format!("forced {code}")), "{error}");
+                        break;
+                    }
+                    Event::Heartbeat => {}
+                    other => panic!("{other:?}"),
+                }
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_master_error_stops_the_backend_and_nothing_tears_down() {
+        let (m, cfg) = start().await;
+        let mut ch = spawn(cfg, files(), None, CancellationToken::new());
+        until_subscribed(&mut ch).await;
+        m.send_all(&scheduler::Event {
+            error: Some(event::Error {
+                message: "Framework failed over".into(),
+            }),
+            ..event(event::Type::Error)
+        });
+        let mut seen = Vec::new();
+        while let Some(e) = next(&mut ch).await {
+            seen.push(e);
+        }
+        assert!(
+            seen.contains(&Event::Error("Framework failed over".into())),
+            "{seen:?}"
+        );
+        assert!(seen.contains(&Event::Disconnected {
+            reason: "Framework failed over".into()
+        }));
+        // Stopped for good: no new SUBSCRIBE even much later, and never a TEARDOWN.
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        assert_eq!(m.calls_of(call::Type::Subscribe).len(), 1);
+        assert!(m.calls_of(call::Type::Teardown).is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_closes_without_teardown() {
+        let (m, cfg) = start().await;
+        let shutdown = CancellationToken::new();
+        let mut ch = spawn(cfg, files(), None, shutdown.clone());
+        until_subscribed(&mut ch).await;
+        shutdown.cancel();
+        while next(&mut ch).await.is_some() {}
+        assert!(m.calls_of(call::Type::Teardown).is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unauthorized_is_fatal_and_never_retried() {
+        let (m, cfg) = start().await;
+        m.force(&[401]);
+        let mut ch = spawn(cfg, files(), None, CancellationToken::new());
+        let mut seen = Vec::new();
+        while let Some(e) = next(&mut ch).await {
+            seen.push(e);
+        }
+        let [Event::Error(msg)] = &seen[..] else {
+            panic!("{seen:?}")
+        };
+        assert!(
+            msg.contains("401") && msg.contains("default_principal"),
+            "{msg}"
+        );
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        assert_eq!(m.calls_of(call::Type::Subscribe).len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unavailable_masters_are_retried_with_growing_backoff() {
+        let (m, cfg) = start().await;
+        m.force(&[503, 503, 503, 503]);
+        let mut ch = spawn(cfg, files(), None, CancellationToken::new());
+        let (_, before) = until_subscribed(&mut ch).await;
+        assert!(
+            before.is_empty(),
+            "no events while never subscribed: {before:?}"
+        );
+        let times: Vec<Instant> = m
+            .calls_of(call::Type::Subscribe)
+            .iter()
+            .map(|(t, _, _)| *t)
+            .collect();
+        assert_eq!(times.len(), 5);
+        // Default backoff: 0.5 s doubling, half jittered.
+        for (i, w) in times.windows(2).enumerate() {
+            let gap = w[1] - w[0];
+            let base = Duration::from_millis(500) * 2u32.pow(i as u32);
+            assert!(
+                gap >= base / 2 && gap <= base + Duration::from_millis(50),
+                "gap {i}: {gap:?}"
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn actions_while_disconnected_fail_softly_but_suppress_is_remembered() {
+        let (m, cfg) = start().await;
+        m.force(&[503]);
+        let mut ch = spawn(cfg, files(), None, CancellationToken::new());
+        ch.actions.send(Action::Suppress(vec![])).await.unwrap();
+        let kill = Action::Kill {
+            backend_task_id: "t.1".into(),
+            agent_id: None,
+            grace_secs: None,
+        };
+        ch.actions.send(kill.clone()).await.unwrap();
+        let mut failed = None;
+        loop {
+            match next(&mut ch).await.unwrap() {
+                Event::ActionFailed { action, fatal, .. } => failed = Some((action, fatal)),
+                Event::Subscribed { .. } => break,
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(failed, Some((kill, false)));
+        let subs = m.calls_of(call::Type::Subscribe);
+        let last = subs.last().unwrap().1.subscribe.as_ref().unwrap();
+        assert_eq!(last.suppressed_roles, vec!["*"]);
+        assert!(
+            m.calls_of(call::Type::Suppress).is_empty(),
+            "carried by SUBSCRIBE instead"
+        );
+    }
+}
