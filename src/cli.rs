@@ -45,6 +45,8 @@ pub enum Command {
     Logs(LogsArgs),
     /// Show or check the effective configuration.
     Config(crate::commands::config::ConfigArgs),
+    /// Build and push the project's Docker images (docker/Dockerfile) through the Docker Engine API.
+    Images(crate::commands::images::ImagesArgs),
 }
 
 #[derive(Debug, Args)]

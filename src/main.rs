@@ -64,6 +64,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             Command::Wait(a) => commands::wait::run(a, &cfg).await,
             Command::Kill(a) => commands::kill::run(a, &cfg).await,
             Command::Logs(a) => commands::logs::run(a, &cfg).await,
+            Command::Images(a) => commands::images::run(a, &cfg).await,
             Command::Config(_) => unreachable!("handled above"),
         }
     })
