@@ -285,11 +285,14 @@ pub(crate) struct Shared {
 impl Shared {
     /// Runs `f` on the state, then wakes the timer task and waiters.
     pub(crate) fn with_state<R>(&self, f: impl FnOnce(&mut State, Instant) -> R) -> R {
-        let r = {
+        let (r, wake) = {
             let mut st = self.lock();
-            f(&mut st, Instant::now())
+            let r = f(&mut st, Instant::now());
+            (r, std::mem::take(&mut st.wake_ticker))
         };
-        self.timer_wake.notify_one();
+        if wake {
+            self.timer_wake.notify_one();
+        }
         self.changed.notify_waiters();
         r
     }
@@ -377,6 +380,7 @@ impl FakeMaster {
             timers: Default::default(),
             timer_data: Default::default(),
             next_timer: 0,
+            wake_ticker: false,
             dirty_agents: Default::default(),
             sandboxes: Default::default(),
             files: Default::default(),

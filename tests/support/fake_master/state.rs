@@ -204,6 +204,8 @@ pub struct State {
     pub timers: BinaryHeap<Reverse<(Instant, u64)>>,
     pub timer_data: HashMap<u64, Timer>,
     pub next_timer: u64,
+    /// Set when a timer earlier than every other was scheduled: the ticker must re-arm.
+    pub wake_ticker: bool,
     pub dirty_agents: HashSet<usize>,
     pub sandboxes: HashMap<String, (String, String)>,
     pub files: HashMap<String, (Bytes, Bytes)>,
@@ -260,6 +262,9 @@ pub fn event_heartbeat() -> Event {
 
 impl State {
     pub fn schedule(&mut self, at: Instant, timer: Timer) {
+        if self.next_deadline().is_none_or(|first| at < first) {
+            self.wake_ticker = true;
+        }
         let id = self.next_timer;
         self.next_timer += 1;
         self.timers.push(Reverse((at, id)));
