@@ -27,7 +27,8 @@ import types
 import urllib.request
 import uuid
 
-os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="am-mesos-path-"))
+if "AIRFLOW_HOME" not in os.environ:  # the Rust test passes one inside its temporary directory
+    os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="am-mesos-path-")
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "false")
 os.environ.setdefault("AIRFLOW__API_AUTH__JWT_SECRET", uuid.uuid4().hex)
 
