@@ -1,5 +1,8 @@
-//! Test support shared by the integration tests (`mod support;`): the fake Mesos master, a
-//! ZooKeeper helper, and environment helpers for tests that need external services.
+//! Test support shared by the integration tests (`mod support;`) and the e2e bench: the fake
+//! Mesos master (`fake_master`), access to the recorded real-Mesos traffic (`fixtures`), a thin
+//! raw HTTP/RecordIO client for checking the fake itself (`raw_client`), a ZooKeeper helper that
+//! publishes masters like real ones do (`zk`), and environment helpers for tests that need
+//! external services (`env`).
 #![allow(dead_code)]
 
 pub mod env;

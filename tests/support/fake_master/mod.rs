@@ -19,6 +19,17 @@
 //! uuids, resent until acknowledged and queued per task; KILL, RECONCILE, DECLINE filters,
 //! SUPPRESS/REVIVE, TEARDOWN, failover timeout; fault injection; `/master/redirect`,
 //! `/master/state`, `/health`, `/version`, and an agent's `/files/read` + `/slave(1)/state`.
+//!
+//! Faults and events a test can cause: [`FakeMaster::drop_streams`] (connection reset, no
+//! terminating chunk), [`FakeMaster::close_streams`], [`FakeMaster::stop_heartbeats`],
+//! [`FakeMaster::close_mid_record`], [`FakeMaster::inject_raw`], [`FakeMaster::fail_next_calls`]
+//! (e.g. 503), [`FakeMaster::set_leadership`] / [`FakeMaster::flip_leader_to`] (standby
+//! redirects), [`FakeMaster::require_auth`], [`FakeMaster::rescind_offers`],
+//! [`FakeMaster::mark_agent_unreachable`] / [`FakeMaster::reregister_agent`],
+//! [`FakeMaster::send_task_update`], [`FakeMaster::release_task`].
+//!
+//! Time (heartbeats, update resends, decline filters, failover timeouts, scripted sleeps) runs
+//! on the tokio clock, so `#[tokio::test(start_paused = true)]` tests need no real waiting.
 
 pub mod http;
 pub mod mesos_json;
