@@ -1,10 +1,13 @@
 """pytest set-up: an isolated AIRFLOW_HOME (so importing Airflow never touches ~/airflow) and the fake daemon."""
 
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 
 _home = tempfile.mkdtemp(prefix="am-shim-test-")
+atexit.register(shutil.rmtree, _home, True)
 os.environ["AIRFLOW_HOME"] = _home
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "false")
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "false")
