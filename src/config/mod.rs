@@ -86,7 +86,7 @@ pub enum Backend {
 /// Registry credentials (`docker_registry*` keys, or a docker `config.json`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RegistryAuth {
-    /// Registry host[:port], e.g. `registry.example.com:5000`. Empty = Docker Hub.
+    /// Registry `host[:port]`, e.g. `registry.example.com:5000`. Empty = Docker Hub.
     pub registry: Option<String>,
     pub username: Option<String>,
     pub password: Option<Secret>,

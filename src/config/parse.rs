@@ -416,6 +416,43 @@ mod tests {
         );
     }
 
+    mod props {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Any text parses without panicking, and every reported line exists.
+            #[test]
+            fn never_panics(text in "[\\[\\]=:#; a-zA-Z0-9%()\t\n\r]{0,200}") {
+                let (_, errs) = parse(&text);
+                let lines = text.lines().count();
+                for e in errs {
+                    prop_assert!(e.line() >= 1 && e.line() <= lines);
+                }
+            }
+
+            /// Written options come back with their key, value and line.
+            #[test]
+            fn options_round_trip(
+                opts in proptest::collection::btree_map("[a-z][a-z_]{0,12}", "[a-zA-Z0-9./:@-]{0,20}", 0..12)
+            ) {
+                let mut text = String::from("[mesos]\n");
+                for (k, v) in &opts {
+                    text.push_str(&format!("{k} = {v}\n# comment\n"));
+                }
+                let (doc, errs) = parse(&text);
+                prop_assert!(errs.is_empty());
+                let section = doc.section("mesos").unwrap();
+                prop_assert_eq!(section.options.len(), opts.len());
+                for (i, (k, v)) in opts.iter().enumerate() {
+                    let o = section.get(k).unwrap();
+                    prop_assert_eq!(&o.value, v);
+                    prop_assert_eq!(o.line, 2 + 2 * i);
+                }
+            }
+        }
+    }
+
     #[test]
     fn interpolation() {
         let map: HashMap<&str, &str> = [

@@ -298,6 +298,34 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Arbitrary text never panics the reader (deep nesting included).
+        #[test]
+        fn never_panics(text in "[\\[\\]{}(),:'\"\\\\ a-zA-Z0-9._+-]{0,120}") {
+            let _ = parse(&text);
+        }
+
+        /// Lists of strings survive a round trip through Python syntax.
+        #[test]
+        fn string_lists_round_trip(items in proptest::collection::vec("[a-zA-Z0-9 :?_-]{0,10}", 0..6)) {
+            let text = format!(
+                "[{}]",
+                items.iter().map(|i| format!("'{i}'")).collect::<Vec<_>>().join(", ")
+            );
+            let want = PyValue::List(items.iter().map(|i| PyValue::Str(i.clone())).collect());
+            proptest::prop_assert_eq!(parse(&text).unwrap(), want);
+        }
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_not_overflowing() {
+        let text = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        assert!(parse(&text)
+            .unwrap_err()
+            .message
+            .contains("nested too deeply"));
+    }
+
     #[test]
     fn error_positions() {
         let e = parse("[1, x]").unwrap_err();
