@@ -1,5 +1,5 @@
 //! Docker registry credentials, from the one place they are configured
-//! ([`RegistryAuth`](crate::config::RegistryAuth)), in the shapes each consumer needs:
+//! ([`RegistryAuth`]), in the shapes each consumer needs:
 //!
 //! - a docker config JSON (`{"auths":{"<registry>":{"auth":"base64(user:pass)"}}}`) for the
 //!   Mesos containerizer (`Image.Docker.config`, a `Secret` of type VALUE);

@@ -1,7 +1,7 @@
 //! The one place where Mesos wire types meet domain types.
 //!
 //! Inbound: a protobuf [`Event`](scheduler::Event) becomes a domain
-//! [`Event`](crate::scheduler::types::Event) (offers with fixed-point quantities and opaque
+//! [`Event`] (offers with fixed-point quantities and opaque
 //! resource flavours, status updates). Outbound: a domain [`Action`] becomes the
 //! [`Call`](scheduler::Call) that carries it out; a launch builds full `TaskInfo`s (command,
 //! container, volumes, kill policy, labels, fetch URIs).
@@ -643,9 +643,12 @@ fn container_info(t: &LaunchTask, ctx: &LaunchContext) -> Result<v1::ContainerIn
                 docker: Some(v1::container_info::DockerInfo {
                     image: t.image.clone(),
                     network: Some(network as i32),
+                    // Docker allows port mappings only on bridge and user networks; on the
+                    // host network the container uses the offered host ports directly.
                     port_mappings: t
                         .port_mappings
                         .iter()
+                        .filter(|_| matches!(t.network, NetworkMode::Bridge | NetworkMode::User(_)))
                         .map(|p| v1::container_info::docker_info::PortMapping {
                             host_port: p.host_port,
                             container_port: p.container_port,
@@ -1100,6 +1103,12 @@ mod tests {
         );
         let labels = info.labels.unwrap().labels;
         assert_eq!(labels[0].key, "airflow-mesos/task");
+        // Host network: no port mappings (Docker refuses them there).
+        t.network = NetworkMode::Host;
+        let info = task_info(&t, &ctx).unwrap();
+        let d = info.container.unwrap().docker.unwrap();
+        assert_eq!(d.network(), v1::container_info::docker_info::Network::Host);
+        assert!(d.port_mappings.is_empty());
         // Privileged when asked for; user network.
         t.spec.privileged = true;
         t.network = NetworkMode::User("net1".into());

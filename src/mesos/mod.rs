@@ -1,5 +1,21 @@
 //! The Mesos wire boundary: protobuf types (`proto`), the RecordIO codec, the v1 scheduler
 //! HTTP client, master detection, and the conversion between wire and domain types.
+//!
+//! # Layout (bottom-up)
+//!
+//! | module | what it does |
+//! |---|---|
+//! | [`proto`] | prost types of the hand-written `mesos.v1` / `mesos.v1.scheduler` subset |
+//! | [`recordio`] | the `<len>\n<bytes>` stream framing, bounded, as a tokio codec |
+//! | [`json`] | Mesos's JSON mapping ([`json::Encoding`] picks protobuf or JSON per message) |
+//! | [`convert`] | the only place where wire types meet domain types (events in, calls out) |
+//! | [`detect`] | master addresses: host lists, 307 `Location`s, `zk://` leader watch, `file://` |
+//! | [`client`] | HTTP: SUBSCRIBE stream and calls, typed errors, retry-vs-fatal decision |
+//! | [`subscription`] | the subscription state machine (pure) and the backoff type |
+//! | [`backend`] | the running backend: subscription loop, call worker, explicit teardown |
+//!
+//! Nothing outside this module sees a protobuf type: the driver and the core speak
+//! [`crate::scheduler::types`].
 
 pub mod backend;
 pub mod client;
