@@ -8,7 +8,7 @@ mod support;
 use std::time::Duration;
 
 use airflow_mesos::mesos::proto::scheduler::call;
-use support::fake_master::{AgentSpec, FakeMaster, FakeMasterOptions, TaskState};
+use support::fake_master::{AgentSpec, FakeMaster, FakeMasterOptions, Leadership, TaskState};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pymesos_runs_a_task_to_finished_against_the_fake_master() {
@@ -21,23 +21,7 @@ async fn pymesos_runs_a_task_to_finished_against_the_fake_master() {
         ..Default::default()
     })
     .await;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/pymesos_smoke.py");
-    let child = tokio::process::Command::new(&python)
-        .arg(script)
-        .arg(master.host_port())
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(90), child)
-        .await
-        .expect("pymesos smoke script finishes within 90 s")
-        .unwrap_or_else(|e| panic!("run {python} {script}: {e}"));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "pymesos smoke failed ({}):\nstdout: {stdout}\nstderr: {stderr}",
-        out.status
-    );
+    let stdout = run_smoke(&python, &master.host_port()).await;
     let summary: serde_json::Value =
         serde_json::from_str(stdout.trim().lines().last().unwrap_or(""))
             .unwrap_or_else(|e| panic!("summary line is JSON ({e}): {stdout}"));
@@ -108,4 +92,53 @@ async fn pymesos_runs_a_task_to_finished_against_the_fake_master() {
     assert_eq!(master.stats().acknowledged, 3);
     assert_eq!(master.task_state("pymesos-task-1"), None::<TaskState>);
     master.shutdown().await;
+}
+
+/// Runs tests/py/pymesos_smoke.py against `master` (`host:port`); returns its stdout.
+async fn run_smoke(python: &str, master: &str) -> String {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/pymesos_smoke.py");
+    let child = tokio::process::Command::new(python)
+        .arg(script)
+        .arg(master)
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(90), child)
+        .await
+        .expect("pymesos smoke script finishes within 90 s")
+        .unwrap_or_else(|e| panic!("run {python} {script}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "pymesos smoke failed ({}):\nstdout: {stdout}\nstderr: {stderr}",
+        out.status
+    );
+    stdout
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pymesos_follows_a_standby_redirect_to_the_leader() {
+    let Some(python) = support::env::required_service("AM_TEST_PYTHON", "a Python with pymesos")
+    else {
+        return;
+    };
+    let leader = FakeMaster::start(FakeMasterOptions {
+        agents: vec![AgentSpec::new(2.0, 2048.0)],
+        ..Default::default()
+    })
+    .await;
+    let standby = FakeMaster::start(FakeMasterOptions {
+        leadership: Leadership::Standby(leader.host_port()),
+        ..Default::default()
+    })
+    .await;
+    run_smoke(&python, &standby.host_port()).await;
+    // The standby answered the SUBSCRIBE with a protocol-relative 307; pymesos followed it.
+    let redirected = standby.calls();
+    assert!(redirected.iter().any(|c| c.status == 307), "{redirected:?}");
+    assert!(redirected.iter().all(|c| c.status == 307));
+    assert_eq!(leader.calls_of(call::Type::Subscribe).len(), 1);
+    assert_eq!(leader.calls_of(call::Type::Acknowledge).len(), 3);
+    leader.shutdown().await;
+    standby.shutdown().await;
 }
