@@ -147,6 +147,8 @@ pub struct TaskView {
     prepared: Option<Prepared>,
     class: Option<usize>,
     kill_at: Option<Instant>,
+    /// When the latest attempt was launched in this process (`None` after a restore).
+    launched_at: Option<Instant>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -222,6 +224,10 @@ pub struct Core {
     pending_since: Option<Instant>,
     stats: CoreStats,
 }
+
+/// How long after its launch an attempt still counts as in flight for periodic
+/// reconciliation.
+const LAUNCH_SETTLE: Duration = Duration::from_secs(60);
 
 /// Reasons with which the master reports a launch that never reached an agent.
 const LAUNCH_PHASE_REASONS: [&str; 5] = [
@@ -337,6 +343,7 @@ impl Core {
             prepared: None,
             class: None,
             kill_at: None,
+            launched_at: None,
         };
         if rec.state == TaskState::Queued {
             match prepared {
@@ -458,12 +465,22 @@ impl Core {
                     self.recon.retry_at = Some(now.instant + self.recon.backoff);
                 }
             } else if self.recon.periodic_at.is_some_and(|t| t <= now.instant) {
-                let list = self
+                // Attempts launched moments ago are left out: their ACCEPT may still be on its
+                // way, and a "TASK_GONE" for it would wrongly relaunch the task.
+                let settled = |t: &TaskView| {
+                    t.launched_at
+                        .is_none_or(|at| at + LAUNCH_SETTLE <= now.instant)
+                };
+                let mut list = self
                     .tasks
                     .values()
-                    .filter(|t| matches!(t.state, TaskState::Unknown | TaskState::Launching))
+                    .filter(|t| {
+                        t.state == TaskState::Unknown
+                            || (t.state == TaskState::Launching && settled(t))
+                    })
                     .filter_map(|t| Some((t.backend_task_id.clone()?, t.agent_id.clone())))
-                    .collect();
+                    .collect::<Vec<_>>();
+                list.sort();
                 self.start_round(list, now, &mut step);
             }
         }
@@ -577,7 +594,7 @@ impl Core {
         let live: Vec<usize> = (0..self.classes.len())
             .filter(|&i| self.classes[i].is_some())
             .collect();
-        let placements = {
+        let plan = {
             let inputs = live
                 .iter()
                 .map(|&i| {
@@ -588,7 +605,7 @@ impl Core {
             place(inputs, &offers)
         };
         let mut per_offer: Vec<Vec<LaunchTask>> = vec![Vec::new(); offers.len()];
-        for p in placements {
+        for p in &plan.placements {
             let ci = live[p.class];
             let class = self.classes[ci].as_mut().expect("live class");
             let Some(id) = class.queue.remove(&p.seq) else {
@@ -598,7 +615,8 @@ impl Core {
             let t = self.tasks.get_mut(&id).expect("queued task is held");
             let attempt = t.attempt + 1;
             let prepared = t.prepared.as_ref().expect("queued task is prepared");
-            let launch = build(&self.cfg, &id, attempt, &t.spec, prepared, offer, p.take);
+            let take = plan.take(p, offer);
+            let launch = build(&self.cfg, &id, attempt, &t.spec, prepared, offer, take);
             t.class = None;
             t.attempt = attempt;
             t.backend_task_id = Some(launch.backend_task_id.clone());
@@ -606,6 +624,7 @@ impl Core {
             t.hostname = Some(offer.hostname.clone());
             t.agent_url = offer.agent_url.clone();
             t.started = false;
+            t.launched_at = Some(now.instant);
             t.last_backend_state = None;
             t.message = None;
             t.reason = None;
@@ -1069,6 +1088,42 @@ impl Core {
                 self.revive_wanted = true;
             }
         }
+    }
+}
+
+#[cfg(test)]
+impl Core {
+    /// Checks the bookkeeping: per-state counts, queue membership, classes, kill timers.
+    pub(crate) fn assert_consistent(&self) {
+        let mut counts = [0usize; 9];
+        for (id, t) in &self.tasks {
+            assert_eq!(&t.id, id);
+            assert!(!t.state.is_terminal(), "{id} is terminal but held");
+            counts[t.state as usize] += 1;
+            match (t.state, t.class) {
+                (TaskState::Queued, Some(ci)) => {
+                    let c = self.classes[ci].as_ref().expect("class of a queued task");
+                    assert_eq!(c.queue.get(&t.seq), Some(id), "{id} in its class queue");
+                }
+                (TaskState::Queued, None) => panic!("{id} queued without a class"),
+                (_, Some(_)) => panic!("{id} is {} but still in a class", t.state),
+                (_, None) => {}
+            }
+            if let Some(at) = t.kill_at {
+                assert!(self.kill_timers.contains(&(at, id.clone())));
+            }
+        }
+        assert_eq!(counts, self.counts);
+        let queued: usize = self.classes.iter().flatten().map(|c| c.queue.len()).sum();
+        assert_eq!(queued, counts[TaskState::Queued as usize]);
+        for c in self.classes.iter().flatten() {
+            assert!(!c.queue.is_empty(), "empty classes are dropped");
+            assert!(self.class_index.contains_key(&c.key));
+        }
+        assert_eq!(
+            self.kill_timers.len(),
+            self.tasks.values().filter(|t| t.kill_at.is_some()).count()
+        );
     }
 }
 

@@ -154,7 +154,8 @@ pub fn build(
     }
 }
 
-/// The spec with every default filled in (what [`LaunchTask::spec`] holds).
+/// The spec with every default filled in (what [`LaunchTask::spec`] holds). Its
+/// `executor_config` is left out: it was folded into the other fields at submission.
 pub fn resolve_spec(cfg: &CoreConfig, spec: &TaskSpec, prepared: &Prepared) -> TaskSpec {
     let mut env: BTreeMap<String, String> = cfg.environment.iter().cloned().collect();
     env.extend(spec.env.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -171,20 +172,28 @@ pub fn resolve_spec(cfg: &CoreConfig, spec: &TaskSpec, prepared: &Prepared) -> T
         .collect();
     volumes.extend(spec.volumes.iter().cloned());
     TaskSpec {
+        name: spec.name.clone(),
         command: prepared.command.clone(),
         image: spec.image.clone().or_else(|| cfg.default_image.clone()),
         cpus: Some(from_milli(prepared.demand.scalars[0])),
         mem: Some(from_milli(prepared.demand.scalars[1])),
         disk: Some(from_milli(prepared.demand.scalars[2])),
+        ports: spec.ports.clone(),
         env,
         volumes,
         network: Some(spec.network.clone().unwrap_or_else(|| cfg.network.clone())),
         force_pull: Some(spec.force_pull.unwrap_or(cfg.force_pull)),
         privileged: spec.privileged || cfg.privileged,
+        constraints: spec.constraints.clone(),
+        labels: spec.labels.clone(),
         kill_grace_period: Some(spec.kill_grace_period.unwrap_or(cfg.kill_grace_secs)),
-        containerizer: Some(spec.containerizer.unwrap_or(cfg.containerizer)),
         retries: Some(spec.retries.unwrap_or(cfg.launch_retries)),
-        ..spec.clone()
+        external_key: spec.external_key.clone(),
+        containerizer: Some(spec.containerizer.unwrap_or(cfg.containerizer)),
+        user: spec.user.clone(),
+        files: spec.files.clone(),
+        // Folded into the fields above at submission; not needed to launch.
+        executor_config: None,
     }
 }
 

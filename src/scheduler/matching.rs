@@ -60,7 +60,7 @@ fn alternative_matches(offer: &Offer, a: &AttrMatch) -> bool {
         .any(|at| at.name.eq_ignore_ascii_case(&a.name) && at.value.eq_ignore_ascii_case(&a.value))
 }
 
-/// What one task took from an offer.
+/// What one task took from an offer, as resources to launch with.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Take {
     /// Resource entries, each a copy of an offered entry's name and flavour with the quantity
@@ -70,8 +70,17 @@ pub struct Take {
     pub dynamic_ports: Vec<u64>,
 }
 
-/// One task placed on one offer.
-#[derive(Debug, Clone, PartialEq)]
+/// One piece of what a task took: `amount` of the scalar entry `res` of the offer, or the
+/// ports `lo..=hi` of its ranges entry `res`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    Scalar { res: u32, amount: i64 },
+    Ports { res: u32, lo: u64, hi: u64 },
+}
+
+/// One task placed on one offer. What it took is in the [`Plan`] (no allocation per task
+/// while matching).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Placement {
     /// Index into the offers given to [`place`].
     pub offer: usize,
@@ -79,7 +88,72 @@ pub struct Placement {
     pub class: usize,
     /// The task's queue position (as yielded by its class's iterator).
     pub seq: u64,
-    pub take: Take,
+    parts: std::ops::Range<u32>,
+    dynamic: std::ops::Range<u32>,
+}
+
+/// The result of a matching round: placements in the order they were made (oldest task
+/// first), and what each took.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Plan {
+    pub placements: Vec<Placement>,
+    parts: Vec<Part>,
+    dynamic_ports: Vec<u64>,
+}
+
+impl Plan {
+    /// The pieces `p` took from its offer.
+    pub fn parts(&self, p: &Placement) -> &[Part] {
+        &self.parts[p.parts.start as usize..p.parts.end as usize]
+    }
+
+    /// The host ports picked for `p`'s dynamic ports, in order.
+    pub fn dynamic_ports(&self, p: &Placement) -> &[u64] {
+        &self.dynamic_ports[p.dynamic.start as usize..p.dynamic.end as usize]
+    }
+
+    /// What `p` took, as resources copied from `offer` (the offer `p` was placed on): one
+    /// entry per scalar flavour, one `ports` entry per ranges flavour.
+    pub fn take(&self, p: &Placement, offer: &Offer) -> Take {
+        let mut resources: Vec<Resource> = Vec::with_capacity(p.parts.len());
+        let mut ports: Vec<(u32, Vec<(u64, u64)>)> = Vec::new();
+        for part in self.parts(p) {
+            match *part {
+                Part::Scalar { res, amount } => {
+                    let src = &offer.resources[res as usize];
+                    resources.push(Resource {
+                        name: src.name.clone(),
+                        quantity: Quantity::Scalar(amount),
+                        flavour: src.flavour.clone(),
+                    });
+                }
+                Part::Ports { res, lo, hi } => match ports.iter_mut().find(|(r, _)| *r == res) {
+                    Some((_, rs)) => rs.push((lo, hi)),
+                    None => ports.push((res, vec![(lo, hi)])),
+                },
+            }
+        }
+        for (res, mut rs) in ports {
+            rs.sort_unstable();
+            let mut merged: Vec<(u64, u64)> = Vec::with_capacity(rs.len());
+            for (lo, hi) in rs {
+                match merged.last_mut() {
+                    Some(last) if lo == last.1 + 1 => last.1 = hi,
+                    _ => merged.push((lo, hi)),
+                }
+            }
+            let src = &offer.resources[res as usize];
+            resources.push(Resource {
+                name: src.name.clone(),
+                quantity: Quantity::Ranges(merged),
+                flavour: src.flavour.clone(),
+            });
+        }
+        Take {
+            resources,
+            dynamic_ports: self.dynamic_ports(p).to_vec(),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -202,9 +276,9 @@ impl<'a> Pool<'a> {
         })
     }
 
-    /// Takes one task of `d`. Call only after [`Pool::fits`] said yes.
-    pub fn take(&mut self, d: &Demand) -> Take {
-        let mut resources = Vec::with_capacity(4);
+    /// Takes one task of `d`, appending what it took to `parts` and the dynamic ports picked
+    /// to `dynamic`. Call only after [`Pool::fits`] said yes.
+    pub fn take(&mut self, d: &Demand, parts: &mut Vec<Part>, dynamic: &mut Vec<u64>) {
         for k in 0..3 {
             let mut need = d.scalars[k];
             if need <= 0 {
@@ -218,11 +292,9 @@ impl<'a> Pool<'a> {
                 let t = e.avail.min(need);
                 e.avail -= t;
                 need -= t;
-                let src = &self.offer.resources[e.res];
-                resources.push(Resource {
-                    name: src.name.clone(),
-                    quantity: Quantity::Scalar(t),
-                    flavour: src.flavour.clone(),
+                parts.push(Part::Scalar {
+                    res: e.res as u32,
+                    amount: t,
                 });
                 if need == 0 {
                     break;
@@ -230,16 +302,6 @@ impl<'a> Pool<'a> {
             }
             debug_assert_eq!(need, 0, "take() without fits()");
         }
-        // Ports taken, per port entry.
-        let mut taken: Vec<(usize, Vec<(u64, u64)>)> = Vec::new();
-        let record =
-            |taken: &mut Vec<(usize, Vec<(u64, u64)>)>, e: usize, lo: u64, hi: u64| match taken
-                .iter_mut()
-                .find(|(te, _)| *te == e)
-            {
-                Some((_, rs)) => rs.push((lo, hi)),
-                None => taken.push((e, vec![(lo, hi)])),
-            };
         for &p in &d.fixed_ports {
             if let Some((e, idx)) = self.port_entry_of(p) {
                 let ranges = &mut self.ports[e].ranges;
@@ -255,12 +317,15 @@ impl<'a> Pool<'a> {
                     ranges.insert(idx + 1, (p + 1, hi));
                 }
                 self.free_ports -= 1;
-                record(&mut taken, e, p, p);
+                parts.push(Part::Ports {
+                    res: self.ports[e].res as u32,
+                    lo: p,
+                    hi: p,
+                });
             }
         }
-        let mut dynamic_ports = Vec::with_capacity(d.dynamic_ports as usize);
         let mut need = u64::from(d.dynamic_ports);
-        for (e, entry) in self.ports.iter_mut().enumerate() {
+        for entry in self.ports.iter_mut() {
             if need == 0 {
                 break;
             }
@@ -270,8 +335,12 @@ impl<'a> Pool<'a> {
                     break;
                 }
                 let n = (r.1 - r.0 + 1).min(need);
-                dynamic_ports.extend(r.0..r.0 + n);
-                record(&mut taken, e, r.0, r.0 + n - 1);
+                dynamic.extend(r.0..r.0 + n);
+                parts.push(Part::Ports {
+                    res: entry.res as u32,
+                    lo: r.0,
+                    hi: r.0 + n - 1,
+                });
                 need -= n;
                 self.free_ports -= n;
                 if r.0 + n - 1 == r.1 {
@@ -282,26 +351,6 @@ impl<'a> Pool<'a> {
             }
             entry.ranges.drain(..consumed);
         }
-        for (e, mut rs) in taken {
-            rs.sort_unstable();
-            let mut merged: Vec<(u64, u64)> = Vec::with_capacity(rs.len());
-            for (lo, hi) in rs {
-                match merged.last_mut() {
-                    Some(last) if lo == last.1 + 1 => last.1 = hi,
-                    _ => merged.push((lo, hi)),
-                }
-            }
-            let src = &self.offer.resources[self.ports[e].res];
-            resources.push(Resource {
-                name: src.name.clone(),
-                quantity: Quantity::Ranges(merged),
-                flavour: src.flavour.clone(),
-            });
-        }
-        Take {
-            resources,
-            dynamic_ports,
-        }
     }
 }
 
@@ -310,12 +359,12 @@ impl<'a> Pool<'a> {
 /// classes). Tasks are considered oldest first across all classes; each goes to the first
 /// offer whose remaining resources hold it and whose agent meets the class's constraints.
 /// Tasks that fit nowhere are left out of the result (they stay queued).
-pub fn place<I>(classes: Vec<(&Demand, I)>, offers: &[Offer]) -> Vec<Placement>
+pub fn place<I>(classes: Vec<(&Demand, I)>, offers: &[Offer]) -> Plan
 where
     I: Iterator<Item = u64>,
 {
     let mut pools: Vec<Pool<'_>> = offers.iter().map(Pool::new).collect();
-    let mut placements = Vec::new();
+    let mut plan = Plan::default();
     let mut demands = Vec::with_capacity(classes.len());
     let mut queues: Vec<Peekable<I>> = Vec::with_capacity(classes.len());
     let mut heap = BinaryHeap::with_capacity(classes.len());
@@ -348,19 +397,21 @@ where
             // No offer holds this class any more: the rest of its tasks stay queued.
             continue;
         }
-        let take = pools[c].take(d);
-        placements.push(Placement {
+        let (p0, d0) = (plan.parts.len() as u32, plan.dynamic_ports.len() as u32);
+        pools[c].take(d, &mut plan.parts, &mut plan.dynamic_ports);
+        plan.placements.push(Placement {
             offer: c,
             class: k,
             seq,
-            take,
+            parts: p0..plan.parts.len() as u32,
+            dynamic: d0..plan.dynamic_ports.len() as u32,
         });
         queues[k].next();
         if let Some(&next) = queues[k].peek() {
             heap.push(Reverse((next, k)));
         }
     }
-    placements
+    plan
 }
 
 #[cfg(test)]
@@ -412,6 +463,19 @@ mod tests {
         }
     }
 
+    fn take_one(pool: &mut Pool<'_>, d: &Demand) -> Take {
+        let mut plan = Plan::default();
+        pool.take(d, &mut plan.parts, &mut plan.dynamic_ports);
+        let p = Placement {
+            offer: 0,
+            class: 0,
+            seq: 0,
+            parts: 0..plan.parts.len() as u32,
+            dynamic: 0..plan.dynamic_ports.len() as u32,
+        };
+        plan.take(&p, pool.offer())
+    }
+
     fn sum_of(take: &Take, name: &str) -> i64 {
         take.resources
             .iter()
@@ -437,7 +501,7 @@ mod tests {
             &[],
         );
         let mut pool = Pool::new(&o);
-        let t = pool.take(&demand(1.5, 100.0));
+        let t = take_one(&mut pool, &demand(1.5, 100.0));
         let cpus: Vec<_> = t.resources.iter().filter(|r| r.name == "cpus").collect();
         assert_eq!(cpus.len(), 2);
         assert_eq!(cpus[0].flavour, re);
@@ -499,7 +563,7 @@ mod tests {
         d.fixed_ports = vec![31001];
         d.dynamic_ports = 2;
         assert!(pool.fits(&d));
-        let t = pool.take(&d);
+        let t = take_one(&mut pool, &d);
         assert_eq!(t.dynamic_ports, vec![31000, 31002]);
         let ports = t.resources.iter().find(|r| r.name == "ports").unwrap();
         assert_eq!(ports.quantity, Quantity::Ranges(vec![(31000, 31002)]));
@@ -507,7 +571,7 @@ mod tests {
         let mut one = demand(0.1, 1.0);
         one.dynamic_ports = 1;
         assert!(pool.fits(&one));
-        assert_eq!(pool.take(&one).dynamic_ports, vec![31010]);
+        assert_eq!(take_one(&mut pool, &one).dynamic_ports, vec![31010]);
         assert!(!pool.fits(&one), "no port left");
     }
 
@@ -548,7 +612,7 @@ mod tests {
             ],
             &offers,
         );
-        let seqs: Vec<u64> = p.iter().map(|p| p.seq).collect();
+        let seqs: Vec<u64> = p.placements.iter().map(|p| p.seq).collect();
         assert_eq!(seqs, vec![0, 1, 2]);
     }
 
@@ -682,7 +746,7 @@ mod tests {
             })
     }
 
-    fn run(case: &Case) -> Vec<Placement> {
+    fn run(case: &Case) -> Vec<(Placement, Take)> {
         let classes = case
             .demands
             .iter()
@@ -698,7 +762,11 @@ mod tests {
                 (d, seqs.into_iter())
             })
             .collect();
-        place(classes, &case.offers)
+        let plan = place(classes, &case.offers);
+        plan.placements
+            .iter()
+            .map(|p| (p.clone(), plan.take(p, &case.offers[p.offer])))
+            .collect()
     }
 
     proptest! {
@@ -714,16 +782,16 @@ mod tests {
             let mut used: HashMap<(usize, String, Vec<u8>), i64> = HashMap::new();
             let mut ports_used: HashMap<String, HashSet<u64>> = HashMap::new();
             let mut seen = HashSet::new();
-            for p in &placements {
+            for (p, take) in &placements {
                 prop_assert!(seen.insert(p.seq), "task {} placed twice", p.seq);
                 let d = &case.demands[p.class];
                 prop_assert_eq!(case.tasks[p.seq as usize], p.class);
                 let o = &case.offers[p.offer];
                 prop_assert!(satisfies(o, &d.constraints));
                 for (k, name) in SCALAR_NAMES.iter().enumerate() {
-                    prop_assert_eq!(sum_of(&p.take, name), d.scalars[k], "{} of task {}", name, p.seq);
+                    prop_assert_eq!(sum_of(take, name), d.scalars[k], "{} of task {}", name, p.seq);
                 }
-                for r in &p.take.resources {
+                for r in &take.resources {
                     prop_assert!(!r.flavour.revocable);
                     let src_exists = o.resources.iter().any(|s| s.name == r.name && s.flavour == r.flavour);
                     prop_assert!(src_exists, "flavour not offered: {:?}", r);
@@ -749,14 +817,14 @@ mod tests {
                         Quantity::Set(_) => prop_assert!(false, "no set resources requested"),
                     }
                 }
-                let task_ports: u64 = p.take.resources.iter().map(|r| match &r.quantity {
+                let task_ports: u64 = take.resources.iter().map(|r| match &r.quantity {
                     Quantity::Ranges(rs) => rs.iter().map(|(a, b)| b - a + 1).sum(),
                     _ => 0,
                 }).sum();
                 prop_assert_eq!(task_ports, d.fixed_ports.len() as u64 + u64::from(d.dynamic_ports));
-                prop_assert_eq!(p.take.dynamic_ports.len() as u32, d.dynamic_ports);
+                prop_assert_eq!(take.dynamic_ports.len() as u32, d.dynamic_ports);
                 for fp in &d.fixed_ports {
-                    let has = p.take.resources.iter().any(|r| matches!(&r.quantity,
+                    let has = take.resources.iter().any(|r| matches!(&r.quantity,
                         Quantity::Ranges(rs) if rs.iter().any(|(a, b)| a <= fp && fp <= b)));
                     prop_assert!(has, "fixed port {} not taken", fp);
                 }

@@ -230,6 +230,7 @@ fn launch_running_finished_with_acks_after_changes() {
         Err(KillError::AlreadyTerminal(TaskState::Succeeded))
     );
     assert_eq!(core.kill("t-zz", clock.now()), Err(KillError::NotFound));
+    core.assert_consistent();
     let st = core.stats();
     assert_eq!((st.succeeded, st.tasks_launched, st.acks), (1, 1, 2));
     assert_eq!(st.running + st.queued + st.launching, 0);
@@ -378,6 +379,7 @@ fn retry_limit_exhausted_fails_the_task() {
         assert_eq!(s.changes[0].state, expect);
     }
     assert_eq!(core.state_of("t-a"), Some(TaskState::Failed));
+    core.assert_consistent();
     let st = core.stats();
     assert_eq!((st.launch_failures, st.relaunches, st.failed), (2, 1, 1));
 }
@@ -798,6 +800,7 @@ fn older_tasks_first_and_unfit_tasks_stay_queued() {
     );
     assert_eq!(core.stats().queued, 2);
     assert!(!has(&s, |a| matches!(a, Action::Suppress(_))));
+    core.assert_consistent();
 }
 
 #[test]
@@ -850,4 +853,243 @@ fn unlaunchable_spec_fails_at_submission() {
         .as_deref()
         .unwrap()
         .contains("no image"));
+}
+
+#[test]
+fn periodic_reconciliation_skips_attempts_launched_moments_ago() {
+    let mut clock = Clock::new();
+    let mut core = Core::new(cfg());
+    core.handle_event(subscribed(), clock.now());
+    core.submit(vec![record("t-old")], clock.now());
+    core.handle_event(
+        Event::Offers(vec![offer("o1", "a1", 4.0, 4096.0)]),
+        clock.advance(1.0),
+    );
+    // 30 s before the periodic round, a second task is launched: still in flight then.
+    core.submit(vec![record("t-new")], clock.advance(868.0));
+    core.handle_event(
+        Event::Offers(vec![offer("o2", "a1", 4.0, 4096.0)]),
+        clock.advance(1.0),
+    );
+    let s = core.tick(clock.advance(30.0));
+    assert!(
+        has(&s, |a| *a
+            == Action::Reconcile(vec![(
+                "t-old.1".into(),
+                Some("a1".into())
+            )])),
+        "{:?}",
+        s.actions
+    );
+}
+
+#[test]
+fn gone_resolves_started_attempts_as_failed_and_relaunches_unstarted_ones() {
+    let clock = Clock::new();
+    let mut core = running_core(&["t-a", "t-b", "t-c"], &clock);
+    core.handle_event(
+        Event::Update(update("t-a.1", BackendState::Starting, Some(1))),
+        clock.now(),
+    );
+    let s = core.handle_event(
+        Event::Update(update("t-a.1", BackendState::GoneByOperator, None)),
+        clock.now(),
+    );
+    assert_eq!(s.changes[0].state, TaskState::Failed);
+    assert!(s.changes[0]
+        .message
+        .as_deref()
+        .unwrap()
+        .contains("TASK_GONE_BY_OPERATOR"));
+    let s = core.handle_event(
+        Event::Update(update("t-b.1", BackendState::Unknown, None)),
+        clock.now(),
+    );
+    assert_eq!(s.changes[0].state, TaskState::Queued);
+    // Killed without a kill request is still Killed (someone else killed it).
+    let s = core.handle_event(
+        Event::Update(update("t-c.1", BackendState::Killed, None)),
+        clock.now(),
+    );
+    assert_eq!(s.changes[0].state, TaskState::Killed);
+    assert!(!s.changes[0].kill_requested);
+}
+
+#[test]
+fn restored_killing_task_gets_its_kill_again_after_subscribe() {
+    let clock = Clock::new();
+    let mut core = Core::new(cfg());
+    let (mut rec, a) = live("t-k", TaskState::Killing, 1, "a1");
+    rec.kill_requested = true;
+    core.restore(vec![(rec, a)], clock.now());
+    assert_eq!(
+        core.next_deadline(),
+        None,
+        "nothing before the subscription"
+    );
+    let s = core.handle_event(subscribed(), clock.now());
+    assert!(has(
+        &s,
+        |a| matches!(a, Action::Kill { backend_task_id, grace_secs: Some(g), .. }
+        if backend_task_id == "t-k.1" && *g == 30.0)
+    ));
+    let s = core.handle_event(
+        Event::Update(update("t-k.1", BackendState::Failed, Some(1))),
+        clock.now(),
+    );
+    assert_eq!(
+        s.changes[0].state,
+        TaskState::Killed,
+        "its end was asked for"
+    );
+}
+
+mod random_sequences {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::{HashMap, HashSet};
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Submit(u8),
+        Offers(u8),
+        /// (task, attempt back from the latest: 0 = current), state, with uuid
+        Update(u8, u8, u8, bool),
+        Kill(u8),
+        Tick(u16),
+        Subscribe,
+        Disconnect,
+        FailLastLaunch,
+    }
+
+    const STATES: [BackendState; 14] = [
+        BackendState::Staging,
+        BackendState::Starting,
+        BackendState::Running,
+        BackendState::Killing,
+        BackendState::Finished,
+        BackendState::Failed,
+        BackendState::Killed,
+        BackendState::Error,
+        BackendState::Lost,
+        BackendState::Dropped,
+        BackendState::Unreachable,
+        BackendState::Gone,
+        BackendState::GoneByOperator,
+        BackendState::Unknown,
+    ];
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            1 => (1u8..4).prop_map(Op::Submit),
+            1 => (1u8..3).prop_map(Op::Offers),
+            4 => (any::<u8>(), 0u8..2, 0u8..14, any::<bool>()).prop_map(|(t, b, s, u)| Op::Update(t, b, s, u)),
+            1 => any::<u8>().prop_map(Op::Kill),
+            1 => (1u16..400).prop_map(Op::Tick),
+            1 => Just(Op::Subscribe),
+            1 => Just(Op::Disconnect),
+            1 => Just(Op::FailLastLaunch),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// Whatever the order of events: the bookkeeping stays consistent, a task is only
+        /// launched from the queue (never two live attempts, never the same backend id twice),
+        /// reaches at most one terminal state and changes no more after it, and exactly the
+        /// updates with a uuid are acknowledged.
+        #[test]
+        fn lifecycle_invariants(ops in proptest::collection::vec(op(), 1..80)) {
+            let mut clock = Clock::new();
+            let mut core = Core::new(cfg());
+            let mut ids: Vec<String> = Vec::new();
+            let mut backend_ids: HashSet<String> = HashSet::new();
+            let mut terminal: HashMap<String, TaskState> = HashMap::new();
+            let mut live_attempt: HashMap<String, String> = HashMap::new();
+            let mut last_launch: Option<Action> = None;
+            let mut offer_n = 0;
+            for op in ops {
+                let mut uuid_sent = false;
+                let before: HashMap<String, TaskState> = ids.iter()
+                    .filter_map(|i| core.state_of(i).map(|s| (i.clone(), s)))
+                    .collect();
+                let step = match op {
+                    Op::Submit(k) => {
+                        let recs = (0..k).map(|_| {
+                            let id = format!("t-{}", ids.len());
+                            ids.push(id.clone());
+                            record(&id)
+                        }).collect();
+                        core.submit(recs, clock.now())
+                    }
+                    Op::Offers(n) => {
+                        let offers = (0..n).map(|_| {
+                            offer_n += 1;
+                            offer(&format!("o{offer_n}"), &format!("a{}", offer_n % 3), 2.0, 1024.0)
+                        }).collect();
+                        core.handle_event(Event::Offers(offers), clock.now())
+                    }
+                    Op::Update(t, back, s, with_uuid) => {
+                        if ids.is_empty() { continue; }
+                        let id = &ids[t as usize % ids.len()];
+                        let attempt = core.task(id).map_or(1, |v| v.attempt.max(1));
+                        let attempt = attempt.saturating_sub(u32::from(back)).max(1);
+                        let mut u = update(&format!("{id}.{attempt}"), STATES[s as usize], with_uuid.then_some(7));
+                        u.agent_id = Some("a1".into());
+                        uuid_sent = with_uuid;
+                        core.handle_event(Event::Update(u), clock.now())
+                    }
+                    Op::Kill(t) => {
+                        if ids.is_empty() { continue; }
+                        let id = ids[t as usize % ids.len()].clone();
+                        match core.kill(&id, clock.now()) {
+                            Ok(s) => s,
+                            Err(KillError::AlreadyTerminal(st)) => {
+                                prop_assert_eq!(terminal.get(&id), Some(&st));
+                                continue;
+                            }
+                            Err(KillError::NotFound) => {
+                                return Err(TestCaseError::fail(format!("{id} not found")));
+                            }
+                        }
+                    }
+                    Op::Tick(secs) => core.tick(clock.advance(f64::from(secs))),
+                    Op::Subscribe => core.handle_event(subscribed(), clock.now()),
+                    Op::Disconnect => core.handle_event(Event::Disconnected { reason: "x".into() }, clock.now()),
+                    Op::FailLastLaunch => match last_launch.take() {
+                        Some(action) => core.handle_event(Event::ActionFailed { action, error: "refused".into(), fatal: false }, clock.now()),
+                        None => continue,
+                    },
+                };
+                core.assert_consistent();
+                for c in &step.changes {
+                    prop_assert!(!terminal.contains_key(&c.task_id), "{} changed after its end: {:?}", c.task_id, c);
+                    if c.state.is_terminal() {
+                        terminal.insert(c.task_id.clone(), c.state);
+                        live_attempt.remove(&c.task_id);
+                    }
+                    if c.state == TaskState::Queued {
+                        live_attempt.remove(&c.task_id);
+                    }
+                }
+                let mut acks = 0;
+                for a in &step.actions {
+                    match a {
+                        Action::Launch { tasks, .. } => {
+                            last_launch = Some(a.clone());
+                            for lt in tasks {
+                                prop_assert_eq!(before.get(&lt.task_id), Some(&TaskState::Queued), "{} launched from outside the queue", lt.task_id);
+                                prop_assert!(backend_ids.insert(lt.backend_task_id.clone()), "{} launched twice", lt.backend_task_id);
+                                prop_assert!(live_attempt.insert(lt.task_id.clone(), lt.backend_task_id.clone()).is_none(), "two live attempts of {}", lt.task_id);
+                            }
+                        }
+                        Action::Acknowledge { .. } => acks += 1,
+                        _ => {}
+                    }
+                }
+                prop_assert_eq!(acks, usize::from(uuid_sent));
+            }
+        }
+    }
 }
