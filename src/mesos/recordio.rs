@@ -404,6 +404,55 @@ mod tests {
         assert_eq!(&buf[..], b"2\nab1\nc");
     }
 
+    proptest::proptest! {
+        /// Any records, cut into any chunks, come back unchanged.
+        #[test]
+        fn any_records_in_any_chunks_round_trip(
+            records in proptest::collection::vec(proptest::collection::vec(proptest::num::u8::ANY, 0..300), 0..20),
+            cuts in proptest::collection::vec(0usize..5000, 0..30),
+        ) {
+            let mut data = Vec::new();
+            for r in &records {
+                data.extend_from_slice(&encode_record(r));
+            }
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (data.len() + 1)).collect();
+            cuts.sort_unstable();
+            let mut chunks = Vec::new();
+            let mut at = 0;
+            for c in cuts {
+                chunks.push(&data[at..c]);
+                at = c;
+            }
+            chunks.push(&data[at..]);
+            let mut d = RecordIoDecoder::new(300);
+            let out = run(&mut d, &chunks).unwrap();
+            let want: Vec<Bytes> = records.into_iter().map(Bytes::from).collect();
+            proptest::prop_assert_eq!(out, want);
+        }
+
+        /// Arbitrary bytes never panic, and the buffer never holds more than one maximal
+        /// record plus its header.
+        #[test]
+        fn garbage_never_panics_and_stays_bounded(
+            chunks in proptest::collection::vec(proptest::collection::vec(proptest::num::u8::ANY, 0..200), 0..30),
+        ) {
+            let max = 64;
+            let mut d = RecordIoDecoder::new(max);
+            let mut buf = BytesMut::new();
+            'feed: for c in &chunks {
+                buf.extend_from_slice(c);
+                loop {
+                    match d.decode(&mut buf) {
+                        Ok(Some(r)) => proptest::prop_assert!(r.len() <= max),
+                        Ok(None) => break,
+                        Err(_) => break 'feed,
+                    }
+                }
+                proptest::prop_assert!(buf.len() <= max + 200, "buffered {}", buf.len());
+            }
+        }
+    }
+
     #[test]
     fn decodes_the_recorded_real_json_stream() {
         let Some(data) = crate::mesos::fixture("05-subscribe-json.response.recordio") else {
