@@ -134,7 +134,7 @@ async fn the_runtime_target_builds_from_a_prebuilt_binary_and_runs_version() {
     let cfg = load_config(&[("AIRFLOW_HOME", "/tmp/am-test-home")]);
     let args = ImagesArgs {
         command: ImagesCommand::Build(BuildArgs {
-            target: "runtime".into(),
+            target: Some("runtime".into()),
             tags: vec![tag.clone()],
             build_args: vec![
                 format!("RUST_IMAGE={}", env.base),
@@ -263,7 +263,7 @@ async fn a_failing_step_is_reported_with_its_output_and_a_non_zero_exit() {
     let cfg = load_config(&[("AIRFLOW_HOME", "/tmp/am-test-home")]);
     let args = ImagesArgs {
         command: ImagesCommand::Build(BuildArgs {
-            target: "".into(),
+            target: None,
             tags: vec!["am-test/failing:cli".into()],
             build_args: vec![],
             no_cache: false,
@@ -369,7 +369,7 @@ async fn the_airflow_target_is_tagged_as_docker_image_slave_and_has_the_shim() {
     ]);
     let args = ImagesArgs {
         command: ImagesCommand::Build(BuildArgs {
-            target: "airflow".into(),
+            target: Some("airflow".into()),
             tags: vec![],
             build_args: vec![
                 format!("RUST_IMAGE={}", env.base),

@@ -28,9 +28,10 @@ pub enum ImagesCommand {
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct BuildArgs {
-    /// The Dockerfile stage to build.
-    #[arg(long, default_value = "runtime")]
-    pub target: String,
+    /// The Dockerfile stage to build. Default: `runtime` when the Dockerfile has that stage,
+    /// else its last stage.
+    #[arg(long)]
+    pub target: Option<String>,
     /// Tag(s) for the image (repeatable). Default: `airflow-mesos:<version>` for runtime,
     /// `[mesos] docker_image_slave` (else `airflow-mesos-airflow:<version>`) for airflow.
     #[arg(long = "tag", short = 't', value_name = "NAME[:TAG]")]
@@ -104,15 +105,29 @@ pub fn build_request(b: &BuildArgs, cfg: &Config) -> anyhow::Result<BuildRequest
         let (k, v) = super::key_value("--build-arg", kv)?;
         build_args.insert(k, v);
     }
-    let tags = if b.tags.is_empty() {
-        vec![default_tag(&b.target, cfg.docker_image_slave.as_deref())]
-    } else {
+    let target = match &b.target {
+        Some(t) if !t.is_empty() => Some(t.clone()),
+        Some(_) => None,
+        None => {
+            let text = std::fs::read_to_string(&b.file)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", b.file.display()))?;
+            images::has_stage(&text, "runtime").then(|| "runtime".to_string())
+        }
+    };
+    let tags = if !b.tags.is_empty() {
         b.tags.clone()
+    } else if let Some(t) = &target {
+        vec![default_tag(t, cfg.docker_image_slave.as_deref())]
+    } else {
+        anyhow::bail!(
+            "{} has no `runtime` stage and no --target was given: say --tag for the image",
+            b.file.display()
+        );
     };
     Ok(BuildRequest {
         context: b.context.clone(),
         dockerfile: b.file.clone(),
-        target: Some(b.target.clone()),
+        target,
         tags,
         build_args,
         no_cache: b.no_cache,
@@ -182,7 +197,7 @@ mod tests {
         let ImagesCommand::Build(b) = cli.images.command else {
             panic!("not build")
         };
-        assert_eq!(b.target, "airflow");
+        assert_eq!(b.target.as_deref(), Some("airflow"));
         assert_eq!(b.build_args, vec!["A=1", "B=x=y"]);
         assert!(b.no_cache && b.push);
         assert_eq!(b.file, PathBuf::from("d/Dockerfile"));
@@ -192,5 +207,68 @@ mod tests {
             panic!("not push")
         };
         assert_eq!(p.tags, vec!["r:5000/a:1"]);
+    }
+
+    fn cfg(slave: Option<&str>) -> Config {
+        let mut env = std::collections::HashMap::new();
+        env.insert(
+            "AIRFLOW_HOME".to_string(),
+            "/tmp/am-images-test".to_string(),
+        );
+        if let Some(s) = slave {
+            env.insert(
+                "AIRFLOW__MESOS__DOCKER_IMAGE_SLAVE".to_string(),
+                s.to_string(),
+            );
+        }
+        crate::config::load(&crate::config::Sources::new(env, &crate::config::NoSystem))
+            .unwrap()
+            .config
+    }
+
+    fn args(file: &std::path::Path, target: Option<&str>, tags: &[&str]) -> BuildArgs {
+        BuildArgs {
+            target: target.map(str::to_string),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            build_args: vec!["VERSION=9.9".into()],
+            no_cache: false,
+            push: false,
+            file: file.to_path_buf(),
+            context: ".".into(),
+            plain: true,
+        }
+    }
+
+    #[test]
+    fn targets_and_tags_default_sensibly() {
+        let d = tempfile::tempdir().unwrap();
+        let project = d.path().join("Dockerfile");
+        std::fs::write(
+            &project,
+            "FROM a AS builder\nFROM b AS runtime\nFROM c AS airflow\n",
+        )
+        .unwrap();
+        let r = build_request(&args(&project, None, &[]), &cfg(None)).unwrap();
+        assert_eq!(r.target.as_deref(), Some("runtime"));
+        assert_eq!(r.tags, vec![format!("airflow-mesos:{VERSION}")]);
+        assert_eq!(
+            r.build_args["VERSION"], "9.9",
+            "--build-arg overrides the default"
+        );
+        let r = build_request(
+            &args(&project, Some("airflow"), &[]),
+            &cfg(Some("reg:5000/af:2")),
+        )
+        .unwrap();
+        assert_eq!(r.tags, vec!["reg:5000/af:2".to_string()]);
+        let other = d.path().join("Other");
+        std::fs::write(&other, "FROM scratch\n").unwrap();
+        let e = build_request(&args(&other, None, &[]), &cfg(None)).unwrap_err();
+        assert!(e.to_string().contains("--tag"), "{e}");
+        let r = build_request(&args(&other, None, &["x:1"]), &cfg(None)).unwrap();
+        assert_eq!((r.target, r.tags), (None, vec!["x:1".to_string()]));
+        let mut bad = args(&project, None, &[]);
+        bad.build_args = vec!["NOEQUALS".into()];
+        assert!(build_request(&bad, &cfg(None)).is_err());
     }
 }

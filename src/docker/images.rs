@@ -39,6 +39,17 @@ pub fn default_tag(target: &str, docker_image_slave: Option<&str>) -> String {
     }
 }
 
+/// True when the Dockerfile text defines a stage named `stage` (`FROM ... AS <stage>`).
+pub fn has_stage(dockerfile: &str, stage: &str) -> bool {
+    dockerfile.lines().any(|l| {
+        let words: Vec<&str> = l.split_whitespace().collect();
+        words.len() >= 4
+            && words[0].eq_ignore_ascii_case("FROM")
+            && words[words.len() - 2].eq_ignore_ascii_case("AS")
+            && words[words.len() - 1].eq_ignore_ascii_case(stage)
+    })
+}
+
 /// What to build.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BuildRequest {
@@ -198,7 +209,10 @@ impl StepTracker {
             if let Some(rest) = line.strip_prefix("Step ") {
                 self.step = Some(format!("Step {rest}"));
                 self.output.clear();
-            } else if !line.trim().is_empty() && !line.starts_with(" ---> ") {
+            } else if !line.trim().is_empty()
+                && !line.starts_with(" ---> ")
+                && !line.starts_with("Removing intermediate container ")
+            {
                 if self.output.len() == KEEP_LINES {
                     self.output.pop_front();
                 }
@@ -446,7 +460,7 @@ mod tests {
     fn tracker_keeps_the_failing_step_and_its_output() {
         let mut t = StepTracker::default();
         t.feed("Step 1/3 : FROM x\n ---> abc\nStep 2/3 : RUN ech");
-        t.feed("o hi && exit 3\n ---> Running in 123\nhi\n");
+        t.feed("o hi && exit 3\n ---> Running in 123\nhi\nRemoving intermediate container 123\n");
         assert_eq!(t.numbers(), Some((2, 3)));
         t.feed("partial line without newline");
         match t.failure("The command returned a non-zero code: 3".into()) {
@@ -459,6 +473,7 @@ mod tests {
                 assert!(output.contains("hi"), "{output}");
                 assert!(output.contains("partial line"), "{output}");
                 assert!(!output.contains("Running in"), "{output}");
+                assert!(!output.contains("Removing intermediate"), "{output}");
                 assert!(message.contains("non-zero code: 3"));
             }
             other => panic!("{other}"),
@@ -468,6 +483,15 @@ mod tests {
             t.failure("dockerfile parse error".into()),
             ImageError::Build { .. }
         ));
+    }
+
+    #[test]
+    fn stages_are_found() {
+        let df = "ARG X=1\nFROM ${X} AS builder\nfrom debian as Runtime\nFROM scratch\n";
+        assert!(has_stage(df, "builder"));
+        assert!(has_stage(df, "runtime"));
+        assert!(!has_stage(df, "airflow"));
+        assert!(!has_stage("FROM runtime\n", "runtime"));
     }
 
     #[test]
