@@ -1063,7 +1063,7 @@ fn failing_cmd_reports_status_only_never_its_output() {
     // A real process that prints the secret on stdout and stderr, then fails.
     let script = "echo hunter2-cmd-secret; echo hunter2-cmd-secret >&2; exit 3";
     let text = format!("[mesos]\ndefault_secret_cmd = sh -c '{script}'\n");
-    let e = load_with(Some(&text), &[], &RealSystem).unwrap_err();
+    let e = load_with(Some(&text), &[], &RealSystem::default()).unwrap_err();
     assert_eq!(
         e.errors[0].to_string(),
         format!("{PATH}:2: command for [mesos] default_secret_cmd exited with status 3")
@@ -1081,7 +1081,7 @@ fn failing_cmd_reports_status_only_never_its_output() {
             "AIRFLOW__MESOS__API_TOKEN_CMD",
             "/nonexistent/bin/get-token hunter2-arg",
         )],
-        &RealSystem,
+        &RealSystem::default(),
     )
     .unwrap_err();
     let msg = e.errors[0].to_string();
@@ -1091,7 +1091,7 @@ fn failing_cmd_reports_status_only_never_its_output() {
     let e = load_with(
         Some("[mesos]\napi_password_cmd = echo 'x\n"),
         &[],
-        &RealSystem,
+        &RealSystem::default(),
     )
     .unwrap_err();
     assert!(e.errors[0]
@@ -1100,11 +1100,23 @@ fn failing_cmd_reports_status_only_never_its_output() {
 }
 
 #[test]
+fn hanging_cmd_is_killed_and_reported() {
+    let sys = RealSystem {
+        command_timeout: std::time::Duration::from_millis(200),
+    };
+    let e = load_with(Some("[mesos]\napi_token_cmd = sleep 30\n"), &[], &sys).unwrap_err();
+    assert_eq!(
+        e.errors[0].to_string(),
+        format!("{PATH}:2: command for [mesos] api_token_cmd did not finish within 0.2 s and was killed")
+    );
+}
+
+#[test]
 fn successful_real_cmd_is_used_without_a_shell() {
     let l = load_with(
         Some("[mesos]\napi_token_cmd = printf '%%s\\n' 'tok $HOME'\n"),
         &[],
-        &RealSystem,
+        &RealSystem::default(),
     )
     .unwrap();
     // No shell: $HOME inside single quotes reaches printf literally.
@@ -1129,7 +1141,7 @@ fn secret_file_is_read_and_trailing_newline_trimmed() {
     let l = load_with(
         None,
         &[("AIRFLOW__MESOS__API_TOKEN_SECRET", p.to_str().unwrap())],
-        &RealSystem,
+        &RealSystem::default(),
     )
     .unwrap();
     assert_eq!(l.config.api_token.unwrap().expose(), "file-token");

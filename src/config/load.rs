@@ -322,6 +322,10 @@ impl Cx<'_> {
         };
         let out = match self.system.run_command(&argv) {
             Ok(o) => o,
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                self.errors.push(fail(e.to_string()));
+                return Resolved::Failed;
+            }
             Err(e) => {
                 self.errors
                     .push(fail(format!("could not be started ({})", e.kind())));

@@ -21,7 +21,7 @@ pub use error::{ConfigError, ConfigErrors, Location, Source, EXIT_CONFIG};
 pub use load::{load, Entry, FileStatus, Loaded};
 pub use source::{
     load_from_process, locate, CommandOutput, ConfigLocation, FileInput, LocationOrigin, NoSystem,
-    RealSystem, Sources, SystemAccess,
+    RealSystem, Sources, SystemAccess, DEFAULT_COMMAND_TIMEOUT,
 };
 
 use crate::task::{Containerizer, NetworkMode};

@@ -7,9 +7,10 @@ use super::error::{ConfigError, ConfigErrors};
 use super::expand::expand_env_var;
 use super::load::{load, Loaded};
 use std::collections::HashMap;
-use std::io;
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// What a `<key>_cmd` command produced. Its stderr is never captured (nor shown).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,24 +44,66 @@ where
     }
 }
 
-/// The real system: runs commands as child processes (stdin and stderr closed/discarded),
-/// reads real files.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RealSystem;
+/// The real system: runs commands as child processes (stdin closed, stderr discarded, no
+/// shell), reads real files. A command that does not finish within `command_timeout` is
+/// killed and reported (Airflow would wait forever).
+#[derive(Debug, Clone, Copy)]
+pub struct RealSystem {
+    pub command_timeout: Duration,
+}
+
+/// How long a `<key>_cmd` command may run by default.
+pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl Default for RealSystem {
+    fn default() -> RealSystem {
+        RealSystem {
+            command_timeout: DEFAULT_COMMAND_TIMEOUT,
+        }
+    }
+}
 
 impl SystemAccess for RealSystem {
     fn run_command(&self, argv: &[String]) -> io::Result<CommandOutput> {
         let (program, args) = argv
             .split_first()
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty command"))?;
-        let out = Command::new(program)
+        let mut child = Command::new(program)
             .args(args)
             .stdin(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
-            .output()?;
+            .spawn()?;
+        let mut stdout = child.stdout.take().expect("stdout is piped");
+        let reader = std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            stdout.read_to_end(&mut buf).map(|_| buf)
+        });
+        // std has no wait-with-timeout; poll the child (this runs once, at startup).
+        let deadline = Instant::now() + self.command_timeout;
+        let status = loop {
+            if let Some(status) = child.try_wait()? {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "did not finish within {} s and was killed",
+                        self.command_timeout.as_secs_f64()
+                    ),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let stdout = reader
+            .join()
+            .map_err(|_| io::Error::other("reading the command's output failed"))??;
         Ok(CommandOutput {
-            status: out.status.code(),
-            stdout: out.stdout,
+            status: status.code(),
+            stdout,
         })
     }
 }
@@ -233,7 +276,7 @@ pub fn load_from_process(explicit: Option<&Path>) -> Result<Loaded, ConfigErrors
         errors: vec![e],
         warnings: Vec::new(),
     })?;
-    let system = RealSystem;
+    let system = RealSystem::default();
     load(&Sources {
         file,
         env,
@@ -314,7 +357,8 @@ mod tests {
 
     #[test]
     fn real_commands_report_status_and_stdout_only() {
-        let out = RealSystem
+        let sys = RealSystem::default();
+        let out = sys
             .run_command(&[
                 "sh".into(),
                 "-c".into(),
@@ -323,8 +367,18 @@ mod tests {
             .unwrap();
         assert_eq!(out.status, Some(3));
         assert_eq!(out.stdout, b"out\n");
-        assert!(RealSystem
-            .run_command(&["/nonexistent/program".into()])
-            .is_err());
+        assert!(sys.run_command(&["/nonexistent/program".into()]).is_err());
+    }
+
+    #[test]
+    fn hanging_commands_are_killed_after_the_timeout() {
+        let sys = RealSystem {
+            command_timeout: Duration::from_millis(200),
+        };
+        let started = Instant::now();
+        let e = sys.run_command(&["sleep".into(), "30".into()]).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(e.to_string(), "did not finish within 0.2 s and was killed");
+        assert!(started.elapsed() < Duration::from_secs(10));
     }
 }
