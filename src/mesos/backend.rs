@@ -856,6 +856,65 @@ mod tests {
         assert_eq!(s.suppressed_roles, vec!["*"]);
     }
 
+    fn load(ini: &str) -> crate::config::Config {
+        let env = std::collections::HashMap::from([
+            ("AIRFLOW_HOME".to_string(), "/tmp/am-test-home".to_string()),
+            ("USER".to_string(), "tester".to_string()),
+        ]);
+        let sys = crate::config::source::NoSystem;
+        let src = crate::config::source::Sources::new(env, &sys).with_file("airflow.cfg", ini);
+        crate::config::load(&src).expect("valid test config").config
+    }
+
+    #[test]
+    fn from_config_maps_the_mesos_block() {
+        let c = load(
+            "[mesos]\nmaster = m1:5050,m2:5050\nframework_name = af\nframework_user = airflow\n\
+             framework_role = etl\ncheckpoint = True\nfailover_timeout = 3600\n\
+             authenticate = True\ndefault_principal = af-principal\ndefault_secret = s3cret\n\
+             docker_user_group_id = 999\n",
+        );
+        let m = MesosBackendConfig::from_config(&c).unwrap();
+        assert_eq!(m.master, c.master);
+        assert_eq!(m.framework.name, "af");
+        assert_eq!(m.framework.user, "airflow");
+        assert_eq!(m.framework.role, "etl");
+        assert!(m.framework.checkpoint);
+        assert_eq!(m.framework.failover_timeout, 3600.0);
+        assert_eq!(m.framework.principal.as_deref(), Some("af-principal"));
+        let creds = m.client.credentials.as_ref().unwrap();
+        assert_eq!(creds.principal, "af-principal");
+        assert_eq!(creds.secret.expose(), "s3cret");
+        assert!(
+            !format!("{m:?}").contains("s3cret"),
+            "Debug never shows the secret"
+        );
+        assert_eq!(
+            m.docker_parameters,
+            vec![("group-add".to_string(), "999".to_string())]
+        );
+        let fi = m.framework_info(None);
+        assert_eq!(fi.roles, vec!["etl"]);
+
+        // authenticate without a secret (the loader refuses it too) or with a ':' in it.
+        let mut c = c;
+        c.default_secret = None;
+        let err = MesosBackendConfig::from_config(&c).unwrap_err();
+        assert!(err.to_string().contains("default_secret"), "{err}");
+        c.default_secret = Some(Secret::new("a:b"));
+        let err = MesosBackendConfig::from_config(&c).unwrap_err();
+        assert!(matches!(
+            err,
+            BackendConfigError::ColonInCredential("default_secret")
+        ));
+        assert!(!err.to_string().contains("a:b"), "{err}");
+        // Without authenticate: no credentials, principal still declared when given.
+        let c = load("[mesos]\nmaster = m1:5050\ndefault_principal = p\n");
+        let m = MesosBackendConfig::from_config(&c).unwrap();
+        assert!(m.client.credentials.is_none());
+        assert_eq!(m.framework.principal.as_deref(), Some("p"));
+    }
+
     #[test]
     fn heartbeat_timeout_is_factor_times_interval() {
         let c = cfg();
