@@ -44,6 +44,8 @@ const TASK_CPUS: f64 = 1.0;
 const TASK_MEM: f64 = 256.0;
 /// The bearer token the daemon is configured with (a throwaway value, not a secret).
 const API_TOKEN: &str = "bench-token";
+/// A run fails when no task makes progress for this long.
+const STALL: Duration = Duration::from_secs(60);
 /// How many task specs go in one `POST /v1/tasks`.
 const BATCH: usize = 500;
 
@@ -78,7 +80,7 @@ impl Settings {
             tasks,
             rss_tasks: num("AM_BENCH_RSS_TASKS", 100_000)?,
             peer_tasks: num("AM_BENCH_PEER_TASKS", tasks)?,
-            avmesos_tasks: num("AM_BENCH_AVMESOS_TASKS", 1_000)?,
+            avmesos_tasks: num("AM_BENCH_AVMESOS_TASKS", 300)?,
             only: std::env::var("AM_BENCH_ONLY").ok().map(|v| {
                 v.split(',')
                     .map(|s| s.trim().to_string())
@@ -413,6 +415,21 @@ impl Daemon {
         Ok(parse_events(&body, since))
     }
 
+    /// The daemon's `/metrics` without comment lines (for error messages).
+    async fn metrics_text(&self) -> String {
+        match self.http.get(format!("{}/metrics", self.api)).send().await {
+            Ok(r) => r
+                .text()
+                .await
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| !l.starts_with('#'))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            Err(e) => format!("(GET /metrics failed: {e})"),
+        }
+    }
+
     /// Peak and current resident set size in kB, from `/proc/<pid>/status`.
     fn memory_kb(&self) -> Option<(u64, u64)> {
         proc_memory_kb(self.pid())
@@ -710,28 +727,31 @@ async fn drive_launch(
         );
     }
 
-    let deadline = Instant::now() + Duration::from_secs(600);
     let mut terminal: HashSet<String> = HashSet::with_capacity(n);
     let mut failed = 0usize;
     let mut cursor: Option<String> = None;
     let mut rss_peak_kb = None;
+    let mut progress = Instant::now();
     while terminal.len() < n {
-        if Instant::now() > deadline {
+        if progress.elapsed() > STALL {
             bail!(
-                "only {} of {n} tasks terminal after 600 s; daemon log:\n{}",
+                "stalled: {} of {n} tasks terminal and no new one for {STALL:?}; daemon metrics:\n{}\ndaemon log:\n{}",
                 terminal.len(),
+                daemon.metrics_text().await,
                 daemon.log_tail()
             );
         }
         let (events, next) = daemon.events(&cursor).await?;
         cursor = next;
         for e in events {
-            if is_terminal(&e.state)
-                && ids.contains(&e.task_id)
-                && terminal.insert(e.task_id)
-                && e.state != "succeeded"
-            {
-                failed += 1;
+            if is_terminal(&e.state) && ids.contains(&e.task_id) {
+                let ok = e.state == "succeeded";
+                if terminal.insert(e.task_id) {
+                    progress = Instant::now();
+                    if !ok {
+                        failed += 1;
+                    }
+                }
             }
         }
         rss_peak_kb = daemon.memory_kb().map(|(hwm, _)| hwm).or(rss_peak_kb);
@@ -849,7 +869,8 @@ impl Profiler {
 
 async fn rss_run(s: &Settings) -> Result<Figure> {
     let n = s.rss_tasks;
-    let agents = 20usize;
+    // 500 task slots per agent: one ACCEPT stays well under a megabyte.
+    let agents = n.div_ceil(500).max(1);
     let per_agent = n.div_ceil(agents) as f64;
     let master = FakeMaster::start(FakeMasterOptions {
         record_calls: false,
@@ -875,20 +896,21 @@ async fn rss_run(s: &Settings) -> Result<Figure> {
     // Wait until every task is RUNNING (all tracked, launched, acknowledged).
     let mut running: HashSet<String> = HashSet::with_capacity(n);
     let mut cursor = None;
-    let deadline = Instant::now() + Duration::from_secs(900);
+    let mut progress = Instant::now();
     while running.len() < n {
-        if Instant::now() > deadline {
+        if progress.elapsed() > STALL {
             bail!(
-                "only {} of {n} tasks RUNNING after 900 s; daemon log:\n{}",
+                "stalled: {} of {n} tasks RUNNING and no new one for {STALL:?}; daemon metrics:\n{}\ndaemon log:\n{}",
                 running.len(),
+                daemon.metrics_text().await,
                 daemon.log_tail()
             );
         }
         let (events, next) = daemon.events(&cursor).await?;
         cursor = next;
         for e in events {
-            if e.state == "running" && ids.contains(&e.task_id) {
-                running.insert(e.task_id);
+            if e.state == "running" && ids.contains(&e.task_id) && running.insert(e.task_id) {
+                progress = Instant::now();
             }
         }
     }
@@ -910,7 +932,7 @@ async fn rss_run(s: &Settings) -> Result<Figure> {
         "MB",
         "<= 200",
         format!(
-            "{n} tasks tracked (all RUNNING on {agents} agents, reached in {ramp:.1} s, SQLite); VmRSS then {:.0} MB; {:.0} MB peak before the first task",
+            "{n} tasks tracked (all RUNNING on {agents} agents of 500 slots, reached in {ramp:.1} s, SQLite); VmRSS then {:.0} MB; {:.0} MB peak before the first task",
             current as f64 / 1024.0,
             hwm_idle as f64 / 1024.0
         ),

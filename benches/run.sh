@@ -10,7 +10,7 @@
 # for the AVENTER peer (AM_BENCH_AVMESOS_VENV, default /opt/am-avmesos-venv; built here, several
 # minutes the first time; AM_BENCH_SKIP_AVMESOS=1 skips it).
 # Knobs (environment): AM_BENCH_TASKS (default 10000), AM_BENCH_RSS_TASKS (100000),
-# AM_BENCH_PEER_TASKS (= AM_BENCH_TASKS), AM_BENCH_AVMESOS_TASKS (1000), AM_BENCH_ONLY
+# AM_BENCH_PEER_TASKS (= AM_BENCH_TASKS), AM_BENCH_AVMESOS_TASKS (300), AM_BENCH_ONLY
 # (comma list of sqlite,postgres,rss,peer,avmesos), AM_BENCH_SKIP_MATCHING=1.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
