@@ -666,6 +666,164 @@ mod tests {
         );
     }
 
+    /// Runs `openssl` with `args` in `dir`; `None` (skip) when openssl is not installed
+    /// outside CI.
+    fn openssl(dir: &std::path::Path, args: &[&str]) -> Option<()> {
+        match std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+        {
+            Ok(s) => {
+                assert!(s.success(), "openssl {args:?} failed");
+                Some(())
+            }
+            Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
+                panic!("openssl is needed for the TLS test in CI: {e}")
+            }
+            Err(e) => {
+                eprintln!("skipping: openssl not available: {e}");
+                None
+            }
+        }
+    }
+
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    #[tokio::test]
+    async fn https_masters_are_trusted_only_with_the_configured_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let ca = [
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=airflow-mesos test CA",
+        ];
+        if openssl(d, &ca).is_none() {
+            return;
+        }
+        std::fs::write(
+            d.join("ext.cnf"),
+            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+        )
+        .unwrap();
+        openssl(
+            d,
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "srv.key",
+                "-out",
+                "srv.csr",
+                "-subj",
+                "/CN=127.0.0.1",
+            ],
+        )
+        .unwrap();
+        openssl(
+            d,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "srv.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                "srv.pem",
+                "-days",
+                "2",
+                "-extfile",
+                "ext.cnf",
+            ],
+        )
+        .unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let _server = KillOnDrop(
+            std::process::Command::new("openssl")
+                .args([
+                    "s_server", "-quiet", "-www", "-cert", "srv.pem", "-key", "srv.key", "-accept",
+                ])
+                .arg(format!("127.0.0.1:{port}"))
+                .current_dir(d)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let base = Url::parse(&format!("https://127.0.0.1:{port}/")).unwrap();
+        let call = scheduler::Call::default();
+        let cfg = ClientConfig {
+            call_timeout: Duration::from_secs(3),
+            ..Default::default()
+        };
+        // Without the CA: the handshake fails on the certificate.
+        let err = MesosClient::new(cfg.clone())
+            .unwrap()
+            .subscribe_at(&base, &call)
+            .await
+            .unwrap_err();
+        let msg = err.to_string().to_lowercase();
+        assert!(matches!(err, ClientError::Transport { .. }), "{err}");
+        assert!(
+            msg.contains("certificate") || msg.contains("issuer"),
+            "{msg}"
+        );
+        // With it: TLS succeeds (the toy server then speaks no Mesos, which fails later).
+        let trusted = ClientConfig {
+            ca_cert_pem: Some(std::fs::read(d.join("ca.pem")).unwrap()),
+            ..cfg
+        };
+        let err = MesosClient::new(trusted)
+            .unwrap()
+            .subscribe_at(&base, &call)
+            .await
+            .unwrap_err();
+        let msg = err.to_string().to_lowercase();
+        eprintln!("with the CA: {msg}");
+        assert!(
+            !msg.contains("certificate") && !msg.contains("issuer"),
+            "the configured CA was not used: {msg}"
+        );
+    }
+
     fn heartbeat() -> scheduler::Event {
         scheduler::Event {
             r#type: Some(scheduler::event::Type::Heartbeat as i32),
