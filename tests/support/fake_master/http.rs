@@ -415,23 +415,54 @@ fn encode_event(e: &Event, json: bool) -> Bytes {
     }
 }
 
+/// Most bytes put into one HTTP chunk when events queue up (records never split across
+/// writes by us; clients must not care about chunk boundaries anyway).
+const MAX_BATCH: usize = 256 * 1024;
+
+struct StreamState {
+    rx: mpsc::UnboundedReceiver<StreamMsg>,
+    guard: StreamGuard,
+    /// A Close/Abort met while batching, handled on the next poll.
+    stashed: Option<StreamMsg>,
+}
+
 fn stream_body(rx: mpsc::UnboundedReceiver<StreamMsg>, json: bool, guard: StreamGuard) -> Body {
-    let stream = futures::stream::unfold(Some((rx, guard)), move |st| async move {
-        let (mut rx, guard) = st?;
-        match rx.recv().await {
-            None | Some(StreamMsg::Close) => None,
-            Some(StreamMsg::Event(e)) => Some((Ok(encode_event(&e, json)), Some((rx, guard)))),
-            Some(StreamMsg::Raw(b)) => Some((Ok(b), Some((rx, guard)))),
+    let init = Some(StreamState {
+        rx,
+        guard,
+        stashed: None,
+    });
+    let stream = futures::stream::unfold(init, move |st| async move {
+        let mut st = st?;
+        let first = match st.stashed.take() {
+            Some(m) => Some(m),
+            None => st.rx.recv().await,
+        };
+        let mut batch = match first {
+            None | Some(StreamMsg::Close) => return None,
             Some(StreamMsg::Abort) => {
                 // Let hyper flush what was written before breaking the connection.
                 tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                drop(guard);
-                Some((
-                    Err(std::io::Error::other("fake master aborted the stream")),
-                    None,
-                ))
+                drop(st);
+                let err = std::io::Error::other("fake master aborted the stream");
+                return Some((Err(err), None));
+            }
+            Some(StreamMsg::Event(e)) => bytes::BytesMut::from(&encode_event(&e, json)[..]),
+            Some(StreamMsg::Raw(b)) => bytes::BytesMut::from(&b[..]),
+        };
+        // Under load, send what is already queued in one chunk (fewer writes).
+        while batch.len() < MAX_BATCH {
+            match st.rx.try_recv() {
+                Ok(StreamMsg::Event(e)) => batch.extend_from_slice(&encode_event(&e, json)),
+                Ok(StreamMsg::Raw(b)) => batch.extend_from_slice(&b),
+                Ok(other) => {
+                    st.stashed = Some(other);
+                    break;
+                }
+                Err(_) => break,
             }
         }
+        Some((Ok(batch.freeze()), Some(st)))
     });
     Body::from_stream(stream)
 }
