@@ -177,6 +177,37 @@ async fn the_runtime_target_builds_from_a_prebuilt_binary_and_runs_version() {
         "OCI version label: {text}"
     );
     assert_eq!(parts[3], "[\"airflow-mesos\"]");
+    // The HEALTHCHECK asks the daemon's /healthz: a daemon that serves its API becomes healthy.
+    let name = format!("am-test-health-{}", uuid::Uuid::new_v4().simple());
+    let out = docker_cli(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--health-interval",
+        "1s",
+        "--health-start-period",
+        "1s",
+        "-e",
+        "AIRFLOW__MESOS__BACKEND=docker",
+        "-e",
+        "AIRFLOW__MESOS__API_TOKEN=health-test-token",
+        &tag,
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let mut health = String::new();
+    for _ in 0..60 {
+        let o = docker_cli(&["inspect", "--format", "{{.State.Health.Status}}", &name]);
+        health = String::from_utf8_lossy(&o.stdout).trim().to_string();
+        if health == "healthy" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    let logs = docker_cli(&["logs", &name]);
+    docker_cli(&["rm", "-f", &name]);
+    assert_eq!(health, "healthy", "daemon logs: {logs:?}");
+
     // The builder stage copied the whole context as filtered by .dockerignore: the sources
     // are there, the .pem is not.
     let builder_tag = format!("{tag}-builder");
