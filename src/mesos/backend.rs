@@ -1348,6 +1348,23 @@ mod loop_tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn explicit_teardown_subscribes_then_tears_down_on_that_stream() {
+        let (m, cfg) = start().await;
+        teardown(&cfg, "F-7").await.unwrap();
+        let subs = m.calls_of(call::Type::Subscribe);
+        assert_eq!(subs.len(), 1);
+        assert_eq!(subs[0].1.framework_id.as_ref().unwrap().value, "F-7");
+        let td = m.calls_of(call::Type::Teardown);
+        assert_eq!(td.len(), 1);
+        assert_eq!(td[0].1.framework_id.as_ref().unwrap().value, "F-7");
+        assert_eq!(td[0].2.as_deref(), Some("stream-1"));
+        // A refused TEARDOWN is an error, not a silent success.
+        m.force(&[401]);
+        let err = teardown(&cfg, "F-7").await.unwrap_err();
+        assert!(err.to_string().contains("401"), "{err}");
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn unauthorized_is_fatal_and_never_retried() {
         let (m, cfg) = start().await;
         m.force(&[401]);
