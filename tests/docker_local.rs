@@ -6,6 +6,7 @@
 //! (`AM_TEST_BUSYBOX`). With `CI=true` a missing prerequisite fails the tests; otherwise they
 //! are skipped with a notice.
 
+use airflow_mesos::config::{RegistryAuth, Secret};
 use airflow_mesos::docker::local::{self, LocalBackendConfig, LABEL_FRAMEWORK};
 use airflow_mesos::scheduler::types::{
     Action, BackendChannels, BackendState, Event, Flavour, LaunchTask, Quantity, Resource,
@@ -558,4 +559,86 @@ async fn offers_reconciliation_and_invalid_launches() {
     assert_eq!(last.reason.as_deref(), Some("REASON_RECONCILIATION"));
     assert_eq!(last.uuid, None);
     assert!(containers_of(&h.framework).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_image_is_pulled_with_the_configured_registry_credentials() {
+    let Some(img) = busybox() else { return };
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let (Some(registry), Some(user), Some(password)) = (
+        var("AM_TEST_REGISTRY"),
+        var("AM_TEST_REGISTRY_USER"),
+        var("AM_TEST_REGISTRY_PASSWORD"),
+    ) else {
+        let why = "needs AM_TEST_REGISTRY, AM_TEST_REGISTRY_USER, AM_TEST_REGISTRY_PASSWORD (.ci/setup-docker.sh)";
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("{why}");
+        }
+        eprintln!("SKIPPED: {why}");
+        return;
+    };
+    let auth = RegistryAuth {
+        registry: Some(registry.clone()),
+        username: Some(user),
+        password: Some(Secret::new(password)),
+        ..Default::default()
+    };
+    // Put the busybox image in the registry, then forget it locally.
+    let remote = format!(
+        "{registry}/am-test/pull-me:{}",
+        uuid::Uuid::new_v4().simple()
+    );
+    assert!(std::process::Command::new("docker")
+        .args(["tag", &img, &remote])
+        .status()
+        .unwrap()
+        .success());
+    let docker = airflow_mesos::docker::connect().await.unwrap();
+    airflow_mesos::docker::images::push(
+        &docker,
+        &remote,
+        &auth,
+        None,
+        &airflow_mesos::docker::images::Progress::Quiet,
+    )
+    .await
+    .unwrap();
+    let _ = std::process::Command::new("docker")
+        .args(["rmi", &remote])
+        .output();
+
+    // Without credentials the pull is refused: a clear launch failure.
+    let mut h = Harness::new();
+    h.launch(vec![task(&remote, "t-nocreds", sh("true"), 32)])
+        .await;
+    let u = h.until_terminal("t-nocreds.1").await;
+    let last = u.last().unwrap();
+    assert_eq!(last.state, BackendState::Failed, "{last:?}");
+    assert_eq!(
+        last.reason.as_deref(),
+        Some("REASON_CONTAINER_LAUNCH_FAILED")
+    );
+    assert!(
+        last.message.as_deref().unwrap().contains(&remote),
+        "{last:?}"
+    );
+    drop(h);
+
+    // With the configured credentials the image is pulled and the task runs.
+    let mut h = Harness::new();
+    h.cfg.registry = auth;
+    h.crash_and_restart().await;
+    h.launch(vec![task(
+        &remote,
+        "t-creds",
+        sh("echo pulled-and-ran"),
+        32,
+    )])
+    .await;
+    let u = h.until_terminal("t-creds.1").await;
+    assert_eq!(u.last().unwrap().state, BackendState::Finished, "{u:?}");
+    assert!(h.file("t-creds.1", "stdout").contains("pulled-and-ran"));
+    let _ = std::process::Command::new("docker")
+        .args(["rmi", "-f", &remote])
+        .output();
 }
