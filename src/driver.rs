@@ -149,6 +149,9 @@ pub async fn run(
     metrics: Arc<Metrics>,
     mut requests: mpsc::Receiver<Request>,
 ) -> Result<(), DriverError> {
+    metrics
+        .last_seq
+        .store(parts.store.head_seq().await?, Ordering::Relaxed);
     let active = parts.store.load_active().await?;
     tracing::info!(tasks = active.len(), "restored active tasks");
     parts.core.restore(active, now());

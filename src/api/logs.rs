@@ -32,6 +32,23 @@ pub async fn read(
     offset: u64,
     length: usize,
 ) -> Result<LogChunk, LogError> {
+    let raw = read_raw(st, task, stderr, offset, length).await?;
+    // Whatever the task printed of a workload token is not served (see `redact_tokens`).
+    let eof = task.state.is_terminal() && (raw.data.len() as u64) < length as u64;
+    let (data, used) = redact_tokens(&raw.data, eof);
+    Ok(LogChunk {
+        data,
+        next_offset: offset + used as u64,
+    })
+}
+
+async fn read_raw(
+    st: &AppState,
+    task: &TaskRecord,
+    stderr: bool,
+    offset: u64,
+    length: usize,
+) -> Result<LogChunk, LogError> {
     let Some(backend_id) = task.current_attempt_id.as_deref() else {
         return Err(LogError::NotLaunched);
     };
@@ -182,5 +199,59 @@ mod tests {
         );
         assert_eq!(sandbox_directory(&state, "t-2.1").as_deref(), Some("/b"));
         assert_eq!(sandbox_directory(&state, "t-3.1"), None);
+    }
+}
+
+/// Replaces JWT-shaped strings (`eyJ…​.…​.…`, as in an Airflow 3 workload's token, which
+/// Airflow itself prints to the task's stdout) with `***` in log data that is served.
+/// Returns the redacted bytes and how many bytes of `data` were consumed: a token that runs
+/// to the very end of the chunk (it may continue in the next one) is held back, unless `eof`.
+pub fn redact_tokens(data: &[u8], eof: bool) -> (Vec<u8>, usize) {
+    fn is_b64url(b: u8) -> bool {
+        b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'='
+    }
+    let mut out = Vec::with_capacity(data.len());
+    let mut i = 0;
+    while i < data.len() {
+        if data[i..].starts_with(b"eyJ") && (i == 0 || !is_b64url(data[i - 1])) {
+            let mut j = i;
+            let mut dots = 0;
+            while j < data.len() && (is_b64url(data[j]) || data[j] == b'.') {
+                dots += usize::from(data[j] == b'.');
+                j += 1;
+            }
+            if j == data.len() && !eof && j - i < 16 * 1024 {
+                return (out, i);
+            }
+            if dots >= 2 && j - i >= 20 {
+                out.extend_from_slice(b"***");
+                i = j;
+                continue;
+            }
+        }
+        out.push(data[i]);
+        i += 1;
+    }
+    (out, data.len())
+}
+
+#[cfg(test)]
+mod redact_tests {
+    use super::redact_tokens;
+
+    #[test]
+    fn jwts_are_redacted_and_a_token_cut_by_the_chunk_is_held_back() {
+        let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ0aSJ9.c2lnbmF0dXJlLXNlY3JldA";
+        let line = format!("workload=ExecuteTask(token='{jwt}') done\n");
+        let (out, used) = redact_tokens(line.as_bytes(), false);
+        assert_eq!(used, line.len());
+        let out = String::from_utf8(out).unwrap();
+        assert_eq!(out, "workload=ExecuteTask(token='***') done\n");
+        let cut = &line.as_bytes()[..40];
+        let (out, used) = redact_tokens(cut, false);
+        assert_eq!(used, "workload=ExecuteTask(token='".len(), "held back");
+        assert!(!String::from_utf8(out).unwrap().contains("eyJ"));
+        let (out, _) = redact_tokens(b"plain eyJ text and key.value", true);
+        assert_eq!(out, b"plain eyJ text and key.value".to_vec(), "not a JWT");
     }
 }

@@ -12,6 +12,7 @@
 //! | `GET /v1/tasks/{id}` | one task |
 //! | `GET /v1/tasks?state=&label=k=v&external_key=&since=&limit=` | tasks, ordered by `seq` |
 //! | `GET /v1/events?since=&limit=&wait=` | the change feed: each transition once, in order |
+//! | `GET /v1/events/head` | `{"cursor": N}`: the newest position, to start following from now |
 //! | `POST /v1/tasks/{id}/kill` | kill a queued or running task |
 //! | `GET /v1/tasks/{id}/logs?stream=stdout\|stderr&offset=&length=` | sandbox output |
 //! | `GET /v1/files/{token}/{name}` | a one-time file, for Mesos agents |
@@ -107,6 +108,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/tasks/{id}/kill", post(kill))
         .route("/v1/tasks/{id}/logs", get(task_logs))
         .route("/v1/events", get(events))
+        .route("/v1/events/head", get(events_head))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_auth));
     Router::new()
         .route("/healthz", get(healthz))
@@ -358,6 +360,11 @@ async fn events(
             tokio::time::sleep(step).await;
         }
     }
+}
+
+async fn events_head(State(st): State<AppState>) -> Result<Response, ApiError> {
+    let head = st.store.head_seq().await?;
+    Ok(Json(json!({ "cursor": head })).into_response())
 }
 
 async fn kill(State(st): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {

@@ -861,6 +861,18 @@ impl Store {
         collect(rows)
     }
 
+    /// The newest change-feed position (0 when the feed is empty): a client that starts
+    /// following the feed now passes it as `since`.
+    pub async fn head_seq(&self) -> Result<i64, StoreError> {
+        let max: Option<i64> = on_pool!(self, |p| sqlx::query_scalar(
+            "SELECT MAX(seq) FROM task_events"
+        )
+        .fetch_one(p)
+        .await)
+        .map_err(StoreError::query("reading the change-feed head"))?;
+        Ok(max.unwrap_or(0))
+    }
+
     /// The attempts of a task, oldest first.
     pub async fn attempts(&self, task_id: &str) -> Result<Vec<Attempt>, StoreError> {
         let sql = self
