@@ -671,7 +671,15 @@ impl SubscriptionLoop {
     }
 }
 
-/// Sends the driver's actions, in order, on the live session.
+/// Most ACKNOWLEDGE calls in flight at once. Acknowledgements are independent of each other
+/// (an agent only sends a task's next update after the previous one was acknowledged), so
+/// sending them concurrently is safe, and it is what makes thousands of updates per second
+/// possible over HTTP.
+const MAX_ACKS_IN_FLIGHT: usize = 64;
+
+/// Sends the driver's actions on the live session: acknowledgements concurrently (up to
+/// [`MAX_ACKS_IN_FLIGHT`]), every other call one at a time and in order, after the
+/// acknowledgements sent before it have been answered.
 async fn call_worker(
     client: MesosClient,
     session: watch::Receiver<Option<Session>>,
@@ -679,51 +687,77 @@ async fn call_worker(
     events: mpsc::Sender<Event>,
     material: LaunchMaterial,
 ) {
-    while let Some(action) = actions.recv().await {
-        let current = session.borrow().clone();
-        let failed = |error: String, fatal: bool| Event::ActionFailed {
-            action: action.clone(),
-            error,
-            fatal,
-        };
-        let Some(s) = current else {
-            if matches!(action, Action::Suppress(_) | Action::Revive(_)) {
-                // Carried by the next SUBSCRIBE's suppressed_roles.
-                continue;
-            }
-            let _ = events
-                .send(failed("not subscribed to a Mesos master".into(), false))
-                .await;
-            continue;
-        };
-        let contexts = match &action {
-            Action::Launch { tasks, .. } => {
-                match tasks
-                    .iter()
-                    .map(|t| material.context(t))
-                    .collect::<Result<Vec<_>, _>>()
-                {
-                    Ok(c) => c,
-                    Err(e) => {
-                        let _ = events.send(failed(e.to_string(), true)).await;
-                        continue;
-                    }
+    use futures::stream::{FuturesUnordered, StreamExt};
+    let mut acks = FuturesUnordered::new();
+    loop {
+        tokio::select! {
+            biased;
+            Some(()) = acks.next(), if !acks.is_empty() => {}
+            action = actions.recv(), if acks.len() < MAX_ACKS_IN_FLIGHT => {
+                let Some(action) = action else { break };
+                if matches!(action, Action::Acknowledge { .. }) {
+                    acks.push(perform(&client, &session, &events, &material, action));
+                } else {
+                    while acks.next().await.is_some() {}
+                    perform(&client, &session, &events, &material, action).await;
                 }
             }
-            _ => Vec::new(),
-        };
-        let call = match convert::action_to_call(&s.framework_id, &action, &contexts) {
-            Ok(c) => c,
-            Err(e) => {
-                let _ = events.send(failed(e.to_string(), true)).await;
-                continue;
-            }
-        };
-        if let Err(e) = client.call(&s, &call).await {
-            let fatal = e.disposition(CallKind::Call) == Disposition::Fatal;
-            tracing::warn!(error = %e, fatal, call = ?call.r#type(), "Mesos call failed");
-            let _ = events.send(failed(e.to_string(), fatal)).await;
         }
+    }
+    while acks.next().await.is_some() {}
+}
+
+/// Sends one action as a call; a failure is reported to the driver as `ActionFailed`.
+async fn perform(
+    client: &MesosClient,
+    session: &watch::Receiver<Option<Session>>,
+    events: &mpsc::Sender<Event>,
+    material: &LaunchMaterial,
+    action: Action,
+) {
+    let current = session.borrow().clone();
+    let failed = |error: String, fatal: bool| Event::ActionFailed {
+        action: action.clone(),
+        error,
+        fatal,
+    };
+    let Some(s) = current else {
+        if matches!(action, Action::Suppress(_) | Action::Revive(_)) {
+            // Carried by the next SUBSCRIBE's suppressed_roles.
+            return;
+        }
+        let _ = events
+            .send(failed("not subscribed to a Mesos master".into(), false))
+            .await;
+        return;
+    };
+    let contexts = match &action {
+        Action::Launch { tasks, .. } => {
+            match tasks
+                .iter()
+                .map(|t| material.context(t))
+                .collect::<Result<Vec<_>, _>>()
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    let _ = events.send(failed(e.to_string(), true)).await;
+                    return;
+                }
+            }
+        }
+        _ => Vec::new(),
+    };
+    let call = match convert::action_to_call(&s.framework_id, &action, &contexts) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = events.send(failed(e.to_string(), true)).await;
+            return;
+        }
+    };
+    if let Err(e) = client.call(&s, &call).await {
+        let fatal = e.disposition(CallKind::Call) == Disposition::Fatal;
+        tracing::warn!(error = %e, fatal, call = ?call.r#type(), "Mesos call failed");
+        let _ = events.send(failed(e.to_string(), fatal)).await;
     }
 }
 
