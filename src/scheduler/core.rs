@@ -604,7 +604,14 @@ impl Core {
                 .collect();
             place(inputs, &offers)
         };
-        let mut per_offer: Vec<Vec<LaunchTask>> = vec![Vec::new(); offers.len()];
+        // Sized up front: a LaunchTask is large, regrowing would copy them around.
+        let mut counts = vec![0usize; offers.len()];
+        for p in &plan.placements {
+            counts[p.offer] += 1;
+        }
+        let mut per_offer: Vec<Vec<LaunchTask>> =
+            counts.into_iter().map(Vec::with_capacity).collect();
+        step.changes.reserve(plan.placements.len());
         for p in &plan.placements {
             let ci = live[p.class];
             let class = self.classes[ci].as_mut().expect("live class");
