@@ -30,12 +30,26 @@ fn main() -> ExitCode {
     init_tracing(cli.log_format);
     let code = match run(cli) {
         Ok(code) => code,
+        // A closed pipe (`airflow-mesos list | head`) is not an error.
+        Err(e) if is_broken_pipe(&e) => 0,
         Err(e) => {
             eprintln!("error: {e:#}");
             1
         }
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .map(std::io::Error::kind)
+            .or_else(|| {
+                c.downcast_ref::<serde_json::Error>()
+                    .and_then(serde_json::Error::io_error_kind)
+            })
+            == Some(std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 fn run(cli: Cli) -> anyhow::Result<i32> {

@@ -2,6 +2,7 @@
 
 use crate::cli::KillArgs;
 use crate::config::Config;
+use std::io::Write as _;
 
 pub async fn run(args: KillArgs, cfg: &Config) -> anyhow::Result<i32> {
     let client = super::client(cfg);
@@ -16,7 +17,7 @@ pub async fn run(args: KillArgs, cfg: &Config) -> anyhow::Result<i32> {
                     .unwrap_or("?")
                     .to_string();
                 if !args.out.json {
-                    println!("{id} {state}");
+                    writeln!(std::io::stdout().lock(), "{id} {state}")?;
                 }
                 results.push(serde_json::json!({ "id": id, "state": state }));
             }
@@ -28,10 +29,11 @@ pub async fn run(args: KillArgs, cfg: &Config) -> anyhow::Result<i32> {
         }
     }
     if args.out.json {
-        println!(
+        writeln!(
+            std::io::stdout().lock(),
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({ "results": results }))?
-        );
+        )?;
     }
     Ok(code)
 }

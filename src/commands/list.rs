@@ -3,6 +3,7 @@
 
 use crate::cli::ListArgs;
 use crate::config::Config;
+use std::io::Write as _;
 
 pub async fn run(args: ListArgs, cfg: &Config) -> anyhow::Result<i32> {
     let client = super::client(cfg);
@@ -27,7 +28,7 @@ pub async fn run(args: ListArgs, cfg: &Config) -> anyhow::Result<i32> {
                     &mut out,
                     &serde_json::json!({ "tasks": page.tasks, "cursor": page.cursor }),
                 )?;
-                println!();
+                writeln!(out)?;
             } else {
                 super::print_table(&page.tasks, &mut out)?;
             }

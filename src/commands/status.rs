@@ -2,6 +2,7 @@
 
 use crate::cli::StatusArgs;
 use crate::config::Config;
+use std::io::Write as _;
 
 pub async fn run(args: StatusArgs, cfg: &Config) -> anyhow::Result<i32> {
     let client = super::client(cfg);
@@ -10,7 +11,7 @@ pub async fn run(args: StatusArgs, cfg: &Config) -> anyhow::Result<i32> {
             let mut out = std::io::stdout().lock();
             if args.out.json {
                 serde_json::to_writer_pretty(&mut out, &t)?;
-                println!();
+                writeln!(out)?;
             } else {
                 super::print_task(&t, &mut out)?;
             }

@@ -5,6 +5,7 @@ use crate::cli::SubmitArgs;
 use crate::config::Config;
 use crate::task::{spec::parse_mem_mb, Command, TaskSpec};
 use anyhow::{bail, Context};
+use std::io::Write as _;
 use std::path::Path;
 
 /// Reads a job file: one spec, a list of specs, or `{tasks: [...]}` (YAML or JSON). Errors
@@ -125,13 +126,14 @@ pub async fn run(args: SubmitArgs, cfg: &Config) -> anyhow::Result<i32> {
     };
     if !args.wait {
         if args.out.json {
-            println!(
+            writeln!(
+                std::io::stdout().lock(),
                 "{}",
                 serde_json::to_string_pretty(&serde_json::json!({ "tasks": tasks }))?
-            );
+            )?;
         } else {
             for t in &tasks {
-                println!("{} {}", t.id, t.state);
+                writeln!(std::io::stdout().lock(), "{} {}", t.id, t.state)?;
             }
         }
         return Ok(0);

@@ -8,6 +8,7 @@ use crate::config::Config;
 use crate::task::TaskState;
 use std::collections::HashMap;
 use std::io::IsTerminal;
+use std::io::Write as _;
 use std::time::{Duration, Instant};
 
 pub async fn run(args: WaitArgs, cfg: &Config) -> anyhow::Result<i32> {
@@ -74,10 +75,11 @@ pub async fn wait_for(
         finals.push(client.get(id).await?);
     }
     if json {
-        println!(
+        writeln!(
+            std::io::stdout().lock(),
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({ "tasks": finals }))?
-        );
+        )?;
     } else {
         super::print_table(&finals, &mut std::io::stdout().lock())?;
     }
