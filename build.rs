@@ -8,7 +8,10 @@
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["proto/mesos/v1/mesos.proto", "proto/mesos/v1/scheduler.proto"];
+    let files = [
+        "proto/mesos/v1/mesos.proto",
+        "proto/mesos/v1/scheduler.proto",
+    ];
     for f in files {
         println!("cargo:rerun-if-changed={f}");
     }
