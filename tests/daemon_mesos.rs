@@ -446,3 +446,129 @@ async fn api_stays_responsive_while_ten_thousand_tasks_are_submitted() {
     .await;
     m.shutdown().await;
 }
+
+fn registry_daemon(containerizer: &str) -> Daemon {
+    // `public_url` must point at the daemon itself; the port is only known once chosen, so the
+    // config is written with a placeholder first and the daemon restarted with the real one.
+    let mut d = Daemon::start("backend = docker\ndocker_image_slave = unused\n", None);
+    d.kill9();
+    let port = d.port;
+    d.rewrite_config(&format!(
+        "api_listen = 127.0.0.1:{port}\nbackend = mesos\n{MASTER_LINE}\n\
+             docker_image_slave = reg.example:5000/team/job:1\ncontainerizer = {containerizer}\n\
+             docker_registry = reg.example:5000\ndocker_registry_username = robot\n\
+             docker_registry_password = hunter2-registry\npublic_url = http://127.0.0.1:{port}\n"
+    ));
+    d
+}
+
+const MASTER_LINE: &str = "master = MASTER";
+
+async fn launched_task_info(m: &FakeMaster) -> airflow_mesos::mesos::proto::v1::TaskInfo {
+    m.wait_for("a launch", Duration::from_secs(30), |m| {
+        !m.calls_of(call::Type::Accept).is_empty()
+    })
+    .await;
+    m.calls_of(call::Type::Accept)
+        .into_iter()
+        .flat_map(|c| c.accept.unwrap().operations)
+        .filter_map(|o| o.launch)
+        .flat_map(|l| l.task_infos)
+        .next()
+        .expect("a TaskInfo")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn registry_credentials_reach_the_docker_containerizer_once_through_a_one_time_url() {
+    let m = master().await;
+    m.set_default_task_script(TaskScript::run_until_released());
+    let mut d = registry_daemon("docker");
+    d.replace_in_config("MASTER", &m.host_port());
+    d.spawn();
+    cli_json(&d, &["submit", "--json", "--", "true"]).await;
+    let ti = launched_task_info(&m).await;
+    let debug = format!("{ti:?}");
+    assert!(
+        !debug.contains("hunter2-registry"),
+        "no password in the TaskInfo"
+    );
+    let uri = ti
+        .command
+        .as_ref()
+        .unwrap()
+        .uris
+        .iter()
+        .find(|u| u.value.ends_with("docker.tar.gz"))
+        .expect("a docker.tar.gz URI")
+        .value
+        .clone();
+    assert!(
+        uri.starts_with(&format!("http://127.0.0.1:{}/v1/files/", d.port)),
+        "{uri}"
+    );
+    let first = reqwest::get(&uri).await.unwrap();
+    assert_eq!(first.status(), 200);
+    let bytes = first.bytes().await.unwrap();
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&bytes[..]));
+    let mut config = None;
+    for entry in archive.entries().unwrap() {
+        let mut e = entry.unwrap();
+        if e.path().unwrap().to_string_lossy().trim_start_matches("./") == ".docker/config.json" {
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut e, &mut s).unwrap();
+            config = Some(s);
+        }
+    }
+    let config: Value =
+        serde_json::from_str(&config.expect(".docker/config.json in the archive")).unwrap();
+    use base64::Engine;
+    let auth = config["auths"]["reg.example:5000"]["auth"]
+        .as_str()
+        .unwrap();
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(auth)
+        .unwrap();
+    assert_eq!(decoded, b"robot:hunter2-registry");
+    // Served once: a second fetch and a wrong token get nothing.
+    assert_eq!(reqwest::get(&uri).await.unwrap().status(), 404);
+    let forged = uri.replace("/v1/files/", "/v1/files/0");
+    assert_eq!(reqwest::get(&forged).await.unwrap().status(), 404);
+    assert!(
+        !d.log_text().contains("hunter2-registry"),
+        "no password in the log"
+    );
+    m.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn registry_credentials_reach_the_mesos_containerizer_as_an_image_secret() {
+    let m = master().await;
+    m.set_default_task_script(TaskScript::run_until_released());
+    let mut d = registry_daemon("mesos");
+    d.replace_in_config("MASTER", &m.host_port());
+    d.spawn();
+    cli_json(&d, &["submit", "--json", "--", "true"]).await;
+    let ti = launched_task_info(&m).await;
+    let container = ti.container.as_ref().unwrap();
+    assert!(
+        container.docker.is_none(),
+        "type MESOS carries no DockerInfo"
+    );
+    let image = container.mesos.as_ref().unwrap().image.as_ref().unwrap();
+    let docker = image.docker.as_ref().unwrap();
+    assert_eq!(docker.name, "reg.example:5000/team/job:1");
+    let secret = docker.config.as_ref().expect("Image.Docker.config");
+    let data = &secret.value.as_ref().unwrap().data;
+    let config: Value = serde_json::from_slice(data).unwrap();
+    assert!(
+        config["auths"]["reg.example:5000"]["auth"].is_string(),
+        "{config}"
+    );
+    let env = format!(
+        "{:?}{:?}",
+        ti.command.as_ref().unwrap().environment,
+        ti.labels
+    );
+    assert!(!env.contains("hunter2") && !env.contains("cm9ib3Q6aHVudGVyMi1yZWdpc3RyeQ"));
+    m.shutdown().await;
+}

@@ -64,6 +64,17 @@ impl Daemon {
         d
     }
 
+    /// Replaces the `[mesos]` block (keeps nothing of the old one). Restart to apply.
+    pub fn rewrite_config(&mut self, body: &str) {
+        std::fs::write(self.cfg_path(), format!("[mesos]\n{body}\n")).unwrap();
+    }
+
+    /// Replaces `from` by `to` in the config file. Restart to apply.
+    pub fn replace_in_config(&mut self, from: &str, to: &str) {
+        let text = std::fs::read_to_string(self.cfg_path()).unwrap();
+        std::fs::write(self.cfg_path(), text.replace(from, to)).unwrap();
+    }
+
     pub fn cfg_path(&self) -> PathBuf {
         self.home.path().join("airflow.cfg")
     }
