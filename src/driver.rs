@@ -350,22 +350,7 @@ impl Driver {
         for (index, mut spec) in specs.into_iter().enumerate() {
             spec.normalize(&self.defaults)
                 .map_err(|error| SubmitError::Invalid { index, error })?;
-            records.push(TaskRecord {
-                id: new_task_id(),
-                spec,
-                state: TaskState::Queued,
-                attempts: 0,
-                current_attempt_id: None,
-                agent_id: None,
-                hostname: None,
-                message: None,
-                reason: None,
-                exit_code: None,
-                kill_requested: false,
-                created_at: at,
-                updated_at: at,
-                seq: 0,
-            });
+            records.push(TaskRecord::queued(new_task_id(), spec, at));
         }
         let events = self.store.insert_tasks(&records, at).await?;
         for (r, e) in records.iter_mut().zip(&events) {

@@ -160,22 +160,7 @@ fn rich_spec(n: usize) -> TaskSpec {
 }
 
 fn record(id: &str, spec: TaskSpec) -> TaskRecord {
-    TaskRecord {
-        id: id.into(),
-        spec,
-        state: TaskState::Queued,
-        attempts: 0,
-        current_attempt_id: None,
-        agent_id: None,
-        hostname: None,
-        message: None,
-        reason: None,
-        exit_code: None,
-        kill_requested: false,
-        created_at: 0,
-        updated_at: 0,
-        seq: 0,
-    }
+    TaskRecord::queued(id, spec, 0)
 }
 
 fn change(id: &str, state: TaskState, attempt: u32, at: i64) -> Change {

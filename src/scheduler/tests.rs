@@ -46,22 +46,7 @@ fn record(id: &str) -> TaskRecord {
 }
 
 fn record_with(id: &str, spec: TaskSpec) -> TaskRecord {
-    TaskRecord {
-        id: id.into(),
-        spec,
-        state: TaskState::Queued,
-        attempts: 0,
-        current_attempt_id: None,
-        agent_id: None,
-        hostname: None,
-        message: None,
-        reason: None,
-        exit_code: None,
-        kill_requested: false,
-        created_at: 0,
-        updated_at: 0,
-        seq: 0,
-    }
+    TaskRecord::queued(id, spec, 0)
 }
 
 fn offer(id: &str, agent: &str, cpus: f64, mem: f64) -> Offer {

@@ -63,6 +63,28 @@ pub struct TaskRecord {
     pub seq: i64,
 }
 
+impl TaskRecord {
+    /// A newly submitted task: queued, never launched, stamped `at` (ms since the epoch).
+    pub fn queued(id: impl Into<TaskId>, spec: TaskSpec, at: i64) -> TaskRecord {
+        TaskRecord {
+            id: id.into(),
+            spec,
+            state: TaskState::Queued,
+            attempts: 0,
+            current_attempt_id: None,
+            agent_id: None,
+            hostname: None,
+            message: None,
+            reason: None,
+            exit_code: None,
+            kill_requested: false,
+            created_at: at,
+            updated_at: at,
+            seq: 0,
+        }
+    }
+}
+
 /// One launch attempt of a task.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Attempt {
