@@ -158,6 +158,7 @@ pub async fn run(
     let configured_limits = parts.defaults.max_cpus.is_some() || parts.defaults.max_mem.is_some();
     let mut driver = Driver {
         agent_sizes: Default::default(),
+        outbox: Default::default(),
         configured_limits,
         core: parts.core,
         store: parts.store,
@@ -180,9 +181,23 @@ pub async fn run(
                 None => std::future::pending().await,
             }
         };
+        let sender = driver.actions.clone();
+        let waiting = !driver.outbox.is_empty();
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
+            // Actions go out as the backend takes them, while events keep being handled:
+            // blocking on a full action channel while the backend blocks on a full event
+            // channel would deadlock the two.
+            permit = sender.reserve(), if waiting => match permit {
+                Ok(permit) => {
+                    if let Some(a) = driver.outbox.pop_front() {
+                        permit.send(a);
+                    }
+                    driver.flush()?;
+                }
+                Err(_) => return Err(DriverError::BackendGone),
+            },
             n = events.recv_many(&mut batch, MAX_BATCH) => {
                 if n == 0 {
                     if shutdown.is_cancelled() { break; }
@@ -208,6 +223,8 @@ struct Driver {
     core: Core,
     store: Store,
     actions: mpsc::Sender<Action>,
+    /// Committed actions not yet taken by the backend, in order.
+    outbox: std::collections::VecDeque<Action>,
     defaults: SpecDefaults,
     framework_name: String,
     metrics: Arc<Metrics>,
@@ -367,7 +384,7 @@ impl Driver {
         Ok(records)
     }
 
-    /// Commits the step's changes, then sends its actions.
+    /// Commits the step's changes, then queues its actions for the backend, in order.
     async fn apply(&mut self, step: Step) -> Result<(), DriverError> {
         if !step.changes.is_empty() {
             let events = self.store.commit(&step.changes).await?;
@@ -393,8 +410,23 @@ impl Driver {
                 }
                 _ => {}
             }
-            if self.actions.send(action).await.is_err() {
-                return Err(DriverError::BackendGone);
+            self.outbox.push_back(action);
+        }
+        self.flush()
+    }
+
+    /// Hands queued actions to the backend as far as its channel has room; the rest wait in
+    /// the outbox for the main loop.
+    fn flush(&mut self) -> Result<(), DriverError> {
+        use tokio::sync::mpsc::error::TrySendError;
+        while let Some(a) = self.outbox.pop_front() {
+            match self.actions.try_send(a) {
+                Ok(()) => {}
+                Err(TrySendError::Full(a)) => {
+                    self.outbox.push_front(a);
+                    break;
+                }
+                Err(TrySendError::Closed(_)) => return Err(DriverError::BackendGone),
             }
         }
         Ok(())

@@ -45,6 +45,9 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/files/read", get(files_read))
         .route("/files/read.json", get(files_read))
         .route("/slave(1)/state", get(agent_state))
+        // A real master buffers whole request bodies (an ACCEPT of thousands of tasks is
+        // several MB); axum's 2 MB default would refuse what a master takes.
+        .layer(axum::extract::DefaultBodyLimit::max(256 * 1024 * 1024))
         .with_state(shared)
 }
 
