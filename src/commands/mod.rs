@@ -68,7 +68,11 @@ pub fn print_task(t: &TaskView, out: &mut dyn std::io::Write) -> std::io::Result
     writeln!(out, "attempts:      {}", t.attempts)?;
     writeln!(out, "backend task:  {}", opt(&t.backend_task_id))?;
     writeln!(out, "agent:         {}", opt(&t.hostname))?;
-    let image = t.spec.image.as_deref().unwrap_or("(default: [mesos] docker_image_slave)");
+    let image = t
+        .spec
+        .image
+        .as_deref()
+        .unwrap_or("(default: [mesos] docker_image_slave)");
     writeln!(out, "image:         {image}")?;
     if let Some(c) = &t.spec.command {
         writeln!(out, "command:       {}", c.display())?;
