@@ -164,6 +164,26 @@ pub enum ClientError {
 }
 
 impl ClientError {
+    /// The error for an HTTP `status` answered by `endpoint` with body `message`.
+    pub fn from_status(status: u16, endpoint: String, message: String) -> ClientError {
+        match status {
+            400 => ClientError::BadRequest { endpoint, message },
+            401 => ClientError::Unauthorized { endpoint, message },
+            403 => ClientError::Forbidden { endpoint, message },
+            404 => ClientError::NotFound { endpoint, message },
+            405 => ClientError::MethodNotAllowed { endpoint, message },
+            406 => ClientError::NotAcceptable { endpoint, message },
+            409 => ClientError::Conflict { endpoint, message },
+            415 => ClientError::UnsupportedMediaType { endpoint, message },
+            503 => ClientError::Unavailable { endpoint, message },
+            _ => ClientError::UnexpectedStatus {
+                endpoint,
+                status,
+                message,
+            },
+        }
+    }
+
     /// The HTTP status the master answered, if it answered.
     pub fn status(&self) -> Option<u16> {
         Some(match self {
@@ -467,22 +487,7 @@ impl MesosClient {
         };
         let _ = tokio::time::timeout(self.cfg.call_timeout, read).await;
         let message = String::from_utf8_lossy(&body).trim().to_string();
-        match status {
-            400 => ClientError::BadRequest { endpoint, message },
-            401 => ClientError::Unauthorized { endpoint, message },
-            403 => ClientError::Forbidden { endpoint, message },
-            404 => ClientError::NotFound { endpoint, message },
-            405 => ClientError::MethodNotAllowed { endpoint, message },
-            406 => ClientError::NotAcceptable { endpoint, message },
-            409 => ClientError::Conflict { endpoint, message },
-            415 => ClientError::UnsupportedMediaType { endpoint, message },
-            503 => ClientError::Unavailable { endpoint, message },
-            _ => ClientError::UnexpectedStatus {
-                endpoint,
-                status,
-                message,
-            },
-        }
+        ClientError::from_status(status, endpoint, message)
     }
 
     /// SUBSCRIBE at one master (following redirects to the leader).
@@ -580,26 +585,11 @@ mod tests {
     use prost::Message;
 
     fn err(status: u16) -> ClientError {
-        let (endpoint, message) = (
+        ClientError::from_status(
+            status,
             "http://m:5050/api/v1/scheduler".to_string(),
             "why".to_string(),
-        );
-        match status {
-            400 => ClientError::BadRequest { endpoint, message },
-            401 => ClientError::Unauthorized { endpoint, message },
-            403 => ClientError::Forbidden { endpoint, message },
-            404 => ClientError::NotFound { endpoint, message },
-            405 => ClientError::MethodNotAllowed { endpoint, message },
-            406 => ClientError::NotAcceptable { endpoint, message },
-            409 => ClientError::Conflict { endpoint, message },
-            415 => ClientError::UnsupportedMediaType { endpoint, message },
-            503 => ClientError::Unavailable { endpoint, message },
-            s => ClientError::UnexpectedStatus {
-                endpoint,
-                status: s,
-                message,
-            },
-        }
+        )
     }
 
     #[test]
