@@ -326,21 +326,22 @@ impl Driver {
 
     async fn handle_request(&mut self, req: Request) -> Result<(), DriverError> {
         match req {
-            Request::Submit { specs, reply } => {
-                let result = self.submit(specs).await;
-                let (result, fatal) = match result {
-                    Err(SubmitError::Store(e)) => {
-                        // The store failed: tell the client, and stop (state is unknown).
-                        let msg = e.to_string();
-                        (Err(SubmitError::Store(e)), Some(msg))
-                    }
-                    other => (other, None),
-                };
-                let _ = reply.send(result);
-                if let Some(msg) = fatal {
-                    tracing::error!(error = %msg, "store failed during submission");
+            Request::Submit { specs, reply } => match self.store_submission(specs).await {
+                Ok(records) => {
+                    // Stored as queued: the client may know them now. What the core makes of
+                    // them must be committed too; if that fails the driver stops, and the next
+                    // start finds the tasks queued in the store.
+                    let _ = reply.send(Ok(records.clone()));
+                    let step = self.core.submit(records, now());
+                    self.apply(step).await?;
                 }
-            }
+                Err(e) => {
+                    if let SubmitError::Store(s) = &e {
+                        tracing::error!(error = %s, "could not store a submission");
+                    }
+                    let _ = reply.send(Err(e));
+                }
+            },
             Request::Kill { id, reply } => match self.core.kill(&id, now()) {
                 Ok(step) => {
                     self.apply(step).await?;
@@ -355,7 +356,11 @@ impl Driver {
         Ok(())
     }
 
-    async fn submit(&mut self, specs: Vec<TaskSpec>) -> Result<Vec<TaskRecord>, SubmitError> {
+    /// Checks and stores a submission (all of it or nothing), as queued tasks.
+    async fn store_submission(
+        &mut self,
+        specs: Vec<TaskSpec>,
+    ) -> Result<Vec<TaskRecord>, SubmitError> {
         if specs.is_empty() {
             return Err(SubmitError::Empty);
         }
@@ -376,11 +381,6 @@ impl Driver {
         if let Some(last) = events.last() {
             self.metrics.last_seq.fetch_max(last.seq, Ordering::Relaxed);
         }
-        let step = self.core.submit(records.clone(), now());
-        self.apply(step).await.map_err(|e| match e {
-            DriverError::Store(s) => SubmitError::Store(s),
-            DriverError::BackendGone => SubmitError::ShuttingDown,
-        })?;
         Ok(records)
     }
 

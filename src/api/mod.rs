@@ -251,7 +251,6 @@ async fn submit(State(st): State<AppState>, body: Bytes) -> Result<Response, Api
     match st.driver.submit(specs).await {
         Ok(records) => {
             let views: Vec<TaskView> = records.iter().map(TaskView::from).collect();
-            let _ = single;
             Ok((StatusCode::CREATED, Json(json!({ "tasks": views }))).into_response())
         }
         Err(SubmitError::Invalid { index, error }) => {
