@@ -477,22 +477,19 @@ async fn api_stays_responsive_while_ten_thousand_tasks_are_submitted() {
     m.shutdown().await;
 }
 
-fn registry_daemon(containerizer: &str) -> Daemon {
-    // `public_url` must point at the daemon itself; the port is only known once chosen, so the
-    // config is written with a placeholder first and the daemon restarted with the real one.
-    let mut d = Daemon::start("backend = docker\ndocker_image_slave = unused\n", None);
-    d.kill9();
-    let port = d.port;
-    d.rewrite_config(&format!(
-        "api_listen = 127.0.0.1:{port}\nbackend = mesos\n{MASTER_LINE}\n\
+/// A daemon whose `public_url` (where agents fetch one-time files) is its own API.
+fn registry_daemon(master: &FakeMaster, containerizer: &str) -> Daemon {
+    Daemon::start(
+        &format!(
+            "backend = mesos\nmaster = {}\n\
              docker_image_slave = reg.example:5000/team/job:1\ncontainerizer = {containerizer}\n\
              docker_registry = reg.example:5000\ndocker_registry_username = robot\n\
-             docker_registry_password = hunter2-registry\npublic_url = http://127.0.0.1:{port}\n"
-    ));
-    d
+             docker_registry_password = hunter2-registry\npublic_url = http://127.0.0.1:{{api_port}}\n",
+            master.host_port()
+        ),
+        None,
+    )
 }
-
-const MASTER_LINE: &str = "master = MASTER";
 
 async fn launched_task_info(m: &FakeMaster) -> airflow_mesos::mesos::proto::v1::TaskInfo {
     m.wait_for("a launch", Duration::from_secs(30), |m| {
@@ -512,9 +509,7 @@ async fn launched_task_info(m: &FakeMaster) -> airflow_mesos::mesos::proto::v1::
 async fn registry_credentials_reach_the_docker_containerizer_once_through_a_one_time_url() {
     let m = master().await;
     m.set_default_task_script(TaskScript::run_until_released());
-    let mut d = registry_daemon("docker");
-    d.replace_in_config("MASTER", &m.host_port());
-    d.spawn();
+    let d = registry_daemon(&m, "docker");
     cli_json(&d, &["submit", "--json", "--", "true"]).await;
     let ti = launched_task_info(&m).await;
     let debug = format!("{ti:?}");
@@ -574,9 +569,7 @@ async fn registry_credentials_reach_the_docker_containerizer_once_through_a_one_
 async fn registry_credentials_reach_the_mesos_containerizer_as_an_image_secret() {
     let m = master().await;
     m.set_default_task_script(TaskScript::run_until_released());
-    let mut d = registry_daemon("mesos");
-    d.replace_in_config("MASTER", &m.host_port());
-    d.spawn();
+    let d = registry_daemon(&m, "mesos");
     cli_json(&d, &["submit", "--json", "--", "true"]).await;
     let ti = launched_task_info(&m).await;
     let container = ti.container.as_ref().unwrap();

@@ -42,11 +42,12 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// Writes `airflow.cfg` with `extra` lines in `[mesos]` (plus `api_listen`) and starts the
-    /// daemon, waiting until `/healthz` answers.
+    /// Writes `airflow.cfg` with `extra` lines in `[mesos]` (plus `api_listen`; `{api_port}` in
+    /// `extra` becomes the daemon's port) and starts the daemon, waiting until it listens.
     pub fn start(extra: &str, token: Option<&str>) -> Daemon {
         let home = tempfile::tempdir().expect("tempdir");
         let port = free_port();
+        let extra = extra.replace("{api_port}", &port.to_string());
         let mut cfg = format!("[mesos]\napi_listen = 127.0.0.1:{port}\n{extra}\n");
         if let Some(t) = token {
             cfg.push_str(&format!("api_token = {t}\n"));
@@ -62,17 +63,6 @@ impl Daemon {
         };
         d.spawn();
         d
-    }
-
-    /// Replaces the `[mesos]` block (keeps nothing of the old one). Restart to apply.
-    pub fn rewrite_config(&mut self, body: &str) {
-        std::fs::write(self.cfg_path(), format!("[mesos]\n{body}\n")).unwrap();
-    }
-
-    /// Replaces `from` by `to` in the config file. Restart to apply.
-    pub fn replace_in_config(&mut self, from: &str, to: &str) {
-        let text = std::fs::read_to_string(self.cfg_path()).unwrap();
-        std::fs::write(self.cfg_path(), text.replace(from, to)).unwrap();
     }
 
     pub fn cfg_path(&self) -> PathBuf {
