@@ -263,3 +263,54 @@ async fn missing_image_fails_clearly_instead_of_hanging() {
         "message names the image: {msg}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_daemons_on_one_engine_keep_to_their_own_containers() {
+    let Some(mut a) = daemon(None) else { return };
+    let v = a.cli_json(&["submit", "--json", "--shell", "echo mine; sleep 6"]);
+    let id = ids(&v).remove(0);
+    eventually(40, "running", || {
+        (state(&a, &id) == "running").then_some(())
+    });
+    // A is killed with its container running; B starts on the same engine, with its own
+    // AIRFLOW_HOME and state store, and runs a task of its own to the end (so its backend has
+    // long since looked for containers to adopt).
+    a.kill9();
+    let Some(b) = daemon(None) else { return };
+    let out = b.cli(&["submit", "--wait", "--timeout", "60", "--", "true"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let listed = b.cli_json(&["list", "--json"]);
+    assert_eq!(
+        listed["tasks"].as_array().map(Vec::len),
+        Some(1),
+        "B knows only its own task: {listed}"
+    );
+    // A's container ends while A is down; B must not have taken it over (B would remove it
+    // once its exit is acknowledged).
+    let docker_ps = |filter: &str| {
+        let out = std::process::Command::new("docker")
+            .args(["ps", "-a", "-q", "--filter"])
+            .arg(format!("label=airflow-mesos.task-id={id}"))
+            .args(["--filter", filter])
+            .output()
+            .expect("docker ps");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    eventually(30, "A's container exited", || {
+        (!docker_ps("status=exited").is_empty()).then_some(())
+    });
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert!(
+        !docker_ps("status=exited").is_empty(),
+        "A's exited container is still there for A to adopt"
+    );
+    // A comes back and finds its task where it left it: launched once, output once.
+    a.spawn();
+    eventually(60, "succeeded", || {
+        (state(&a, &id) == "succeeded").then_some(())
+    });
+    let t = a.cli_json(&["status", &id, "--json"]);
+    assert_eq!(t["attempts"], 1, "adopted, not relaunched: {t}");
+    let out = a.cli(&["logs", &id]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "mine\n");
+}

@@ -60,7 +60,8 @@ pub async fn run(args: SchedulerArgs, cfg: &Config) -> anyhow::Result<i32> {
             )
         }
         Backend::Docker => {
-            let lcfg = crate::docker::local::LocalBackendConfig::from_config(cfg);
+            let mut lcfg = crate::docker::local::LocalBackendConfig::from_config(cfg);
+            lcfg.framework_id = Some(local_framework_id(&store, &cfg.framework_name).await?);
             tracing::info!(sandboxes = %cfg.sandbox_dir.display(), "starting the local Docker backend");
             (
                 crate::docker::local::spawn(lcfg, shutdown.child_token()),
@@ -80,7 +81,10 @@ pub async fn run(args: SchedulerArgs, cfg: &Config) -> anyhow::Result<i32> {
         store: store.clone(),
         backend,
         defaults: spec_defaults(cfg),
-        framework_name: cfg.framework_name.clone(),
+        framework_name: match cfg.backend {
+            Backend::Mesos => cfg.framework_name.clone(),
+            Backend::Docker => local_framework_key(&cfg.framework_name),
+        },
         shutdown: shutdown.clone(),
     };
     let metrics = handle.metrics.clone();
@@ -138,6 +142,29 @@ pub async fn run(args: SchedulerArgs, cfg: &Config) -> anyhow::Result<i32> {
             Err(e.into())
         }
     }
+}
+
+/// The key under which the local backend's framework id is stored (apart from the Mesos
+/// framework id of the same name, so that switching backends loses neither).
+fn local_framework_key(framework_name: &str) -> String {
+    format!("{framework_name} (local docker)")
+}
+
+/// The local backend's framework id: made once per state store and kept there. Containers
+/// are labelled with it and a start adopts only its own, so two daemons on one engine (two
+/// `AIRFLOW_HOME`s, or a test suite) never take over each other's tasks.
+async fn local_framework_id(store: &Store, framework_name: &str) -> anyhow::Result<String> {
+    let key = local_framework_key(framework_name);
+    if let Some(id) = store.framework_id(&key).await? {
+        return Ok(id);
+    }
+    let id = format!(
+        "local-{}-{}",
+        crate::docker::local::hostname(),
+        uuid::Uuid::new_v4().simple()
+    );
+    store.set_framework_id(&key, &id).await?;
+    Ok(id)
 }
 
 fn mesos_backend(

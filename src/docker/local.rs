@@ -84,7 +84,8 @@ pub const DEFAULT_PORTS: (u64, u64) = (31000, 32000);
 /// Settings of the local backend.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LocalBackendConfig {
-    /// Reported in `Subscribed`; `local-<hostname>` when unset.
+    /// Reported in `Subscribed` and put on every container; `local-<hostname>` when unset. The
+    /// daemon sets one made once per state store, so that only its own containers are adopted.
     pub framework_id: Option<String>,
     /// This machine's name (offers, agent id, default framework id).
     pub hostname: String,
