@@ -30,8 +30,9 @@
 //!   stalls the agent's stream). Updates without uuid never are.
 //! * **Offers** are used at once and never held: each used offer gets one LAUNCH (the master
 //!   declines the rest with the same filter), the others one DECLINE with
-//!   `offer_refuse_seconds`. SUPPRESS once nothing is queued; REVIVE when work arrives (at most
-//!   once per `revive_interval`; a pending REVIVE is sent by `tick`), and at once after a
+//!   `offer_refuse_seconds`. SUPPRESS once nothing is queued; REVIVE when work arrives: at
+//!   once if SUPPRESS was sent since the last REVIVE (no offer comes otherwise), else at most
+//!   once per `revive_interval` (a pending REVIVE is sent by `tick`); and at once after a
 //!   (re-)subscribe when work is queued.
 //! * **Reconciliation.** After every SUBSCRIBED: explicit RECONCILE of every live attempt,
 //!   repeated for the unanswered ones with truncated exponential backoff (one round at a
@@ -1083,9 +1084,13 @@ impl Core {
                 self.suppress_retry_at = None;
             }
         } else if self.revive_wanted || self.suppressed {
-            let due = self
-                .last_revive
-                .is_none_or(|t| now.instant >= t + self.cfg.revive_interval);
+            // A suppressed framework gets no offer at all until it revives, so that REVIVE
+            // goes out at once; the interval only spaces the REVIVEs that clear decline
+            // filters while offers still come.
+            let due = self.suppressed
+                || self
+                    .last_revive
+                    .is_none_or(|t| now.instant >= t + self.cfg.revive_interval);
             if due {
                 step.actions.push(Action::Revive(Vec::new()));
                 self.last_revive = Some(now.instant);

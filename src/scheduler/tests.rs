@@ -692,20 +692,26 @@ fn suppress_and_revive_are_rate_limited_on_a_fake_clock() {
         clock.advance(1.0),
     );
     assert!(has(&s, |a| *a == Action::Suppress(vec![])));
-    // More work 1 s later: the revive waits for the 5 s rate limit.
+    // More work 1 s later: suppressed, so nothing would come without a REVIVE: at once.
     let s = core.submit(vec![record("t-2")], clock.advance(1.0));
+    assert_eq!(s.actions, vec![Action::Revive(vec![])]);
+    // Still more 1 s later, not suppressed: this REVIVE (which only clears decline filters)
+    // waits for the 5 s rate limit.
+    let s = core.submit(vec![record("t-3")], clock.advance(1.0));
     assert!(s.actions.is_empty(), "{:?}", s.actions);
     assert_eq!(
         core.next_deadline(),
-        Some(clock.now().instant + Duration::from_secs(3))
+        Some(clock.now().instant + Duration::from_secs(4))
     );
-    assert!(core.tick(clock.advance(2.0)).actions.is_empty());
+    assert!(core.tick(clock.advance(3.0)).actions.is_empty());
     let s = core.tick(clock.advance(1.0));
     assert_eq!(s.actions, vec![Action::Revive(vec![])]);
     // Nothing more to do until the offers come.
     assert!(core.tick(clock.advance(10.0)).actions.is_empty());
-    // Suppress is sent once and remembered.
+    // Suppress is sent once, when the queue runs empty, and remembered.
     let s = core.kill("t-2", clock.now()).unwrap();
+    assert!(s.actions.is_empty(), "t-3 is still queued: {:?}", s.actions);
+    let s = core.kill("t-3", clock.now()).unwrap();
     assert_eq!(s.actions, vec![Action::Suppress(vec![])]);
     let s = core.kill("t-1", clock.now()).unwrap();
     assert!(
