@@ -694,7 +694,9 @@ impl Store {
         ids.sort_unstable();
         ids.dedup();
         on_pool!(self, |p| {
+            let t0 = std::time::Instant::now();
             let mut tx = p.begin_write().await.map_err(StoreError::query(op))?;
+            let t_begin = t0.elapsed();
             let mut heads = Vec::with_capacity(ids.len());
             for r in chunks(&vec![0; ids.len()], d.max_params().min(5000), usize::MAX) {
                 let sql = d
@@ -710,11 +712,13 @@ impl Store {
                 let rows = q.fetch_all(&mut *tx).await.map_err(StoreError::query(op))?;
                 heads.extend(collect::<_, TaskHead>(rows)?);
             }
+            let t_heads = t0.elapsed();
             let max: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM task_events")
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(StoreError::query(op))?;
             let plan = plan_commit(heads, changes, max.unwrap_or(0) + 1)?;
+            let t_read = t0.elapsed();
 
             let sizes: Vec<usize> = plan.tasks.iter().map(TaskHead::size).collect();
             let per_chunk = d.max_params() / TASK_UPDATE_COLS.len();
@@ -773,8 +777,20 @@ impl Store {
                 q.execute(&mut *tx).await.map_err(StoreError::query(op))?;
             }
 
+            let t_rows = t0.elapsed();
             insert_events!(d, tx, &plan.events, op);
+            let t_events = t0.elapsed();
             tx.commit().await.map_err(StoreError::query(op))?;
+            tracing::trace!(
+                changes = changes.len(),
+                begin_us = t_begin.as_micros() as u64,
+                heads_us = (t_heads - t_begin).as_micros() as u64,
+                read_us = t_read.as_micros() as u64,
+                rows_us = (t_rows - t_read).as_micros() as u64,
+                events_us = (t_events - t_rows).as_micros() as u64,
+                commit_us = (t0.elapsed() - t_events).as_micros() as u64,
+                "commit"
+            );
             Ok(plan.events)
         })
     }

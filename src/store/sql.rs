@@ -141,23 +141,40 @@ pub(crate) fn values_list(rows: usize, cols: usize) -> String {
     vec![one; rows].join(", ")
 }
 
-/// Splits `0..sizes.len()` into consecutive ranges of at most `max_rows` rows whose summed
-/// `sizes` stay under `max_bytes` (a row bigger than that gets a range of its own).
+/// Most rows in one multi-row statement.
+pub(crate) const MAX_ROWS_PER_STATEMENT: usize = 256;
+
+/// Splits `0..sizes.len()` into consecutive ranges of at most `max_rows` rows (and at most
+/// [`MAX_ROWS_PER_STATEMENT`]) whose summed `sizes` stay under `max_bytes` (a row bigger than
+/// that gets a range of its own). Every range holds a power of two of rows, so that a batch of
+/// any size is written with a handful of distinct statements, which the connection's statement
+/// cache keeps prepared (parsing a statement of thousands of placeholders anew for every
+/// commit cost more than running it).
 pub(crate) fn chunks(sizes: &[usize], max_rows: usize, max_bytes: usize) -> Vec<Range<usize>> {
-    let max_rows = max_rows.max(1);
+    let max_rows = max_rows.clamp(1, MAX_ROWS_PER_STATEMENT);
+    let max_rows = 1 << max_rows.ilog2();
     let mut out = Vec::new();
+    let mut push = |r: Range<usize>| {
+        // Largest powers of two first: 7 rows go as 4 + 2 + 1.
+        let mut start = r.start;
+        while start < r.end {
+            let n = 1 << (r.end - start).ilog2();
+            out.push(start..start + n);
+            start += n;
+        }
+    };
     let mut start = 0;
     let mut bytes = 0;
     for (i, &size) in sizes.iter().enumerate() {
         if i > start && (i - start == max_rows || bytes + size > max_bytes) {
-            out.push(start..i);
+            push(start..i);
             start = i;
             bytes = 0;
         }
         bytes += size;
     }
     if start < sizes.len() {
-        out.push(start..sizes.len());
+        push(start..sizes.len());
     }
     out
 }
@@ -209,5 +226,14 @@ mod tests {
         assert!(chunks(&[], 3, 10).is_empty());
         let all: usize = chunks(&[3; 1000], 7, 20).iter().map(|r| r.len()).sum();
         assert_eq!(all, 1000, "every row lands in exactly one chunk");
+        // Power-of-two sizes only, largest first, capped.
+        assert_eq!(chunks(&[1; 7], 100, 1000), vec![0..4, 4..6, 6..7]);
+        assert_eq!(chunks(&[1; 6], 3, 1000), vec![0..2, 2..4, 4..6]);
+        let big = chunks(&[1; 1000], usize::MAX, usize::MAX);
+        assert!(big
+            .iter()
+            .all(|r| r.len().is_power_of_two() && r.len() <= MAX_ROWS_PER_STATEMENT));
+        assert_eq!(big.iter().map(|r| r.len()).sum::<usize>(), 1000);
+        assert_eq!(big.last(), Some(&(992..1000)));
     }
 }
