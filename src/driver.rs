@@ -183,8 +183,9 @@ pub async fn run(
         };
         let sender = driver.actions.clone();
         let waiting = !driver.outbox.is_empty();
+        // Not biased: a steady stream of status updates must not starve submissions (nor
+        // the reverse); the branches that are ready are taken in random order.
         tokio::select! {
-            biased;
             _ = shutdown.cancelled() => break,
             // Actions go out as the backend takes them, while events keep being handled:
             // blocking on a full action channel while the backend blocks on a full event
@@ -239,6 +240,7 @@ impl Driver {
         let mut total = Step::default();
         let mut offers_seen = false;
         let started = Instant::now();
+        let n_events = events.len();
         for ev in events {
             match &ev {
                 Event::Subscribed {
@@ -292,7 +294,18 @@ impl Driver {
                 .fetch_add(us, Ordering::Relaxed);
             self.metrics.matching_rounds.fetch_add(1, Ordering::Relaxed);
         }
-        self.apply(total).await
+        let handled = started.elapsed();
+        let (changes, actions) = (total.changes.len(), total.actions.len());
+        self.apply(total).await?;
+        tracing::debug!(
+            events = n_events,
+            changes,
+            actions,
+            handle_us = handled.as_micros() as u64,
+            commit_us = (started.elapsed() - handled).as_micros() as u64,
+            "batch"
+        );
+        Ok(())
     }
 
     /// Remembers the largest cpus/mem each agent has offered, so that a spec asking for more

@@ -31,7 +31,7 @@ use crate::scheduler::types::{Action, BackendChannels, Event, LaunchTask};
 use crate::task::Containerizer;
 use bytes::Bytes;
 use futures::future::{BoxFuture, Fuse, FusedFuture, FutureExt};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
@@ -675,11 +675,16 @@ impl SubscriptionLoop {
 /// (an agent only sends a task's next update after the previous one was acknowledged), so
 /// sending them concurrently is safe, and it is what makes thousands of updates per second
 /// possible over HTTP.
-const MAX_ACKS_IN_FLIGHT: usize = 64;
+const MAX_ACKS_IN_FLIGHT: usize = 128;
 
-/// Sends the driver's actions on the live session: acknowledgements concurrently (up to
-/// [`MAX_ACKS_IN_FLIGHT`]), every other call one at a time and in order, after the
-/// acknowledgements sent before it have been answered.
+/// Most other calls taken from the driver and waiting for their turn.
+const MAX_CALLS_WAITING: usize = 1024;
+
+/// Sends the driver's actions on the live session, in two lanes that never wait for each
+/// other: acknowledgements concurrently (up to [`MAX_ACKS_IN_FLIGHT`]), every other call one
+/// at a time and in the driver's order. No other call depends on an acknowledgement (a master
+/// handles ACKNOWLEDGE for the agent's status update manager alone), so an offer's DECLINE or a
+/// LAUNCH does not hold the acknowledgements back, nor they it.
 async fn call_worker(
     client: MesosClient,
     session: watch::Receiver<Option<Session>>,
@@ -687,24 +692,38 @@ async fn call_worker(
     events: mpsc::Sender<Event>,
     material: LaunchMaterial,
 ) {
+    use futures::future::OptionFuture;
     use futures::stream::{FuturesUnordered, StreamExt};
     let mut acks = FuturesUnordered::new();
+    let mut calls: VecDeque<Action> = VecDeque::new();
+    let mut current: Option<BoxFuture<'_, ()>> = None;
+    let (client, session, events, material) = (&client, &session, &events, &material);
+    let mut open = true;
     loop {
+        if current.is_none() {
+            current = calls
+                .pop_front()
+                .map(|a| perform(client, session, events, material, a).boxed());
+        }
+        if !open && current.is_none() && acks.is_empty() {
+            break;
+        }
+        let room = acks.len() < MAX_ACKS_IN_FLIGHT && calls.len() < MAX_CALLS_WAITING;
         tokio::select! {
             biased;
             Some(()) = acks.next(), if !acks.is_empty() => {}
-            action = actions.recv(), if acks.len() < MAX_ACKS_IN_FLIGHT => {
-                let Some(action) = action else { break };
-                if matches!(action, Action::Acknowledge { .. }) {
-                    acks.push(perform(&client, &session, &events, &material, action));
-                } else {
-                    while acks.next().await.is_some() {}
-                    perform(&client, &session, &events, &material, action).await;
-                }
+            Some(()) = OptionFuture::from(current.as_mut()), if current.is_some() => {
+                current = None;
             }
+            action = actions.recv(), if open && room => match action {
+                Some(a @ Action::Acknowledge { .. }) => {
+                    acks.push(perform(client, session, events, material, a));
+                }
+                Some(a) => calls.push_back(a),
+                None => open = false,
+            },
         }
     }
-    while acks.next().await.is_some() {}
 }
 
 /// Sends one action as a call; a failure is reported to the driver as `ActionFailed`.
