@@ -308,7 +308,15 @@ impl Daemon {
             master = master.host_port(),
         );
         std::fs::write(&cfg, text).with_context(|| format!("writing {}", cfg.display()))?;
-        let log = dir.join("daemon.log");
+        // AM_BENCH_KEEP_LOGS=1 keeps the daemon's log in target/ (with AM_BENCH_DAEMON_LOG).
+        let log = if std::env::var("AM_BENCH_KEEP_LOGS").ok().as_deref() == Some("1") {
+            s.repo.join("target").join(format!(
+                "bench-daemon-{}.log",
+                dir.file_name().unwrap_or_default().to_string_lossy()
+            ))
+        } else {
+            dir.join("daemon.log")
+        };
         let log_file = std::fs::File::create(&log)?;
         let before: HashSet<String> = master.framework_ids().into_iter().collect();
         let child = Command::new(&s.daemon)
@@ -316,7 +324,7 @@ impl Daemon {
             .env("AIRFLOW_CONFIG", &cfg)
             .env("AIRFLOW_HOME", dir)
             .env(
-                "RUST_LOG",
+                "AIRFLOW_MESOS_LOG",
                 std::env::var("AM_BENCH_DAEMON_LOG").unwrap_or_else(|_| "warn".into()),
             )
             .stdin(Stdio::null())
@@ -832,8 +840,12 @@ impl Profiler {
             return None;
         }
         let data = s.repo.join("target").join(format!("perf-e2e-{label}.data"));
+        // AM_BENCH_PERF_ARGS: more `perf record` options, e.g. `--call-graph dwarf`.
+        let extra = std::env::var("AM_BENCH_PERF_ARGS").unwrap_or_default();
         match Command::new("perf")
-            .args(["record", "-q", "-F", "499", "-p", &pid.to_string(), "-o"])
+            .args(["record", "-q", "-F", "499", "-p", &pid.to_string()])
+            .args(extra.split_whitespace())
+            .arg("-o")
             .arg(&data)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
