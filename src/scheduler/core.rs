@@ -130,9 +130,10 @@ pub struct TaskView {
     pub attempt: u32,
     /// Backend task id of the latest attempt.
     pub backend_task_id: Option<String>,
-    pub agent_id: Option<String>,
-    pub hostname: Option<String>,
-    pub agent_url: Option<String>,
+    /// Agent id, hostname and agent URL are shared by every task on the agent (interned).
+    pub agent_id: Option<Arc<str>>,
+    pub hostname: Option<Arc<str>>,
+    pub agent_url: Option<Arc<str>>,
     /// The latest attempt was seen on an agent (some STAGING..KILLING update came): it is
     /// never relaunched blindly.
     pub started: bool,
@@ -145,7 +146,7 @@ pub struct TaskView {
     pub seq: u64,
     /// Resolved demand and command; `None` when the spec can no longer be launched (then a
     /// relaunch fails the task).
-    prepared: Option<Prepared>,
+    prepared: Option<Box<Prepared>>,
     class: Option<usize>,
     kill_at: Option<Instant>,
     /// When the latest attempt was launched in this process (`None` after a restore).
@@ -204,6 +205,7 @@ struct Recon {
 pub struct Core {
     cfg: CoreConfig,
     tasks: HashMap<String, TaskView>,
+    agents: Interner,
     /// Terminal tasks remembered (bounded by `remember_terminal`), oldest first in `order`.
     terminal: HashMap<String, TaskState>,
     terminal_order: VecDeque<String>,
@@ -250,6 +252,7 @@ impl Core {
         Core {
             cfg,
             tasks: HashMap::new(),
+            agents: Interner::default(),
             terminal: HashMap::new(),
             terminal_order: VecDeque::new(),
             classes: Vec::new(),
@@ -331,9 +334,9 @@ impl Core {
                 .as_ref()
                 .map_or(rec.attempts, |a| a.attempt.max(rec.attempts)),
             backend_task_id,
-            agent_id,
-            hostname,
-            agent_url,
+            agent_id: self.agents.intern(agent_id),
+            hostname: self.agents.intern(hostname),
+            agent_url: self.agents.intern(agent_url),
             started: rec.state != TaskState::Launching,
             kill_requested: rec.kill_requested,
             last_backend_state: None,
@@ -349,7 +352,7 @@ impl Core {
         if rec.state == TaskState::Queued {
             match prepared {
                 Ok(p) => {
-                    view.prepared = Some(p);
+                    view.prepared = Some(Box::new(p));
                     self.counts[TaskState::Queued as usize] += 1;
                     self.tasks.insert(rec.id.clone(), view);
                     self.enqueue(&rec.id);
@@ -365,7 +368,7 @@ impl Core {
             }
             return;
         }
-        view.prepared = prepared.ok();
+        view.prepared = prepared.ok().map(Box::new);
         if view.kill_requested {
             view.kill_at = Some(now.instant);
             self.kill_timers.insert((now.instant, rec.id.clone()));
@@ -479,7 +482,12 @@ impl Core {
                         t.state == TaskState::Unknown
                             || (t.state == TaskState::Launching && settled(t))
                     })
-                    .filter_map(|t| Some((t.backend_task_id.clone()?, t.agent_id.clone())))
+                    .filter_map(|t| {
+                        Some((
+                            t.backend_task_id.clone()?,
+                            t.agent_id.as_deref().map(str::to_string),
+                        ))
+                    })
                     .collect::<Vec<_>>();
                 list.sort();
                 self.start_round(list, now, &mut step);
@@ -559,7 +567,12 @@ impl Core {
             .tasks
             .values()
             .filter(|t| t.state.has_live_attempt())
-            .filter_map(|t| Some((t.backend_task_id.clone()?, t.agent_id.clone())))
+            .filter_map(|t| {
+                Some((
+                    t.backend_task_id.clone()?,
+                    t.agent_id.as_deref().map(str::to_string),
+                ))
+            })
             .collect();
         list.sort();
         self.start_round(list, now, step);
@@ -613,6 +626,16 @@ impl Core {
         let mut per_offer: Vec<Vec<LaunchTask>> =
             counts.into_iter().map(Vec::with_capacity).collect();
         step.changes.reserve(plan.placements.len());
+        let shared: Vec<AgentNames> = offers
+            .iter()
+            .map(|o| {
+                (
+                    self.agents.get(&o.agent_id),
+                    self.agents.get(&o.hostname),
+                    o.agent_url.as_deref().map(|u| self.agents.get(u)),
+                )
+            })
+            .collect();
         for p in &plan.placements {
             let ci = live[p.class];
             let class = self.classes[ci].as_mut().expect("live class");
@@ -628,9 +651,10 @@ impl Core {
             t.class = None;
             t.attempt = attempt;
             t.backend_task_id = Some(launch.backend_task_id.clone());
-            t.agent_id = Some(offer.agent_id.clone());
-            t.hostname = Some(offer.hostname.clone());
-            t.agent_url = offer.agent_url.clone();
+            let (agent_id, hostname, agent_url) = &shared[p.offer];
+            t.agent_id = Some(agent_id.clone());
+            t.hostname = Some(hostname.clone());
+            t.agent_url = agent_url.clone();
             t.started = false;
             t.launched_at = Some(now.instant);
             t.last_backend_state = None;
@@ -688,7 +712,7 @@ impl Core {
                     Some(t) => {
                         let same = t.backend_task_id.as_deref() == Some(u.backend_task_id.as_str());
                         if same && ack_agent.is_none() {
-                            ack_agent = t.agent_id.clone();
+                            ack_agent = t.agent_id.as_deref().map(str::to_string);
                         }
                         same && t.attempt == n && t.state.has_live_attempt()
                     }
@@ -745,7 +769,7 @@ impl Core {
     fn apply_update(&mut self, tid: &str, u: &StatusUpdate, now: Now, step: &mut Step) {
         let t = self.tasks.get_mut(tid).expect("checked by caller");
         if t.agent_id.is_none() {
-            t.agent_id = u.agent_id.clone();
+            t.agent_id = u.agent_id.as_deref().map(|a| self.agents.get(a));
         }
         t.last_backend_state = Some(u.state);
         if u.message.is_some() {
@@ -954,7 +978,7 @@ impl Core {
             self.stats.kills_sent += 1;
             step.actions.push(Action::Kill {
                 backend_task_id: b.clone(),
-                agent_id: t.agent_id.clone(),
+                agent_id: t.agent_id.as_deref().map(str::to_string),
                 grace_secs: Some(grace),
             });
         }
@@ -1139,6 +1163,29 @@ impl Core {
     }
 }
 
+/// An offer's agent id, hostname and agent URL, interned.
+type AgentNames = (Arc<str>, Arc<str>, Option<Arc<str>>);
+
+/// One shared copy of each agent id, hostname and URL: with thousands of tasks per agent,
+/// a copy per task would be most of what a running task costs. Grows with the agents seen.
+#[derive(Debug, Default, Clone)]
+struct Interner(std::collections::HashSet<Arc<str>>);
+
+impl Interner {
+    fn get(&mut self, s: &str) -> Arc<str> {
+        if let Some(a) = self.0.get(s) {
+            return a.clone();
+        }
+        let a: Arc<str> = Arc::from(s);
+        self.0.insert(a.clone());
+        a
+    }
+
+    fn intern(&mut self, s: Option<String>) -> Option<Arc<str>> {
+        s.map(|s| self.get(&s))
+    }
+}
+
 /// A change carrying the task's current fields.
 fn change_of(t: &TaskView, now: Now) -> Change {
     Change {
@@ -1146,9 +1193,9 @@ fn change_of(t: &TaskView, now: Now) -> Change {
         state: t.state,
         attempt: t.attempt,
         backend_task_id: None,
-        agent_id: t.agent_id.clone(),
-        hostname: t.hostname.clone(),
-        agent_url: t.agent_url.clone(),
+        agent_id: t.agent_id.as_deref().map(str::to_string),
+        hostname: t.hostname.as_deref().map(str::to_string),
+        agent_url: t.agent_url.as_deref().map(str::to_string),
         message: t.message.clone(),
         reason: t.reason.clone(),
         exit_code: t.exit_code,
