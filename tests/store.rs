@@ -980,3 +980,59 @@ fn store_futures_are_send(s: &Store, f: &TaskFilter) {
     send(s.framework_id("f"));
     send(s.set_framework_id("f", "id"));
 }
+
+/// The store keeps the heads of the tasks it commits, so that the next status updates need not
+/// read them back; a second writer on the same database must make it re-read, never write over
+/// what the other wrote.
+#[tokio::test]
+async fn a_second_writer_is_noticed_and_nothing_it_wrote_is_lost() {
+    for db in databases().await {
+        let k = db.kind;
+        let a = Store::connect(&db.url).await.unwrap();
+        let b = Store::connect(&db.url).await.unwrap();
+        a.insert_tasks(&[record("t-w", TaskSpec::shell("x"))], 1)
+            .await
+            .unwrap();
+        // A launches (and caches the head), B moves the task on behind A's back.
+        a.commit(&[launch("t-w", 1, 10)]).await.unwrap();
+        let mut killed = change("t-w", TaskState::Running, 1, 20);
+        killed.kill_requested = true;
+        killed.message = Some("from b".into());
+        let by_b = b.commit(&[killed]).await.unwrap();
+        assert_eq!(by_b.len(), 1, "{k}");
+        // A's next change is planned on what B wrote, not on its cached head.
+        let mut done = change("t-w", TaskState::Succeeded, 1, 30);
+        done.exit_code = Some(0);
+        let by_a = a.commit(&[done]).await.unwrap();
+        assert_eq!(by_a.len(), 1, "{k}");
+        assert!(by_a[0].seq > by_b[0].seq, "{k}: feed order kept");
+        let t = a.get_task("t-w").await.unwrap().unwrap();
+        assert_eq!(t.state, TaskState::Succeeded, "{k}");
+        assert!(
+            t.kill_requested,
+            "{k}: B's sticky kill flag survived A's write"
+        );
+        assert_eq!(t.message.as_deref(), Some("from b"), "{k}");
+        assert_eq!(t.exit_code, Some(0), "{k}");
+        let feed: Vec<TaskState> = a
+            .events_since(0, 100)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.state)
+            .collect();
+        assert_eq!(
+            feed,
+            vec![
+                TaskState::Queued,
+                TaskState::Launching,
+                TaskState::Running,
+                TaskState::Succeeded
+            ],
+            "{k}"
+        );
+        a.close().await;
+        b.close().await;
+        db.drop_database().await;
+    }
+}

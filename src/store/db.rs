@@ -11,6 +11,12 @@
 //! and a reader that has seen `seq = n` will never later see a new event with `seq <= n`.
 //! A second concurrent writer cannot corrupt the feed (the event `seq` is a primary key: one of
 //! the two transactions fails with a unique-key error) but would see such failures.
+//!
+//! The writer keeps the heads of the live tasks it last committed (up to
+//! [`MAX_CACHED_HEADS`]) so that a commit of their status updates skips reading them back.
+//! Each task row is updated only where its `seq` is still the one the head says; if any row
+//! was not, the transaction is dropped, the cache cleared, and the commit planned again on
+//! fresh reads. A second writer thus costs a retry, never a lost write.
 
 use super::plan::{plan_commit, AttemptWrite, TaskHead};
 use super::sql::{chunks, in_list, values_list, MAX_STATEMENT_BYTES, TASK_UPDATE_COLS};
@@ -23,7 +29,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{ConnectOptions, Connection};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,6 +57,9 @@ enum Pools {
 pub struct Store {
     pools: Pools,
     dialect: Dialect,
+    /// Heads of the live tasks this process last wrote or read, so that a commit of their
+    /// status updates need not read them back (checked against `seq` as it writes).
+    heads: Arc<HeadCache>,
     /// The URL with its password redacted, for messages.
     url: Arc<str>,
 }
@@ -61,6 +70,58 @@ impl std::fmt::Debug for Store {
             .field("dialect", &self.dialect)
             .field("url", &self.url)
             .finish()
+    }
+}
+
+/// Most heads [`HeadCache`] keeps (about 500 bytes each, so a few MB); the heads of tasks
+/// beyond are read back from the database at each commit.
+const MAX_CACHED_HEADS: usize = 12_288;
+
+/// The heads of live tasks as this process last committed or read them. Only the writer
+/// (the driver, through [`Store::commit`]) fills it; a commit checks every row's `seq` as it
+/// updates it, so a stale entry costs a retry, never a wrong write.
+#[derive(Default)]
+struct HeadCache(std::sync::Mutex<HashMap<String, TaskHead>>);
+
+impl HeadCache {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, TaskHead>> {
+        // A panic while holding the lock leaves nothing half-done worth keeping.
+        self.0.lock().unwrap_or_else(|e| {
+            let mut g = e.into_inner();
+            g.clear();
+            g
+        })
+    }
+
+    /// The cached heads of `ids`, and the ids not cached.
+    fn lookup<'a>(&self, ids: &[&'a str]) -> (Vec<TaskHead>, Vec<&'a str>) {
+        let map = self.map();
+        let mut found = Vec::with_capacity(ids.len());
+        let mut missing = Vec::new();
+        for id in ids {
+            match map.get(*id) {
+                Some(h) => found.push(h.clone()),
+                None => missing.push(*id),
+            }
+        }
+        (found, missing)
+    }
+
+    /// After a commit: the heads it started from, then the rows it wrote; terminal tasks
+    /// leave the cache.
+    fn remember(&self, read: Vec<TaskHead>, written: &[TaskHead]) {
+        let mut map = self.map();
+        for h in read.into_iter().chain(written.iter().cloned()) {
+            if h.state.is_terminal() {
+                map.remove(&h.id);
+            } else if map.len() < MAX_CACHED_HEADS || map.contains_key(&h.id) {
+                map.insert(h.id.clone(), h);
+            }
+        }
+    }
+
+    fn clear(&self) {
+        self.map().clear();
     }
 }
 
@@ -493,6 +554,7 @@ impl Store {
             pools,
             dialect,
             url: shown,
+            heads: Arc::default(),
         };
         store.migrate(url).await?;
         tracing::debug!(url = %store.url, dialect = dialect.name(), "store connected");
@@ -688,6 +750,31 @@ impl Store {
         if changes.is_empty() {
             return Ok(Vec::new());
         }
+        match self.commit_once(changes, true).await? {
+            Some(events) => Ok(events),
+            None => {
+                // Another writer moved a task under the cached heads: forget them all and plan
+                // again on what the database holds.
+                tracing::warn!(
+                    "the state store changed under this process's cached task heads; \
+                     re-reading them (is a second scheduler writing to the same database?)"
+                );
+                self.heads.clear();
+                Ok(self
+                    .commit_once(changes, false)
+                    .await?
+                    .expect("planned on heads read in the same transaction"))
+            }
+        }
+    }
+
+    /// One try of [`Store::commit`]: `None` (nothing written) when a task row was not at the
+    /// `seq` its head said, which can only happen with heads from the cache.
+    async fn commit_once(
+        &self,
+        changes: &[Change],
+        use_cache: bool,
+    ) -> Result<Option<Vec<TaskEvent>>, StoreError> {
         let op = "committing task changes";
         let d = self.dialect;
         let mut ids: Vec<&str> = changes.iter().map(|c| c.task_id.as_str()).collect();
@@ -697,8 +784,17 @@ impl Store {
             let t0 = std::time::Instant::now();
             let mut tx = p.begin_write().await.map_err(StoreError::query(op))?;
             let t_begin = t0.elapsed();
-            let mut heads = Vec::with_capacity(ids.len());
-            for r in chunks(&vec![0; ids.len()], d.max_params().min(5000), usize::MAX) {
+            let (mut heads, missing) = if use_cache {
+                self.heads.lookup(&ids)
+            } else {
+                (Vec::new(), ids.clone())
+            };
+            let cached = heads.len();
+            for r in chunks(
+                &vec![0; missing.len()],
+                d.max_params().min(5000),
+                usize::MAX,
+            ) {
                 let sql = d
                     .sql(&format!(
                         "SELECT {HEAD_COLS} FROM tasks WHERE id {}",
@@ -706,12 +802,15 @@ impl Store {
                     ))
                     .into_owned();
                 let mut q = sqlx::query_as::<_, HeadRow>(&sql);
-                for id in &ids[r] {
+                for id in &missing[r] {
                     q = q.bind(*id);
                 }
                 let rows = q.fetch_all(&mut *tx).await.map_err(StoreError::query(op))?;
                 heads.extend(collect::<_, TaskHead>(rows)?);
             }
+            let old_seq: HashMap<String, i64> =
+                heads.iter().map(|h| (h.id.clone(), h.seq)).collect();
+            let unchanged = heads.clone();
             let t_heads = t0.elapsed();
             let max: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM task_events")
                 .fetch_one(&mut *tx)
@@ -721,9 +820,10 @@ impl Store {
             let t_read = t0.elapsed();
 
             let sizes: Vec<usize> = plan.tasks.iter().map(TaskHead::size).collect();
-            let per_chunk = d.max_params() / TASK_UPDATE_COLS.len();
+            let per_chunk = d.max_params() / (TASK_UPDATE_COLS.len() + 1);
             for r in chunks(&sizes, per_chunk, MAX_STATEMENT_BYTES) {
                 let sql = d.task_update(r.len());
+                let rows = r.len() as u64;
                 let mut q = sqlx::query(&sql);
                 for t in &plan.tasks[r] {
                     q = q
@@ -738,9 +838,14 @@ impl Store {
                         .bind(t.exit_code.map(i64::from))
                         .bind(t.kill_requested)
                         .bind(t.updated_at)
-                        .bind(t.seq);
+                        .bind(t.seq)
+                        .bind(old_seq.get(&t.id).copied().unwrap_or(t.seq));
                 }
-                q.execute(&mut *tx).await.map_err(StoreError::query(op))?;
+                let done = q.execute(&mut *tx).await.map_err(StoreError::query(op))?;
+                if done.rows_affected() != rows {
+                    // Dropping the transaction rolls it back.
+                    return Ok(None);
+                }
             }
 
             const ATTEMPT_INSERT_COLS: usize = 11;
@@ -781,8 +886,10 @@ impl Store {
             insert_events!(d, tx, &plan.events, op);
             let t_events = t0.elapsed();
             tx.commit().await.map_err(StoreError::query(op))?;
+            self.heads.remember(unchanged, &plan.tasks);
             tracing::trace!(
                 changes = changes.len(),
+                cached,
                 begin_us = t_begin.as_micros() as u64,
                 heads_us = (t_heads - t_begin).as_micros() as u64,
                 read_us = t_read.as_micros() as u64,
@@ -791,7 +898,7 @@ impl Store {
                 commit_us = (t0.elapsed() - t_events).as_micros() as u64,
                 "commit"
             );
-            Ok(plan.events)
+            Ok(Some(plan.events))
         })
     }
 

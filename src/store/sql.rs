@@ -64,7 +64,10 @@ impl Dialect {
     }
 
     /// A statement that updates `rows` task rows at once from bound tuples of
-    /// [`TASK_UPDATE_COLS`] (the first being the id of the row to update).
+    /// [`TASK_UPDATE_COLS`] (the first being the id of the row to update) followed by the
+    /// row's expected current `seq`: a row whose `seq` is not that is left alone, so the number
+    /// of rows the statement reports tells whether the heads the change was planned on were
+    /// still those in the database.
     pub(crate) fn task_update(self, rows: usize) -> String {
         let cols = TASK_UPDATE_COLS;
         let set = |prefix: &str| {
@@ -77,9 +80,10 @@ impl Dialect {
         let sql = match self {
             // A CTE over VALUES names the columns portably (SQLite has no `AS v(a, b)`).
             Dialect::Sqlite | Dialect::Postgres => format!(
-                "WITH v ({}) AS (VALUES {}) UPDATE tasks SET {} FROM v WHERE tasks.id = v.id",
+                "WITH v ({}, old_seq) AS (VALUES {}) UPDATE tasks SET {} FROM v \
+                 WHERE tasks.id = v.id AND tasks.seq = v.old_seq",
                 cols.join(", "),
-                values_list(rows, cols.len()),
+                values_list(rows, cols.len() + 1),
                 set("")
             ),
             // MySQL/MariaDB: no UPDATE … FROM, no CTE before UPDATE; join a derived table.
@@ -89,9 +93,10 @@ impl Dialect {
                     .map(|c| format!("? AS {c}"))
                     .collect::<Vec<_>>()
                     .join(", ");
-                let rest = format!(" UNION ALL SELECT {}", vec!["?"; cols.len()].join(", "));
+                let rest = format!(" UNION ALL SELECT {}", vec!["?"; cols.len() + 1].join(", "));
                 format!(
-                    "UPDATE tasks t JOIN (SELECT {first}{}) v ON t.id = v.id SET {}",
+                    "UPDATE tasks t JOIN (SELECT {first}, ? AS old_seq{}) v \
+                     ON t.id = v.id AND t.seq = v.old_seq SET {}",
                     rest.repeat(rows.saturating_sub(1)),
                     set("t.")
                 )
@@ -204,10 +209,11 @@ mod tests {
         for d in [Dialect::Sqlite, Dialect::Postgres, Dialect::MySql] {
             let sql = d.task_update(3);
             let binds = sql.matches('?').count() + sql.matches('$').count();
-            assert_eq!(binds, 3 * TASK_UPDATE_COLS.len(), "{d:?}: {sql}");
+            assert_eq!(binds, 3 * (TASK_UPDATE_COLS.len() + 1), "{d:?}: {sql}");
             assert!(sql.contains("seq = v.seq"), "{d:?}: {sql}");
+            assert!(sql.contains("seq = v.old_seq"), "{d:?}: {sql}");
         }
-        assert!(Dialect::Postgres.task_update(2).contains("$24"));
+        assert!(Dialect::Postgres.task_update(2).contains("$26"));
     }
 
     #[test]
