@@ -283,7 +283,9 @@ async fn exit_codes_map_to_states_and_output_lands_in_the_sandbox() {
     let oom = task(
         &img,
         "t-oom",
-        sh("dd if=/dev/zero of=/dev/null bs=96M count=1"),
+        // The pause lets the engine arm its OOM notification: an OOM kill in the first
+        // milliseconds of a container is sometimes not reported by Docker at all.
+        sh("sleep 1; dd if=/dev/zero of=/dev/null bs=96M count=1"),
         16,
     );
     // argv, shell off: the image's entrypoint (none) is kept, the argv is the command.

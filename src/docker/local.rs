@@ -1192,6 +1192,14 @@ impl Backend {
                 } else {
                     t.message = Some(match (&exit.error, code) {
                         (Some(e), _) if !e.is_empty() => format!("container error: {e}"),
+                        // The engine can miss an OOM kill that comes within moments of
+                        // the start (its OOM notification is not armed yet): say so.
+                        (_, Some(137)) => format!(
+                            "command was killed by SIGKILL (exit code 137), not at the \
+                             framework's request; if it was near its memory limit of {} MB, \
+                             it likely ran out of memory",
+                            t.mem_mb
+                        ),
                         (_, Some(c)) => format!("command exited with code {c}"),
                         _ => "the container ended and its exit code is unknown".into(),
                     });
