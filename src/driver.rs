@@ -338,9 +338,15 @@ impl Driver {
     }
 
     async fn handle_request(&mut self, req: Request) -> Result<(), DriverError> {
+        let started = Instant::now();
         match req {
             Request::Submit { specs, reply } => match self.store_submission(specs).await {
                 Ok(records) => {
+                    tracing::debug!(
+                        tasks = records.len(),
+                        store_us = started.elapsed().as_micros() as u64,
+                        "submission stored"
+                    );
                     // Stored as queued: the client may know them now. What the core makes of
                     // them must be committed too; if that fails the driver stops, and the next
                     // start finds the tasks queued in the store.
