@@ -816,6 +816,7 @@ impl Store {
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(StoreError::query(op))?;
+            let t_max = t0.elapsed();
             let plan = plan_commit(heads, changes, max.unwrap_or(0) + 1)?;
             let t_read = t0.elapsed();
 
@@ -892,6 +893,7 @@ impl Store {
                 cached,
                 begin_us = t_begin.as_micros() as u64,
                 heads_us = (t_heads - t_begin).as_micros() as u64,
+                max_us = (t_max - t_heads).as_micros() as u64,
                 read_us = t_read.as_micros() as u64,
                 rows_us = (t_rows - t_read).as_micros() as u64,
                 events_us = (t_events - t_rows).as_micros() as u64,
