@@ -190,6 +190,7 @@ fn no_file_no_env_gives_every_default() {
         local_cpus: None,
         local_memory: None,
         sandbox_dir: home.join("airflow-mesos/sandboxes"),
+        sandbox_retention: 604_800.0,
     };
     assert_eq!(l.config, expected);
     assert_eq!(l.entries.len(), KEYS.len());
@@ -273,6 +274,7 @@ docker_privileged = TRUE
 local_cpus = 2
 local_memory = 2048
 sandbox_dir = ~/sandboxes
+sandbox_retention = 3600
 "#;
 
 const SECRETS: [&str; 5] = [
@@ -351,6 +353,7 @@ fn all_keys_expected(path: Option<PathBuf>) -> Config {
         local_cpus: Some(2.0),
         local_memory: Some(2048.0),
         sandbox_dir: "/home/af/sandboxes".into(),
+        sandbox_retention: 3600.0,
     }
 }
 

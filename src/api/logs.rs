@@ -18,6 +18,11 @@ pub struct LogChunk {
 pub enum LogError {
     #[error("task has not been launched yet; no logs")]
     NotLaunched,
+    #[error(
+        "the sandbox of {0} was removed: an ended task's sandbox is kept for \
+         [mesos] sandbox_retention seconds"
+    )]
+    SandboxRemoved(String),
     #[error("cannot read the local sandbox: {0}")]
     Io(#[from] std::io::Error),
     #[error("agent {agent}: {message}")]
@@ -54,9 +59,17 @@ async fn read_raw(
     };
     match &st.logs {
         LogSource::Local(dir) => {
-            let (data, next_offset) =
-                crate::docker::local::read_log(dir, backend_id, stderr, offset, length).await?;
-            Ok(LogChunk { data, next_offset })
+            match crate::docker::local::read_log(dir, backend_id, stderr, offset, length).await {
+                Ok((data, next_offset)) => Ok(LogChunk { data, next_offset }),
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::NotFound
+                        && task.state.is_terminal()
+                        && !dir.join(backend_id).exists() =>
+                {
+                    Err(LogError::SandboxRemoved(backend_id.to_string()))
+                }
+                Err(e) => Err(e.into()),
+            }
         }
         LogSource::Agents => {
             let attempt = st

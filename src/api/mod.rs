@@ -413,7 +413,13 @@ async fn task_logs(
     let length = q.length.unwrap_or(1 << 20).min(8 << 20);
     let chunk = logs::read(&st, &task, stderr, offset, length)
         .await
-        .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, e.to_string()))?;
+        .map_err(|e| {
+            let status = match e {
+                logs::LogError::SandboxRemoved(_) => StatusCode::GONE,
+                _ => StatusCode::BAD_GATEWAY,
+            };
+            ApiError::new(status, e.to_string())
+        })?;
     Ok(Json(json!({
         "id": id,
         "stream": if stderr { "stderr" } else { "stdout" },

@@ -55,6 +55,7 @@ impl fmt::Debug for Config {
             local_cpus,
             local_memory,
             sandbox_dir,
+            sandbox_retention,
         } = self;
         let env_names: Vec<String> = docker_environment
             .iter()
@@ -106,6 +107,7 @@ impl fmt::Debug for Config {
             .field("local_cpus", local_cpus)
             .field("local_memory", local_memory)
             .field("sandbox_dir", sandbox_dir)
+            .field("sandbox_retention", sandbox_retention)
             .finish()
     }
 }

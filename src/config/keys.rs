@@ -110,6 +110,7 @@ pub const KEYS: &[KeySpec] = &[
     key("local_cpus", N),
     key("local_memory", N),
     key("sandbox_dir", N),
+    key("sandbox_retention", N),
 ];
 
 /// The spec of `name` (lower-case), if known.

@@ -852,6 +852,14 @@ impl Cx<'_> {
                 |t| Ok(PathBuf::from(t)),
             )
             .unwrap_or(default_sandbox);
+        let sandbox_retention = self
+            .number(
+                "sandbox_retention",
+                Some(604_800.0),
+                Bound::NonNegative,
+                "seconds",
+            )
+            .unwrap_or(604_800.0);
 
         Config {
             path,
@@ -905,6 +913,7 @@ impl Cx<'_> {
             local_cpus,
             local_memory,
             sandbox_dir,
+            sandbox_retention,
         }
     }
 }

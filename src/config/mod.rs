@@ -191,4 +191,6 @@ pub struct Config {
     pub local_memory: Option<f64>,
     /// Where the local backend keeps task sandboxes (default `$AIRFLOW_HOME/airflow-mesos/sandboxes`).
     pub sandbox_dir: PathBuf,
+    /// Seconds a finished task's local sandbox is kept (default one week; 0 = forever).
+    pub sandbox_retention: f64,
 }
