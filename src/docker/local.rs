@@ -55,7 +55,7 @@ use bollard::query_parameters::{
 };
 use bollard::Docker;
 use futures::StreamExt;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
@@ -111,6 +111,8 @@ pub struct LocalBackendConfig {
     pub pull_timeout: Duration,
     /// The longest a decline holds offers back, whatever `refuse_seconds` it asks.
     pub max_refuse: Duration,
+    /// How long the sandbox of a task that has ended is kept (`None`: forever).
+    pub sandbox_retention: Option<Duration>,
 }
 
 impl LocalBackendConfig {
@@ -131,6 +133,7 @@ impl LocalBackendConfig {
             group_add: None,
             pull_timeout: Duration::from_secs(600),
             max_refuse: Duration::from_secs(5),
+            sandbox_retention: Some(DEFAULT_SANDBOX_RETENTION),
         }
     }
 
@@ -144,6 +147,9 @@ impl LocalBackendConfig {
             default_volumes: cfg.docker_volumes.clone(),
             docker_sock: cfg.docker_sock.clone().filter(|_| cfg.docker_privileged),
             group_add: cfg.docker_user_group_id.clone(),
+            sandbox_retention: (cfg.sandbox_retention > 0.0).then(|| {
+                Duration::from_secs_f64(cfg.sandbox_retention.max(MIN_SANDBOX_RETENTION_SECS))
+            }),
             ..LocalBackendConfig::new(cfg.sandbox_dir.clone())
         }
     }
@@ -205,6 +211,60 @@ pub async fn read_log(
     Ok((buf, next))
 }
 
+/// `[mesos] sandbox_retention`'s default: a week, as a Mesos agent's `--gc_delay`.
+pub const DEFAULT_SANDBOX_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Shorter retentions are raised to this, so that a sandbox being made is never collected.
+const MIN_SANDBOX_RETENTION_SECS: f64 = 60.0;
+
+/// Removes the sandboxes under `dir` of tasks not in `live` whose newest entry (the directory
+/// or a file directly in it) was modified more than `retention` before `now`. Only directories
+/// named like a task attempt (`<task id>.<n>`) are considered. Returns the names removed.
+pub fn collect_sandboxes(
+    dir: &Path,
+    live: &HashSet<String>,
+    retention: Duration,
+    now: SystemTime,
+) -> io::Result<Vec<String>> {
+    let newest = |p: &Path| -> io::Result<SystemTime> {
+        let mut t = std::fs::metadata(p)?.modified()?;
+        for e in std::fs::read_dir(p)? {
+            if let Ok(m) = e.and_then(|e| e.metadata()) {
+                if let Ok(mt) = m.modified() {
+                    t = t.max(mt);
+                }
+            }
+        }
+        Ok(t)
+    };
+    let mut removed = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        if live.contains(&name)
+            || crate::task::parse_attempt_task_id(&name).is_none()
+            || !entry.file_type().is_ok_and(|t| t.is_dir())
+        {
+            continue;
+        }
+        let path = entry.path();
+        let expired = newest(&path)
+            .ok()
+            .and_then(|t| now.duration_since(t).ok())
+            .is_some_and(|age| age > retention);
+        if expired {
+            match std::fs::remove_dir_all(&path) {
+                Ok(()) => removed.push(name),
+                Err(e) => {
+                    tracing::warn!(sandbox = %path.display(), error = %e, "cannot remove an expired sandbox")
+                }
+            }
+        }
+    }
+    Ok(removed)
+}
+
 fn check_task_dir_name(id: &str) -> io::Result<()> {
     if id.is_empty() || id == "." || id == ".." || id.contains('/') || id.contains('\\') {
         return Err(io::Error::new(
@@ -260,6 +320,9 @@ impl Usage {
     }
 }
 
+/// How many withdrawn offers [`OfferBook`] remembers.
+const WITHDRAWN_KEPT: usize = 16;
+
 /// The machine's capacity, what is in use, and the one outstanding offer.
 #[derive(Debug, Clone)]
 pub struct OfferBook {
@@ -267,6 +330,9 @@ pub struct OfferBook {
     port_range: (u64, u64),
     used: HashMap<String, Usage>,
     outstanding: Option<String>,
+    /// Offers this backend withdrew itself (re-offer, suppress), most recent last: the
+    /// framework may have used one before it heard of the withdrawal.
+    withdrawn: VecDeque<String>,
     seq: u64,
     refuse_until: Option<Instant>,
     suppressed: bool,
@@ -291,6 +357,7 @@ impl OfferBook {
             port_range,
             used: HashMap::new(),
             outstanding: None,
+            withdrawn: VecDeque::new(),
             seq: 0,
             refuse_until: None,
             suppressed: false,
@@ -416,7 +483,7 @@ impl OfferBook {
     /// (returned, so the backend can tell the driver).
     pub fn suppress(&mut self) -> Option<String> {
         self.suppressed = true;
-        self.outstanding.take()
+        self.withdraw()
     }
 
     /// Resumes offers and clears a decline's hold.
@@ -427,7 +494,32 @@ impl OfferBook {
 
     /// Forgets the outstanding offer (it is re-made with the new free capacity).
     pub fn rescind(&mut self) -> Option<String> {
-        self.outstanding.take()
+        self.withdraw()
+    }
+
+    fn withdraw(&mut self) -> Option<String> {
+        let id = self.outstanding.take()?;
+        if self.withdrawn.len() == WITHDRAWN_KEPT {
+            self.withdrawn.pop_front();
+        }
+        self.withdrawn.push_back(id.clone());
+        Some(id)
+    }
+
+    /// Whether `offer_ids` name an offer this backend withdrew and nobody used; it counts as
+    /// used from now on.
+    pub fn take_withdrawn(&mut self, offer_ids: &[String]) -> bool {
+        match self
+            .withdrawn
+            .iter()
+            .position(|w| offer_ids.iter().any(|i| i == w))
+        {
+            Some(i) => {
+                self.withdrawn.remove(i);
+                true
+            }
+            None => false,
+        }
     }
 
     /// When the next offer may go out because a decline's hold ends.
@@ -797,11 +889,22 @@ async fn run(
     };
     b.emit(subscribed).await;
     b.adopt_existing().await;
+    // Expired sandboxes are collected at start and then every quarter of the retention (at
+    // most hourly), in the background.
+    let gc_every = b
+        .cfg
+        .sandbox_retention
+        .map(|r| (r / 4).clamp(Duration::from_secs(60), Duration::from_secs(3600)));
+    let mut gc_at = gc_every.map(|_| tokio::time::Instant::now());
 
     while !b.closed {
         b.offer_if_due().await;
         let wake = b.book.wake_at();
         tokio::select! {
+            _ = async { tokio::time::sleep_until(gc_at.expect("guarded")).await }, if gc_at.is_some() => {
+                gc_at = gc_every.map(|e| tokio::time::Instant::now() + e);
+                b.collect_sandboxes();
+            }
             _ = shutdown.cancelled() => break,
             a = actions.recv() => match a {
                 Some(a) => b.handle_action(a).await,
@@ -842,6 +945,28 @@ impl Backend {
         if self.events.send(e).await.is_err() {
             self.closed = true;
         }
+    }
+
+    /// Removes expired sandboxes of tasks this backend no longer holds, off the runtime.
+    fn collect_sandboxes(&mut self) {
+        let Some(retention) = self.cfg.sandbox_retention else {
+            return;
+        };
+        let live: HashSet<String> = self.tasks.keys().cloned().collect();
+        let dir = self.cfg.sandbox_dir.clone();
+        self.jobs.spawn(async move {
+            let found = tokio::task::spawn_blocking(move || {
+                collect_sandboxes(&dir, &live, retention, SystemTime::now())
+            })
+            .await;
+            match found {
+                Ok(Ok(removed)) if !removed.is_empty() => {
+                    tracing::info!(count = removed.len(), "removed expired task sandboxes")
+                }
+                Ok(Err(e)) => tracing::warn!(error = %e, "cannot list the sandbox directory"),
+                _ => {}
+            }
+        });
     }
 
     fn sandbox_of(&self, backend_task_id: &str) -> PathBuf {
@@ -949,7 +1074,27 @@ impl Backend {
     }
 
     async fn launch(&mut self, offer_ids: Vec<String>, tasks: Vec<LaunchTask>) {
-        if !self.book.take(&offer_ids) {
+        // An offer this backend withdrew (to re-offer the rest, or on SUPPRESS) may have been
+        // used before the framework heard of it: the one machine it stood for can still grant
+        // it if the capacity is free, instead of dropping the tasks into a retry.
+        let granted = self.book.take(&offer_ids)
+            || (self.book.take_withdrawn(&offer_ids) && {
+                let mut all = Usage::default();
+                for t in &tasks {
+                    let u = Usage::of(t);
+                    all.cpus += u.cpus;
+                    all.mem += u.mem;
+                    all.disk += u.disk;
+                    all.ports.extend(u.ports);
+                }
+                self.book.fits(&all)
+            });
+        if granted {
+            // The free capacity changes: the outstanding offer is re-made after the launch.
+            if let Some(old) = self.book.rescind() {
+                self.emit(Event::Rescind(old)).await;
+            }
+        } else {
             for t in &tasks {
                 self.master_update(
                     &t.backend_task_id,
@@ -1727,6 +1872,58 @@ mod tests {
     }
 
     #[test]
+    fn expired_sandboxes_of_ended_tasks_are_collected_and_nothing_else() {
+        let root = tempfile::tempdir().unwrap();
+        let now = SystemTime::now();
+        let day = Duration::from_secs(24 * 3600);
+        let make = |name: &str, age: Duration, file_age: Option<Duration>| {
+            let d = root.path().join(name);
+            std::fs::create_dir(&d).unwrap();
+            if let Some(fa) = file_age {
+                let f = std::fs::File::create(d.join("stdout")).unwrap();
+                f.set_modified(now - fa).unwrap();
+            }
+            std::fs::File::open(&d)
+                .unwrap()
+                .set_modified(now - age)
+                .unwrap();
+        };
+        make("t-old.1", 3 * day, Some(3 * day));
+        make("t-live.1", 3 * day, Some(3 * day));
+        make("t-fresh.2", Duration::ZERO, None);
+        make("t-writing.1", 3 * day, Some(Duration::from_secs(5)));
+        make("not-a-task", 3 * day, None);
+        std::fs::write(root.path().join("t-file.1"), b"x").unwrap();
+        let live: HashSet<String> = ["t-live.1".to_string()].into();
+        let removed = collect_sandboxes(root.path(), &live, day, now).unwrap();
+        assert_eq!(removed, vec!["t-old.1".to_string()]);
+        let mut left: Vec<String> = std::fs::read_dir(root.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                "not-a-task",
+                "t-file.1",
+                "t-fresh.2",
+                "t-live.1",
+                "t-writing.1"
+            ]
+        );
+        // A second pass finds nothing more; a longer retention keeps everything.
+        assert!(collect_sandboxes(root.path(), &live, day, now)
+            .unwrap()
+            .is_empty());
+        assert!(
+            collect_sandboxes(root.path(), &HashSet::new(), 10 * day, now)
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
     fn sandbox_limits_labels_and_volumes() {
         let mut t = task(Some(Command::Shell("true".into())), true);
         t.spec.env.insert("A".into(), "task".into());
@@ -1790,6 +1987,32 @@ mod tests {
         t.network = NetworkMode::Host;
         let e = container_spec(&t, &cfg(), "f", Path::new("/sb/x")).unwrap_err();
         assert!(e.0.contains("bridge or user network"), "{e}");
+    }
+
+    #[test]
+    fn a_withdrawn_offer_can_still_be_used_once_and_a_used_one_never() {
+        let t0 = Instant::now();
+        let mut b = OfferBook::new(2.0, 1024.0, 0.0, (31000, 31003), Duration::from_secs(5));
+        let o1 = b.next_offer(t0, "a", "h").unwrap();
+        assert_eq!(b.rescind(), Some(o1.id.clone()));
+        let o2 = b.next_offer(t0, "a", "h").unwrap();
+        assert!(!b.take(std::slice::from_ref(&o1.id)), "not outstanding");
+        assert!(b.take_withdrawn(std::slice::from_ref(&o1.id)));
+        assert!(
+            !b.take_withdrawn(std::slice::from_ref(&o1.id)),
+            "granted once only"
+        );
+        assert!(b.take(std::slice::from_ref(&o2.id)));
+        assert!(
+            !b.take_withdrawn(std::slice::from_ref(&o2.id)),
+            "a used offer was never withdrawn"
+        );
+        // SUPPRESS withdraws too.
+        b.revive();
+        let o3 = b.next_offer(t0, "a", "h").unwrap();
+        assert_eq!(b.suppress(), Some(o3.id.clone()));
+        assert!(b.take_withdrawn(std::slice::from_ref(&o3.id)));
+        assert!(!b.take_withdrawn(&["never-made".to_string()]));
     }
 
     #[test]
