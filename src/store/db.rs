@@ -750,26 +750,27 @@ impl Store {
         if changes.is_empty() {
             return Ok(Vec::new());
         }
-        match self.commit_once(changes, true).await? {
-            Some(events) => Ok(events),
-            None => {
-                // Another writer moved a task under the cached heads: forget them all and plan
-                // again on what the database holds.
-                tracing::warn!(
-                    "the state store changed under this process's cached task heads; \
-                     re-reading them (is a second scheduler writing to the same database?)"
-                );
-                self.heads.clear();
-                Ok(self
-                    .commit_once(changes, false)
-                    .await?
-                    .expect("planned on heads read in the same transaction"))
+        if let Some(events) = self.commit_once(changes, true).await? {
+            return Ok(events);
+        }
+        // Another writer moved a task under the cached heads: forget them all and plan again
+        // on what the database holds (on PostgreSQL and MySQL a writer can still slip in
+        // between the read and the write of one transaction, hence a few tries).
+        tracing::warn!(
+            "the state store changed under this process's cached task heads; \
+             re-reading them (is a second scheduler writing to the same database?)"
+        );
+        self.heads.clear();
+        for _ in 0..3 {
+            if let Some(events) = self.commit_once(changes, false).await? {
+                return Ok(events);
             }
         }
+        Err(StoreError::ConcurrentWriter)
     }
 
     /// One try of [`Store::commit`]: `None` (nothing written) when a task row was not at the
-    /// `seq` its head said, which can only happen with heads from the cache.
+    /// `seq` its head said.
     async fn commit_once(
         &self,
         changes: &[Change],

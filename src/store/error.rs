@@ -42,6 +42,12 @@ pub enum StoreError {
         #[source]
         source: sqlx::Error,
     },
+    /// Another writer kept changing the same task rows while this one committed.
+    #[error(
+        "another process kept writing the same tasks while this one committed \
+         (is a second scheduler using this database?)"
+    )]
+    ConcurrentWriter,
     /// A change names a task that was never inserted.
     #[error("a change names task `{task_id}`, which is not in the store")]
     UnknownTask { task_id: String },
