@@ -17,7 +17,7 @@ use airflow_mesos::scheduler::types::{
 };
 use airflow_mesos::scheduler::{Core, CoreConfig};
 use airflow_mesos::task::spec::parse_constraint;
-use airflow_mesos::task::{PortSpec, TaskRecord, TaskSpec, TaskState};
+use airflow_mesos::task::{PortSpec, TaskRecord, TaskSpec};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -150,20 +150,8 @@ fn core_with(n: usize) -> Core {
     );
     let records = (0..n)
         .map(|i| TaskRecord {
-            id: format!("t-{i:08}"),
-            spec: spec(i),
-            state: TaskState::Queued,
-            attempts: 0,
-            current_attempt_id: None,
-            agent_id: None,
-            hostname: None,
-            message: None,
-            reason: None,
-            exit_code: None,
-            kill_requested: false,
-            created_at: i as i64,
-            updated_at: i as i64,
             seq: i as i64,
+            ..TaskRecord::queued(format!("t-{i:08}"), spec(i), i as i64)
         })
         .collect();
     core.submit(records, now());

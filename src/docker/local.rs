@@ -289,6 +289,14 @@ pub struct Usage {
 }
 
 impl Usage {
+    /// Adds what another task holds.
+    pub fn add(&mut self, other: Usage) {
+        self.cpus += other.cpus;
+        self.mem += other.mem;
+        self.disk += other.disk;
+        self.ports.extend(other.ports);
+    }
+
     /// The resources a launch took from the offer (falls back to the spec when the launch
     /// lists none).
     pub fn of(task: &LaunchTask) -> Usage {
@@ -1079,14 +1087,10 @@ impl Backend {
         // it if the capacity is free, instead of dropping the tasks into a retry.
         let granted = self.book.take(&offer_ids)
             || (self.book.take_withdrawn(&offer_ids) && {
-                let mut all = Usage::default();
-                for t in &tasks {
-                    let u = Usage::of(t);
-                    all.cpus += u.cpus;
-                    all.mem += u.mem;
-                    all.disk += u.disk;
-                    all.ports.extend(u.ports);
-                }
+                let all = tasks.iter().fold(Usage::default(), |mut all, t| {
+                    all.add(Usage::of(t));
+                    all
+                });
                 self.book.fits(&all)
             });
         if granted {

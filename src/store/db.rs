@@ -107,8 +107,8 @@ impl HeadCache {
         (found, missing)
     }
 
-    /// After a commit: the heads it started from, then the rows it wrote; terminal tasks
-    /// leave the cache.
+    /// After a commit: the heads it read from the database, then the rows it wrote; terminal
+    /// tasks leave the cache.
     fn remember(&self, read: Vec<TaskHead>, written: &[TaskHead]) {
         let mut map = self.map();
         for h in read.into_iter().chain(written.iter().cloned()) {
@@ -791,6 +791,7 @@ impl Store {
                 (Vec::new(), ids.clone())
             };
             let cached = heads.len();
+            let mut read = Vec::new();
             for r in chunks(
                 &vec![0; missing.len()],
                 d.max_params().min(5000),
@@ -807,11 +808,12 @@ impl Store {
                     q = q.bind(*id);
                 }
                 let rows = q.fetch_all(&mut *tx).await.map_err(StoreError::query(op))?;
-                heads.extend(collect::<_, TaskHead>(rows)?);
+                read.extend(collect::<_, TaskHead>(rows)?);
             }
+            // Only the heads read here are new to the cache; the cached ones are there.
+            heads.extend(read.iter().cloned());
             let old_seq: HashMap<String, i64> =
                 heads.iter().map(|h| (h.id.clone(), h.seq)).collect();
-            let unchanged = heads.clone();
             let t_heads = t0.elapsed();
             let max: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM task_events")
                 .fetch_one(&mut *tx)
@@ -888,7 +890,7 @@ impl Store {
             insert_events!(d, tx, &plan.events, op);
             let t_events = t0.elapsed();
             tx.commit().await.map_err(StoreError::query(op))?;
-            self.heads.remember(unchanged, &plan.tasks);
+            self.heads.remember(read, &plan.tasks);
             tracing::trace!(
                 changes = changes.len(),
                 cached,
