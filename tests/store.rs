@@ -1036,3 +1036,47 @@ async fn a_second_writer_is_noticed_and_nothing_it_wrote_is_lost() {
         db.drop_database().await;
     }
 }
+
+#[tokio::test]
+async fn a_head_remembered_at_insert_is_checked_before_it_is_trusted() {
+    for db in databases().await {
+        let k = db.kind;
+        let a = Store::connect(&db.url).await.unwrap();
+        let b = Store::connect(&db.url).await.unwrap();
+        // A inserts (and remembers the queued head); B launches the task behind A's back.
+        a.insert_tasks(&[record("t-i", TaskSpec::shell("x"))], 1)
+            .await
+            .unwrap();
+        b.commit(&[launch("t-i", 1, 10)]).await.unwrap();
+        // Planned on A's stale head, attempt 1 would count as a new attempt and wipe the
+        // agent B stored; planned on what B wrote, it is the running attempt B launched.
+        let by_a = a
+            .commit(&[change("t-i", TaskState::Running, 1, 20)])
+            .await
+            .unwrap();
+        assert_eq!(by_a.len(), 1, "{k}");
+        let t = a.get_task("t-i").await.unwrap().unwrap();
+        assert_eq!(t.state, TaskState::Running, "{k}");
+        assert_eq!(t.attempts, 1, "{k}");
+        assert_eq!(
+            t.agent_id.as_deref(),
+            Some("agent-1"),
+            "{k}: B's launch kept"
+        );
+        let feed: Vec<TaskState> = a
+            .events_since(0, 100)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.state)
+            .collect();
+        assert_eq!(
+            feed,
+            vec![TaskState::Queued, TaskState::Launching, TaskState::Running],
+            "{k}"
+        );
+        a.close().await;
+        b.close().await;
+        db.drop_database().await;
+    }
+}

@@ -77,8 +77,8 @@ impl std::fmt::Debug for Store {
 /// beyond are read back from the database at each commit.
 const MAX_CACHED_HEADS: usize = 12_288;
 
-/// The heads of live tasks as this process last committed or read them. Only the writer
-/// (the driver, through [`Store::commit`]) fills it; a commit checks every row's `seq` as it
+/// The heads of live tasks as this process last inserted, committed or read them. Only the
+/// writer (the driver, through [`Store::insert_tasks`] and [`Store::commit`]) fills it; a commit checks every row's `seq` as it
 /// updates it, so a stale entry costs a retry, never a wrong write.
 #[derive(Default)]
 struct HeadCache(std::sync::Mutex<HashMap<String, TaskHead>>);
@@ -726,6 +726,26 @@ impl Store {
 
             insert_events!(d, tx, &events, op);
             tx.commit().await.map_err(StoreError::query(op))?;
+            // The driver commits these tasks' launches next: their heads are known exactly.
+            let heads: Vec<TaskHead> = new
+                .iter()
+                .map(|n| TaskHead {
+                    id: n.rec.id.clone(),
+                    external_key: n.rec.spec.external_key.clone(),
+                    state: n.rec.state,
+                    attempts: n.rec.attempts,
+                    current_attempt_id: n.rec.current_attempt_id.clone(),
+                    agent_id: n.rec.agent_id.clone(),
+                    hostname: n.rec.hostname.clone(),
+                    message: n.rec.message.clone(),
+                    reason: n.rec.reason.clone(),
+                    exit_code: n.rec.exit_code,
+                    kill_requested: n.rec.kill_requested,
+                    updated_at: at_ms,
+                    seq: n.seq,
+                })
+                .collect();
+            self.heads.remember(heads, &[]);
             Ok(events)
         })
     }
