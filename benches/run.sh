@@ -2,7 +2,9 @@
 # Runs every benchmark of BENCHMARKS.md in one go and prints the figures:
 #   1. the machine (cores, CPU model, memory);
 #   2. `cargo bench --bench matching` (criterion: matching 10k tasks x 1k offers, growth 1k..100k);
-#   3. `cargo bench --bench e2e`: the daemon against the in-process fake master (launch rate with
+#   3. `cargo bench --bench store`: the state store alone (changes committed per second on SQLite,
+#      PostgreSQL and MySQL/MariaDB, the end-to-end workload without daemon or master);
+#   4. `cargo bench --bench e2e`: the daemon against the in-process fake master (launch rate with
 #      SQLite and PostgreSQL, status updates/s, peak RSS with 100k tasks) and the Python peers
 #      (Airflow 1.10's MesosExecutor algorithm on pymesos; the AVENTER provider) on the same fake.
 # Services: PostgreSQL via .ci/setup-databases.sh (AM_TEST_PG_URL), the pymesos venv via
@@ -57,6 +59,9 @@ if [ "${AM_BENCH_SKIP_MATCHING:-0}" != 1 ]; then
     log "cargo bench --bench matching"
     cargo bench --bench matching
 fi
+
+log "cargo bench --bench store"
+cargo bench --bench store
 
 log "cargo bench --bench e2e"
 cargo bench --bench e2e
