@@ -984,15 +984,21 @@ fn store_futures_are_send(s: &Store, f: &TaskFilter) {
 /// The store keeps the heads of the tasks it commits, so that the next status updates need not
 /// read them back; a second writer on the same database must make it re-read, never write over
 /// what the other wrote.
+/// Two stores on one database, the first having inserted the queued task `id`.
+async fn two_writers(url: &str, id: &str) -> (Store, Store) {
+    let a = Store::connect(url).await.unwrap();
+    let b = Store::connect(url).await.unwrap();
+    a.insert_tasks(&[record(id, TaskSpec::shell("x"))], 1)
+        .await
+        .unwrap();
+    (a, b)
+}
+
 #[tokio::test]
 async fn a_second_writer_is_noticed_and_nothing_it_wrote_is_lost() {
     for db in databases().await {
         let k = db.kind;
-        let a = Store::connect(&db.url).await.unwrap();
-        let b = Store::connect(&db.url).await.unwrap();
-        a.insert_tasks(&[record("t-w", TaskSpec::shell("x"))], 1)
-            .await
-            .unwrap();
+        let (a, b) = two_writers(&db.url, "t-w").await;
         // A launches (and caches the head), B moves the task on behind A's back.
         a.commit(&[launch("t-w", 1, 10)]).await.unwrap();
         let mut killed = change("t-w", TaskState::Running, 1, 20);
@@ -1041,12 +1047,8 @@ async fn a_second_writer_is_noticed_and_nothing_it_wrote_is_lost() {
 async fn a_head_remembered_at_insert_is_checked_before_it_is_trusted() {
     for db in databases().await {
         let k = db.kind;
-        let a = Store::connect(&db.url).await.unwrap();
-        let b = Store::connect(&db.url).await.unwrap();
         // A inserts (and remembers the queued head); B launches the task behind A's back.
-        a.insert_tasks(&[record("t-i", TaskSpec::shell("x"))], 1)
-            .await
-            .unwrap();
+        let (a, b) = two_writers(&db.url, "t-i").await;
         b.commit(&[launch("t-i", 1, 10)]).await.unwrap();
         // Planned on A's stale head, attempt 1 would count as a new attempt and wipe the
         // agent B stored; planned on what B wrote, it is the running attempt B launched.
