@@ -984,6 +984,12 @@ fn store_futures_are_send(s: &Store, f: &TaskFilter) {
 /// The store keeps the heads of the tasks it commits, so that the next status updates need not
 /// read them back; a second writer on the same database must make it re-read, never write over
 /// what the other wrote.
+/// The states of the change feed's first 100 events, in order.
+async fn feed_states(s: &Store) -> Vec<TaskState> {
+    let events = s.events_since(0, 100).await.unwrap();
+    events.iter().map(|e| e.state).collect()
+}
+
 /// Two stores on one database, the first having inserted the queued task `id`.
 async fn two_writers(url: &str, id: &str) -> (Store, Store) {
     let a = Store::connect(url).await.unwrap();
@@ -1020,13 +1026,7 @@ async fn a_second_writer_is_noticed_and_nothing_it_wrote_is_lost() {
         );
         assert_eq!(t.message.as_deref(), Some("from b"), "{k}");
         assert_eq!(t.exit_code, Some(0), "{k}");
-        let feed: Vec<TaskState> = a
-            .events_since(0, 100)
-            .await
-            .unwrap()
-            .iter()
-            .map(|e| e.state)
-            .collect();
+        let feed = feed_states(&a).await;
         assert_eq!(
             feed,
             vec![
@@ -1065,13 +1065,7 @@ async fn a_head_remembered_at_insert_is_checked_before_it_is_trusted() {
             Some("agent-1"),
             "{k}: B's launch kept"
         );
-        let feed: Vec<TaskState> = a
-            .events_since(0, 100)
-            .await
-            .unwrap()
-            .iter()
-            .map(|e| e.state)
-            .collect();
+        let feed = feed_states(&a).await;
         assert_eq!(
             feed,
             vec![TaskState::Queued, TaskState::Launching, TaskState::Running],
