@@ -1,8 +1,15 @@
 //! The HTTP side of the Mesos v1 scheduler API.
 //!
 //! - SUBSCRIBE goes out on a dedicated `reqwest::Client` whose connections are never reused,
-//!   so the long-lived event stream has its own connection; every other call uses a second
-//!   client (keep-alive pool).
+//!   so the long-lived event stream has its own connection. Every other call goes on one
+//!   persistent connection per session, pipelined ([`super::pipeline`]), as Mesos's own
+//!   scheduler library does. A master that closes the connection after every answer gets the
+//!   calls one per request instead (a second `reqwest::Client`), and so does a call redirected
+//!   elsewhere.
+//! - A call the master cannot have taken (the connection closed before it was written, or
+//!   after the master announced the close) is sent again; an ACKNOWLEDGE lost with a broken
+//!   connection is sent again once (acknowledging twice is harmless); any other lost call is
+//!   an error, as it may or may not have been carried out.
 //! - Bodies are protobuf by default (`Content-Type` and `Accept` exactly
 //!   `application/x-protobuf`), or Mesos JSON when configured.
 //! - `Mesos-Stream-Id` comes back from SUBSCRIBE ([`Subscription::stream_id`]) and goes on
@@ -19,12 +26,15 @@
 
 use super::detect::{resolve_location, DetectError};
 use super::json::{CodecError, Encoding};
+use super::pipeline::{Answer, Pipe, PipeError, Target};
 use super::proto::scheduler;
 use super::recordio::{RecordIoDecoder, RecordIoError};
 use crate::config::Secret;
 use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncRead;
 use tokio_util::codec::FramedRead;
@@ -328,7 +338,61 @@ impl EventStream {
 pub struct MesosClient {
     stream_http: reqwest::Client,
     call_http: reqwest::Client,
+    /// TLS of the call connection: the web PKI roots (as reqwest's) and `ca_cert_pem`.
+    tls: Arc<tokio_rustls::rustls::ClientConfig>,
+    calls: Arc<CallConnection>,
     cfg: ClientConfig,
+}
+
+/// The pipelined connection of the current session, shared by the clones of a client.
+#[derive(Debug, Default)]
+struct CallConnection {
+    /// The session (endpoint, stream id) the connection was opened for, and the connection.
+    current: tokio::sync::Mutex<Option<(Url, String, Pipe)>>,
+    /// Set once a master closed the connection after its first answer: calls then go one
+    /// per request.
+    unpipelined: AtomicBool,
+}
+
+/// Most times one call is offered to a new connection before it counts as failed.
+const MAX_CALL_SENDS: usize = 8;
+
+/// The text of an error answer's body, bounded.
+fn error_text(body: &[u8]) -> String {
+    let body = &body[..body.len().min(MAX_ERROR_BODY)];
+    String::from_utf8_lossy(body).trim().to_string()
+}
+
+/// The TLS setup of the call connection: the web PKI roots and the extra bundle.
+fn call_tls(
+    ca_cert_pem: Option<&[u8]>,
+) -> Result<Arc<tokio_rustls::rustls::ClientConfig>, ClientError> {
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::{pem::PemObject, CertificateDer};
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    for cert in ca_cert_pem
+        .map(CertificateDer::pem_slice_iter)
+        .into_iter()
+        .flatten()
+    {
+        let cert = cert.map_err(|e| {
+            ClientError::Tls(format!(
+                "mesos_ca_cert is not a PEM certificate bundle: {e}"
+            ))
+        })?;
+        roots
+            .add(cert)
+            .map_err(|e| ClientError::Tls(format!("mesos_ca_cert: unusable certificate: {e}")))?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ClientError::Tls(format!("TLS setup: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
 }
 
 /// An error with its sources ("error sending request: connection refused"): the chain
@@ -401,6 +465,8 @@ impl MesosClient {
         Ok(MesosClient {
             stream_http: builder(true)?,
             call_http: builder(false)?,
+            tls: call_tls(cfg.ca_cert_pem.as_deref())?,
+            calls: Arc::default(),
             cfg,
         })
     }
@@ -416,17 +482,17 @@ impl MesosClient {
         u
     }
 
-    /// POSTs `body`, following redirects; returns the final URL and the first non-redirect
-    /// response.
+    /// POSTs `body`, following redirects (`hops` of them were followed already); returns the
+    /// final URL and the first non-redirect response.
     async fn post(
         &self,
         http: &reqwest::Client,
         mut url: Url,
+        mut hops: u32,
         body: Bytes,
         stream_id: Option<&str>,
     ) -> Result<(Url, reqwest::Response), ClientError> {
         let ct = self.cfg.encoding.content_type();
-        let mut hops = 0;
         loop {
             let mut req = http
                 .post(url.clone())
@@ -452,12 +518,7 @@ impl MesosClient {
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("")
                 .to_string();
-            let next = resolve_location(&url, &location, &self.cfg.path).map_err(|source| {
-                ClientError::BadRedirect {
-                    endpoint: url.to_string(),
-                    source,
-                }
-            })?;
+            let next = self.redirected(&url, &location)?;
             hops += 1;
             if hops > self.cfg.max_redirects {
                 return Err(ClientError::TooManyRedirects {
@@ -468,6 +529,14 @@ impl MesosClient {
             tracing::info!(from = %url, to = %next, status = resp.status().as_u16(), "master redirected the request");
             url = next;
         }
+    }
+
+    /// Where a redirect from `url` to `location` goes.
+    fn redirected(&self, url: &Url, location: &str) -> Result<Url, ClientError> {
+        resolve_location(url, location, &self.cfg.path).map_err(|source| ClientError::BadRedirect {
+            endpoint: url.to_string(),
+            source,
+        })
     }
 
     /// Turns an error answer into a typed error with the master's message.
@@ -486,8 +555,7 @@ impl MesosClient {
             }
         };
         let _ = tokio::time::timeout(self.cfg.call_timeout, read).await;
-        let message = String::from_utf8_lossy(&body).trim().to_string();
-        ClientError::from_status(status, endpoint, message)
+        ClientError::from_status(status, endpoint, error_text(&body))
     }
 
     /// SUBSCRIBE at one master (following redirects to the leader).
@@ -498,7 +566,7 @@ impl MesosClient {
     ) -> Result<Subscription, ClientError> {
         let body = Bytes::from(self.cfg.encoding.encode(call));
         let (url, resp) = self
-            .post(&self.stream_http, self.endpoint(base), body, None)
+            .post(&self.stream_http, self.endpoint(base), 0, body, None)
             .await?;
         if resp.status() != reqwest::StatusCode::OK {
             return Err(self.error_from(&url, resp).await);
@@ -563,10 +631,32 @@ impl MesosClient {
     /// Sends a non-subscribe call on the session's master; `Ok` on 202 (or 200).
     pub async fn call(&self, session: &Session, call: &scheduler::Call) -> Result<(), ClientError> {
         let body = Bytes::from(self.cfg.encoding.encode(call));
+        let once_more = matches!(
+            call.r#type(),
+            scheduler::call::Type::Acknowledge | scheduler::call::Type::AcknowledgeOperationStatus
+        );
+        let mut start = (session.endpoint.clone(), 0);
+        if let Some(answer) = self.call_pipelined(session, &body, once_more).await? {
+            let url = &session.endpoint;
+            match answer.status {
+                200 | 202 => return Ok(()),
+                300..=399 => {
+                    let location = answer.location.unwrap_or_default();
+                    let next = self.redirected(url, &location)?;
+                    tracing::info!(from = %url, to = %next, status = answer.status, "master redirected the call");
+                    start = (next, 1);
+                }
+                status => {
+                    let message = error_text(&answer.body);
+                    return Err(ClientError::from_status(status, url.to_string(), message));
+                }
+            }
+        }
         let (url, resp) = self
             .post(
                 &self.call_http,
-                session.endpoint.clone(),
+                start.0,
+                start.1,
                 body,
                 Some(&session.stream_id),
             )
@@ -575,6 +665,96 @@ impl MesosClient {
             200 | 202 => Ok(()),
             _ => Err(self.error_from(&url, resp).await),
         }
+    }
+
+    /// Sends a call on the session's pipelined connection: its answer, or `None` when calls
+    /// go one per request (the master does not keep connections open). `once_more`: a call
+    /// lost with a broken connection is sent again once.
+    async fn call_pipelined(
+        &self,
+        session: &Session,
+        body: &Bytes,
+        mut once_more: bool,
+    ) -> Result<Option<Answer>, ClientError> {
+        let endpoint = &session.endpoint;
+        for _ in 0..MAX_CALL_SENDS {
+            if self.calls.unpipelined.load(Ordering::Relaxed) {
+                return Ok(None);
+            }
+            let pipe = self.pipe_for(session).await?;
+            let sent = tokio::time::timeout(self.cfg.call_timeout, pipe.send(body.clone())).await;
+            match sent {
+                Ok(Ok(answer)) => return Ok(Some(answer)),
+                Err(_) => {
+                    // Answers come in order: one that never comes holds up all the others.
+                    pipe.close();
+                    return Err(timed_out(endpoint, self.cfg.call_timeout));
+                }
+                Ok(Err(PipeError::Unprocessed { announced_after })) => {
+                    if announced_after.is_some_and(|n| n <= 1)
+                        && !self.calls.unpipelined.swap(true, Ordering::Relaxed)
+                    {
+                        tracing::info!(master = %endpoint, "the master closes the connection after every answer: calls go one per request from now on");
+                    }
+                }
+                Ok(Err(PipeError::Lost(why))) if once_more => {
+                    tracing::debug!(master = %endpoint, error = %why, "call lost with its connection; sending it again");
+                    once_more = false;
+                }
+                Ok(Err(PipeError::Lost(message))) => {
+                    return Err(ClientError::Transport {
+                        endpoint: endpoint.to_string(),
+                        message,
+                        timeout: false,
+                    })
+                }
+            }
+        }
+        Err(ClientError::Transport {
+            endpoint: endpoint.to_string(),
+            message: format!(
+                "the connection closed before the call was taken, {MAX_CALL_SENDS} times"
+            ),
+            timeout: false,
+        })
+    }
+
+    /// The pipelined connection of `session`, opened if there is none (or it closed).
+    async fn pipe_for(&self, session: &Session) -> Result<Pipe, ClientError> {
+        let mut current = self.calls.current.lock().await;
+        if let Some((url, stream_id, pipe)) = current.as_ref() {
+            if *url == session.endpoint && *stream_id == session.stream_id && !pipe.is_closed() {
+                return Ok(pipe.clone());
+            }
+        }
+        let ct = self.cfg.encoding.content_type();
+        let mut headers = format!(
+            "Content-Type: {ct}\r\nAccept: {ct}\r\n{STREAM_ID_HEADER}: {}\r\n",
+            session.stream_id
+        );
+        if let Some(c) = &self.cfg.credentials {
+            use base64::Engine as _;
+            let pair = format!("{}:{}", c.principal, c.secret.expose());
+            let token = base64::engine::general_purpose::STANDARD.encode(pair);
+            headers.push_str(&format!("Authorization: Basic {token}\r\n"));
+        }
+        let target = Target {
+            url: session.endpoint.clone(),
+            headers,
+        };
+        let pipe = Pipe::connect(&target, &self.tls, self.cfg.connect_timeout)
+            .await
+            .map_err(|message| ClientError::Transport {
+                endpoint: session.endpoint.to_string(),
+                message,
+                timeout: false,
+            })?;
+        *current = Some((
+            session.endpoint.clone(),
+            session.stream_id.clone(),
+            pipe.clone(),
+        ));
+        Ok(pipe)
     }
 }
 
@@ -784,34 +964,196 @@ mod tests {
             call_timeout: Duration::from_secs(3),
             ..Default::default()
         };
-        // Without the CA: the handshake fails on the certificate.
-        let err = MesosClient::new(cfg.clone())
-            .unwrap()
-            .subscribe_at(&base, &call)
-            .await
-            .unwrap_err();
-        let msg = err.to_string().to_lowercase();
-        assert!(matches!(err, ClientError::Transport { .. }), "{err}");
-        assert!(
-            msg.contains("certificate") || msg.contains("issuer"),
-            "{msg}"
-        );
+        let session = Session {
+            endpoint: base.join(SCHEDULER_PATH).unwrap(),
+            stream_id: "s".into(),
+            framework_id: "f".into(),
+        };
+        let bad_certificate = |err: &ClientError| {
+            let msg = err.to_string().to_lowercase();
+            matches!(err, ClientError::Transport { .. })
+                && (msg.contains("certificate") || msg.contains("issuer"))
+        };
+        // Without the CA: the handshake fails on the certificate, for SUBSCRIBE (reqwest) and
+        // for a call (the pipelined connection).
+        let untrusted = MesosClient::new(cfg.clone()).unwrap();
+        let err = untrusted.subscribe_at(&base, &call).await.unwrap_err();
+        assert!(bad_certificate(&err), "{err}");
+        let err = untrusted.call(&session, &call).await.unwrap_err();
+        assert!(bad_certificate(&err), "{err}");
         // With it: TLS succeeds (the toy server then speaks no Mesos, which fails later).
-        let trusted = ClientConfig {
+        let trusted = MesosClient::new(ClientConfig {
             ca_cert_pem: Some(std::fs::read(d.join("ca.pem")).unwrap()),
             ..cfg
-        };
-        let err = MesosClient::new(trusted)
+        })
+        .unwrap();
+        let err = trusted.subscribe_at(&base, &call).await.unwrap_err();
+        eprintln!("SUBSCRIBE with the CA: {err}");
+        assert!(
+            !bad_certificate(&err),
+            "the configured CA was not used: {err}"
+        );
+        let answer = trusted.call(&session, &call).await;
+        eprintln!("a call with the CA: {answer:?}");
+        if let Err(err) = answer {
+            assert!(
+                !bad_certificate(&err),
+                "the configured CA was not used: {err}"
+            );
+        }
+    }
+
+    /// A scripted master for calls: `answer(n)` is what it does with the n-th request it
+    /// reads (counting from 0, over all connections). Returns the endpoint and a counter of
+    /// the requests it read.
+    async fn scripted_master(
+        answer: fn(usize) -> Scripted,
+    ) -> (Url, Arc<std::sync::atomic::AtomicUsize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = Url::parse(&format!(
+            "http://{}{SCHEDULER_PATH}",
+            listener.local_addr().unwrap()
+        ))
+        .unwrap();
+        let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = seen.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut s, _) = listener.accept().await.unwrap();
+                let count = count.clone();
+                tokio::spawn(async move {
+                    let mut buf = bytes::BytesMut::new();
+                    loop {
+                        let mut headers = [httparse::EMPTY_HEADER; 32];
+                        let mut req = httparse::Request::new(&mut headers);
+                        let whole = match req.parse(&buf) {
+                            Ok(httparse::Status::Complete(n)) => {
+                                let len: usize = req
+                                    .headers
+                                    .iter()
+                                    .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                                    .and_then(|h| std::str::from_utf8(h.value).ok()?.parse().ok())
+                                    .unwrap_or(0);
+                                (buf.len() >= n + len).then_some(n + len)
+                            }
+                            _ => None,
+                        };
+                        let Some(n) = whole else {
+                            match s.read_buf(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(_) => continue,
+                            }
+                        };
+                        let _ = buf.split_to(n);
+                        let i = count.fetch_add(1, Ordering::SeqCst);
+                        match answer(i) {
+                            Scripted::Accept => {
+                                let _ = s.write_all(ACCEPTED).await;
+                            }
+                            Scripted::AcceptAndClose => {
+                                let _ = s
+                                    .write_all(b"HTTP/1.1 202 Accepted\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+                                    .await;
+                                return;
+                            }
+                            Scripted::Hang => return,
+                        }
+                    }
+                });
+            }
+        });
+        (url, seen)
+    }
+
+    const ACCEPTED: &[u8] = b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n";
+
+    #[derive(Clone, Copy)]
+    enum Scripted {
+        Accept,
+        /// Answers, announcing the close, and closes (a master that keeps no connection open).
+        AcceptAndClose,
+        /// Closes without an answer.
+        Hang,
+    }
+
+    fn session(endpoint: Url) -> Session {
+        Session {
+            endpoint,
+            stream_id: "s".into(),
+            framework_id: "f".into(),
+        }
+    }
+
+    fn typed(t: scheduler::call::Type) -> scheduler::Call {
+        scheduler::Call {
+            r#type: Some(t as i32),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_master_that_closes_after_every_answer_gets_every_call_once() {
+        let (url, seen) = scripted_master(|_| Scripted::AcceptAndClose).await;
+        let client = MesosClient::new(ClientConfig::default()).unwrap();
+        let s = session(url);
+        let ack = typed(scheduler::call::Type::Acknowledge);
+        let revive = typed(scheduler::call::Type::Revive);
+        let calls = (0..20).map(|i| client.call(&s, if i % 2 == 0 { &ack } else { &revive }));
+        for r in futures::future::join_all(calls).await {
+            r.unwrap();
+        }
+        // Each call was carried out once: those the master did not take were sent again.
+        assert_eq!(seen.load(Ordering::SeqCst), 20);
+        assert!(client.calls.unpipelined.load(Ordering::Relaxed));
+    }
+
+    #[tokio::test]
+    async fn a_lost_acknowledgement_is_sent_again_and_other_lost_calls_fail() {
+        // The first request of the run is dropped with its connection.
+        let (url, seen) = scripted_master(|i| {
+            if i % 2 == 0 {
+                Scripted::Hang
+            } else {
+                Scripted::Accept
+            }
+        })
+        .await;
+        let client = MesosClient::new(ClientConfig::default()).unwrap();
+        let s = session(url);
+        client
+            .call(&s, &typed(scheduler::call::Type::Acknowledge))
+            .await
+            .unwrap();
+        assert_eq!(seen.load(Ordering::SeqCst), 2, "dropped, then sent again");
+        let pipe = client
+            .calls
+            .current
+            .lock()
+            .await
+            .as_ref()
             .unwrap()
-            .subscribe_at(&base, &call)
+            .2
+            .clone();
+        let err = client
+            .call(&s, &typed(scheduler::call::Type::Revive))
             .await
             .unwrap_err();
-        let msg = err.to_string().to_lowercase();
-        eprintln!("with the CA: {msg}");
-        assert!(
-            !msg.contains("certificate") && !msg.contains("issuer"),
-            "the configured CA was not used: {msg}"
+        assert!(matches!(err, ClientError::Transport { .. }), "{err}");
+        assert_eq!(err.disposition(CallKind::Call), Disposition::Retry);
+        assert_eq!(
+            seen.load(Ordering::SeqCst),
+            3,
+            "a lost REVIVE is not sent again"
         );
+        assert!(pipe.is_closed());
+        assert!(!client.calls.unpipelined.load(Ordering::Relaxed));
+        // The next call opens a new connection.
+        client
+            .call(&s, &typed(scheduler::call::Type::Revive))
+            .await
+            .unwrap();
+        assert_eq!(seen.load(Ordering::SeqCst), 4);
     }
 
     fn heartbeat() -> scheduler::Event {

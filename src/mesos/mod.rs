@@ -10,6 +10,7 @@
 //! | [`json`] | Mesos's JSON mapping ([`json::Encoding`] picks protobuf or JSON per message) |
 //! | [`convert`] | the only place where wire types meet domain types (events in, calls out) |
 //! | [`detect`] | master addresses: host lists, 307 `Location`s, `zk://` leader watch, `file://` |
+//! | [`pipeline`] | one persistent HTTP/1.1 connection for calls, requests pipelined (as Mesos's own library does) |
 //! | [`client`] | HTTP: SUBSCRIBE stream and calls, typed errors, retry-vs-fatal decision |
 //! | [`subscription`] | the subscription state machine (pure) and the backoff type |
 //! | [`backend`] | the running backend: subscription loop, call worker, explicit teardown |
@@ -22,6 +23,7 @@ pub mod client;
 pub mod convert;
 pub mod detect;
 pub mod json;
+pub mod pipeline;
 pub mod proto;
 pub mod recordio;
 pub mod subscription;
