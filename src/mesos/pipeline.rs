@@ -352,15 +352,23 @@ async fn run(
         end
     };
     let writer = async {
-        if let Err(e) = write_requests(w, &head, &mut requests, &pending, &closed).await {
-            tracing::debug!(error = %e, "call connection: write failed");
+        let written = write_requests(w, &head, &mut requests, &pending, &closed).await;
+        match written {
+            // The connection is broken: so is every answer still owed.
+            Err(_) => closed.cancel(),
+            // No more requests will be written: the reader stops once the owed answers are in.
+            Ok(()) => drained.cancel(),
         }
-        // No more requests will be written: the reader stops once the owed answers are in.
-        drained.cancel();
+        written
     };
-    let (end, ()) = tokio::join!(reader, writer);
+    let end = match tokio::join!(reader, writer) {
+        (End::Failed(_), Err(e)) => End::Failed(format!("writing to the master: {e}")),
+        (end, _) => end,
+    };
     let unanswered = match end {
-        End::Done => return,
+        End::Done => PipeError::Unprocessed {
+            announced_after: None,
+        },
         End::Announced { served } => PipeError::Unprocessed {
             announced_after: Some(served),
         },
@@ -459,6 +467,9 @@ async fn read_answers<R: AsyncRead + Unpin>(
         }
         if draining && pending.lock().expect("pending lock").is_empty() {
             return End::Done;
+        }
+        if buf.capacity() - buf.len() < 4096 {
+            buf.reserve(16 * 1024);
         }
         tokio::select! {
             biased;
