@@ -44,7 +44,7 @@
 
 use super::config::CoreConfig;
 use super::launch::{build, prepare, Prepared};
-use super::matching::{place, Demand};
+use super::matching::{place_into, Demand, Plan};
 use super::types::{Action, BackendState, Event, LaunchTask, Now, Offer, StatusUpdate};
 use crate::store::Change;
 use crate::task::{parse_attempt_task_id, Attempt, TaskRecord, TaskSpec, TaskState};
@@ -226,6 +226,8 @@ pub struct Core {
     pending: Step,
     pending_since: Option<Instant>,
     stats: CoreStats,
+    /// The last matching round's plan, kept so the next round reuses its buffers.
+    plan: Plan,
 }
 
 /// How long after its launch an attempt still counts as in flight for periodic
@@ -270,6 +272,7 @@ impl Core {
             pending: Step::default(),
             pending_since: None,
             stats: CoreStats::default(),
+            plan: Plan::default(),
         }
     }
 
@@ -608,7 +611,8 @@ impl Core {
         let live: Vec<usize> = (0..self.classes.len())
             .filter(|&i| self.classes[i].is_some())
             .collect();
-        let plan = {
+        let mut plan = std::mem::take(&mut self.plan);
+        {
             let inputs = live
                 .iter()
                 .map(|&i| {
@@ -616,8 +620,8 @@ impl Core {
                     (&c.demand, c.queue.keys().copied())
                 })
                 .collect();
-            place(inputs, &offers)
-        };
+            place_into(&mut plan, inputs, &offers);
+        }
         // Sized up front: a LaunchTask is large, regrowing would copy them around.
         let mut counts = vec![0usize; offers.len()];
         for p in &plan.placements {
@@ -669,6 +673,7 @@ impl Core {
             step.changes.push(ch);
             per_offer[p.offer].push(launch);
         }
+        self.plan = plan;
         // Drop classes that ran empty.
         for &ci in &live {
             if self.classes[ci]

@@ -363,8 +363,22 @@ pub fn place<I>(classes: Vec<(&Demand, I)>, offers: &[Offer]) -> Plan
 where
     I: Iterator<Item = u64>,
 {
-    let mut pools: Vec<Pool<'_>> = offers.iter().map(Pool::new).collect();
     let mut plan = Plan::default();
+    place_into(&mut plan, classes, offers);
+    plan
+}
+
+/// [`place`] into `plan`, whose previous content is cleared but whose buffers are kept: a
+/// caller that places round after round reuses them instead of having the allocator map (and
+/// the kernel fault in) fresh memory for every large round.
+pub fn place_into<I>(plan: &mut Plan, classes: Vec<(&Demand, I)>, offers: &[Offer])
+where
+    I: Iterator<Item = u64>,
+{
+    plan.placements.clear();
+    plan.parts.clear();
+    plan.dynamic_ports.clear();
+    let mut pools: Vec<Pool<'_>> = offers.iter().map(Pool::new).collect();
     let mut demands = Vec::with_capacity(classes.len());
     let mut queues: Vec<Peekable<I>> = Vec::with_capacity(classes.len());
     let mut heap = BinaryHeap::with_capacity(classes.len());
@@ -411,7 +425,6 @@ where
             heap.push(Reverse((next, k)));
         }
     }
-    plan
 }
 
 #[cfg(test)]
@@ -746,9 +759,8 @@ mod tests {
             })
     }
 
-    fn run(case: &Case) -> Vec<(Placement, Take)> {
-        let classes = case
-            .demands
+    fn classes_of(case: &Case) -> Vec<(&Demand, std::vec::IntoIter<u64>)> {
+        case.demands
             .iter()
             .enumerate()
             .map(|(k, d)| {
@@ -761,8 +773,11 @@ mod tests {
                     .collect();
                 (d, seqs.into_iter())
             })
-            .collect();
-        let plan = place(classes, &case.offers);
+            .collect()
+    }
+
+    fn run(case: &Case) -> Vec<(Placement, Take)> {
+        let plan = place(classes_of(case), &case.offers);
         plan.placements
             .iter()
             .map(|p| (p.clone(), plan.take(p, &case.offers[p.offer])))
@@ -833,6 +848,15 @@ mod tests {
                 let o = offered.get(key).copied().unwrap_or(0);
                 prop_assert!(*u <= o, "{:?}: used {} of {}", key, u, o);
             }
+        }
+
+        /// A plan reused from an earlier round (as the core reuses its own) holds exactly
+        /// what a fresh one would: nothing of the earlier round is left in it.
+        #[test]
+        fn a_reused_plan_holds_what_a_fresh_one_would(first in arb_case(), second in arb_case()) {
+            let mut plan = place(classes_of(&first), &first.offers);
+            place_into(&mut plan, classes_of(&second), &second.offers);
+            prop_assert_eq!(plan, place(classes_of(&second), &second.offers));
         }
 
         /// A task left queued fits no offer's remainder (first fit leaves no usable gap), and
