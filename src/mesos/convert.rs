@@ -124,7 +124,35 @@ pub fn event_from_proto(e: scheduler::Event) -> Result<Option<Event>, ConvertErr
     })
 }
 
-/// `host:port` of a master, from `address` (hostname, else ip) or the deprecated fields.
+/// `ip:port` to connect to a master: `address.ip`, else the deprecated `ip`, falling back to
+/// the hostname only when no IP is known. The hostname a master advertises (`--hostname`, or
+/// its own reverse lookup) need not resolve where the daemon runs — inside a container, across
+/// networks — while its IP is the address it listens on.
+pub fn master_connect_addr(m: &v1::MasterInfo) -> String {
+    if let Some(a) = &m.address {
+        if let Some(ip) = a.ip.as_deref().filter(|ip| !ip.is_empty()) {
+            return format!("{}:{}", bracket_v6(ip), a.port);
+        }
+    }
+    if m.ip != 0 {
+        // `ip` is an IPv4 address in network byte order, read as a little-endian integer.
+        let b = m.ip.to_le_bytes();
+        return format!("{}.{}.{}.{}:{}", b[0], b[1], b[2], b[3], m.port);
+    }
+    master_host_port(m)
+}
+
+/// An IPv6 literal in brackets, as a URL authority needs it.
+fn bracket_v6(ip: &str) -> String {
+    if ip.contains(':') && !ip.starts_with('[') {
+        format!("[{ip}]")
+    } else {
+        ip.to_string()
+    }
+}
+
+/// `host:port` of a master for display, from `address` (hostname, else ip) or the deprecated
+/// fields.
 pub fn master_host_port(m: &v1::MasterInfo) -> String {
     if let Some(a) = &m.address {
         if let Some(h) = a.hostname.as_deref().or(a.ip.as_deref()) {
@@ -298,10 +326,15 @@ pub fn state_to_proto(s: BackendState) -> v1::TaskState {
     }
 }
 
-/// The exit code in an executor's message ("Command exited with status 3", "Container exited
-/// with status 137"), if any.
+/// The exit code of the task's command, from the executor's final message: "Command exited
+/// with status 3" (command executor) or "Container exited with status 137" (Docker executor).
+/// Other messages that quote an exit status (a failed `docker pull` or fetch: "Failed to
+/// launch container: Failed to run '…': exited with status 1") are not the command's and
+/// give none.
 fn exit_code_from_message(msg: &str) -> Option<i32> {
-    let rest = &msg[msg.find("exited with status ")? + "exited with status ".len()..];
+    let rest = ["Command exited with status ", "Container exited with status "]
+        .iter()
+        .find_map(|p| msg.strip_prefix(p))?;
     let digits: String = rest
         .chars()
         .take_while(|c| c.is_ascii_digit() || *c == '-')
@@ -519,6 +552,19 @@ pub fn resource_to_proto(task: &str, r: &Resource) -> Result<v1::Resource, Conve
 }
 
 /// The `CommandInfo` of a task (without URIs): shell string vs argv, environment, user.
+///
+/// An argv (`shell = false`) is written the way the task's containerizer reads it:
+///
+/// - **Docker containerizer**: the agent runs `docker run … IMAGE <value> <arguments…>`, so
+///   `value` is `argv[0]` and `arguments` are the rest (the image's ENTRYPOINT, if any, runs
+///   first and gets the whole argv, as with `docker run IMAGE argv…`).
+/// - **Command executor** (unified containerizer, or no container): the executor calls
+///   `execvp(value, arguments)`, so `value` is `argv[0]` and `arguments` is the whole argv,
+///   `argv[0]` included (the image's ENTRYPOINT is not used).
+///
+/// A shell string is `shell = true` with the string as `value` (`/bin/sh -c value` under
+/// every containerizer). No command at all leaves `value` unset with `shell = false`: the
+/// image's own ENTRYPOINT/CMD run.
 fn command_info(t: &LaunchTask) -> Result<v1::CommandInfo, ConvertError> {
     let mut c = v1::CommandInfo::default();
     match &t.spec.command {
@@ -543,9 +589,12 @@ fn command_info(t: &LaunchTask) -> Result<v1::CommandInfo, ConvertError> {
                 })?,
             };
             c.shell = Some(false);
-            if let Some(first) = argv.first() {
+            if let Some((first, rest)) = argv.split_first() {
                 c.value = Some(first.clone());
-                c.arguments = argv;
+                c.arguments = match t.containerizer {
+                    Containerizer::Docker => rest.to_vec(),
+                    Containerizer::Mesos => argv,
+                };
             }
         }
     }
@@ -1163,8 +1212,10 @@ mod tests {
     #[test]
     fn command_shell_argv_and_none() {
         let mut t = launch_task(vec![]);
-        // argv without a shell: value = argv[0], arguments = the full argv.
+        // argv without a shell under the Docker containerizer (`docker run IMAGE value
+        // arguments...`): value = argv[0], arguments = the rest.
         t.shell = false;
+        assert_eq!(t.containerizer, Containerizer::Docker);
         t.spec.command = Some(Command::Argv(vec![
             "airflow".into(),
             "tasks".into(),
@@ -1173,11 +1224,23 @@ mod tests {
         let c = command_info(&t).unwrap();
         assert_eq!(c.shell, Some(false));
         assert_eq!(c.value.as_deref(), Some("airflow"));
+        assert_eq!(c.arguments, vec!["tasks", "a b"]);
+        // The command executor (unified containerizer) calls execvp(value, arguments):
+        // arguments carry argv[0] too.
+        t.containerizer = Containerizer::Mesos;
+        let c = command_info(&t).unwrap();
+        assert_eq!(c.value.as_deref(), Some("airflow"));
         assert_eq!(c.arguments, vec!["airflow", "tasks", "a b"]);
+        // A one-word argv: no arguments for Docker, the word itself for the executor.
+        t.spec.command = Some(Command::Argv(vec!["true".into()]));
+        assert_eq!(command_info(&t).unwrap().arguments, vec!["true"]);
+        t.containerizer = Containerizer::Docker;
+        assert!(command_info(&t).unwrap().arguments.is_empty());
         // A shell string with shell off is split like a shell would.
         t.spec.command = Some(Command::Shell("echo 'a b' c".into()));
         let c = command_info(&t).unwrap();
-        assert_eq!(c.arguments, vec!["echo", "a b", "c"]);
+        assert_eq!(c.value.as_deref(), Some("echo"));
+        assert_eq!(c.arguments, vec!["a b", "c"]);
         t.spec.command = Some(Command::Shell("echo 'unbalanced".into()));
         assert!(matches!(
             command_info(&t),
@@ -1367,6 +1430,16 @@ mod tests {
         );
         assert_eq!(
             exit_code_from_message("Command terminated with signal Killed"),
+            None
+        );
+        // A failed pull (the Docker containerizer's text) quotes `docker pull`'s status, not
+        // the task's: the command never ran.
+        assert_eq!(
+            exit_code_from_message(
+                "Failed to launch container: Failed to run 'docker -H unix:///var/run/docker.sock \
+                 pull reg:5000/a:1': exited with status 1; stderr='Error response from daemon: \
+                 unauthorized'"
+            ),
             None
         );
         let s = status_from_proto(v1::TaskStatus {
