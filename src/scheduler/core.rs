@@ -14,7 +14,10 @@
 //! * **Launch failures** (DROPPED; LOST with a launch-phase reason such as
 //!   `REASON_INVALID_OFFERS`/`REASON_AGENT_REMOVED` before the attempt was seen on an agent;
 //!   `ActionFailed` of a launch; GONE/GONE_BY_OPERATOR/UNKNOWN for an attempt never seen on an
-//!   agent) requeue the task for a new attempt while `attempt ≤ retries`
+//!   agent; FAILED/ERROR with a reason saying the command never ran —
+//!   `REASON_CONTAINER_LAUNCH_FAILED` (fetch, image pull, container creation),
+//!   `REASON_EXECUTOR_REGISTRATION_TIMEOUT`, `REASON_CONTAINER_PREEMPTED` — before any
+//!   STARTING/RUNNING of the attempt) requeue the task for a new attempt while `attempt ≤ retries`
 //!   (`spec.retries`, else `launch_retries`), else the task fails. A requeued task keeps its
 //!   place in the FIFO order.
 //! * **Lost attempts.** LOST/UNREACHABLE of an attempt seen on an agent (any of
@@ -22,6 +25,11 @@
 //!   reconciliation asks about it explicitly. GONE/GONE_BY_OPERATOR/UNKNOWN of such an attempt
 //!   (the master does not know it, or its agent is gone) resolve it as `Failed`, with a
 //!   message saying the attempt is gone.
+//! * **Reconciled ends.** A FAILED/ERROR that reconciliation answers for the current attempt
+//!   carries no reason or message of the agent's. It is held for `RECONCILED_END_GRACE`: the
+//!   agent resends its own unacknowledged update once the framework is subscribed again, and
+//!   that one decides (a launch failure is retried; its message is kept). Without it, the
+//!   held answer is applied when the grace runs out.
 //! * **Old attempts.** Updates for an attempt that is not the task's current one are
 //!   acknowledged and change nothing; if such an attempt reports itself alive, it is killed,
 //!   so that no task runs twice.
@@ -45,7 +53,9 @@
 use super::config::CoreConfig;
 use super::launch::{build, prepare, Prepared};
 use super::matching::{place_into, Demand, Plan};
-use super::types::{Action, BackendState, Event, LaunchTask, Now, Offer, StatusUpdate};
+use super::types::{
+    Action, BackendState, Event, LaunchTask, Now, Offer, StatusUpdate, UpdateSource,
+};
 use crate::store::Change;
 use crate::task::{parse_attempt_task_id, Attempt, TaskRecord, TaskSpec, TaskState};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -151,6 +161,10 @@ pub struct TaskView {
     kill_at: Option<Instant>,
     /// When the latest attempt was launched in this process (`None` after a restore).
     launched_at: Option<Instant>,
+    /// A terminal FAILED/ERROR that reconciliation reported for the current attempt, applied
+    /// at the instant given unless the agent's own update (with its reason and message)
+    /// arrives first.
+    held_end: Option<(Instant, Box<StatusUpdate>)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -222,6 +236,8 @@ pub struct Core {
     last_revive: Option<Instant>,
     recon: Recon,
     kill_timers: BTreeSet<(Instant, String)>,
+    /// When each held reconciliation answer ([`TaskView`]'s `held_end`) is applied.
+    held_timers: BTreeSet<(Instant, String)>,
     /// Changes decided outside a step (by `restore`), returned with the next step.
     pending: Step,
     pending_since: Option<Instant>,
@@ -233,6 +249,21 @@ pub struct Core {
 /// How long after its launch an attempt still counts as in flight for periodic
 /// reconciliation.
 const LAUNCH_SETTLE: Duration = Duration::from_secs(60);
+
+/// How long a FAILED/ERROR answer of reconciliation waits for the agent's own update of the
+/// same attempt. The master answers with the latest state only ("Reconciliation: Latest task
+/// state", no reason of the agent's); the agent resends its unacknowledged update as soon as
+/// the framework is subscribed again, and that update says why (a launch failure is retried,
+/// a command's failure is final).
+const RECONCILED_END_GRACE: Duration = Duration::from_secs(30);
+
+/// Reasons with which an agent reports that the attempt's command never ran: the container
+/// could not be made (fetch, image pull, containerizer error) or the executor never came up.
+const NEVER_STARTED_REASONS: [&str; 3] = [
+    "REASON_CONTAINER_LAUNCH_FAILED",
+    "REASON_EXECUTOR_REGISTRATION_TIMEOUT",
+    "REASON_CONTAINER_PREEMPTED",
+];
 
 /// Reasons with which the master reports a launch that never reached an agent.
 const LAUNCH_PHASE_REASONS: [&str; 5] = [
@@ -269,6 +300,7 @@ impl Core {
             last_revive: None,
             recon: Recon::default(),
             kill_timers: BTreeSet::new(),
+            held_timers: BTreeSet::new(),
             pending: Step::default(),
             pending_since: None,
             stats: CoreStats::default(),
@@ -351,6 +383,7 @@ impl Core {
             class: None,
             kill_at: None,
             launched_at: None,
+            held_end: None,
         };
         if rec.state == TaskState::Queued {
             match prepared {
@@ -455,6 +488,7 @@ impl Core {
     /// Timers: reconciliation retries and rounds, a rate-limited REVIVE, kill retries.
     pub fn tick(&mut self, now: Now) -> Step {
         let mut step = self.take_pending();
+        self.fire_held_ends(now, &mut step);
         if self.connected {
             self.fire_kills(now, &mut step);
             if self.recon.explicit {
@@ -508,6 +542,7 @@ impl Core {
                 next = Some(next.map_or(t, |n| n.min(t)));
             }
         };
+        consider(self.held_timers.first().map(|(t, _)| *t));
         if self.connected {
             consider(self.kill_timers.first().map(|(t, _)| *t));
             if self.recon.explicit {
@@ -773,6 +808,44 @@ impl Core {
 
     fn apply_update(&mut self, tid: &str, u: &StatusUpdate, now: Now, step: &mut Step) {
         let t = self.tasks.get_mut(tid).expect("checked by caller");
+        let reconciled_end = u.source == Some(UpdateSource::Master)
+            && u.reason.as_deref() == Some("REASON_RECONCILIATION")
+            && matches!(u.state, BackendState::Failed | BackendState::Error);
+        if reconciled_end {
+            if t.held_end.is_none() {
+                let at = now.instant + RECONCILED_END_GRACE;
+                t.held_end = Some((at, Box::new(u.clone())));
+                self.held_timers.insert((at, tid.to_string()));
+            }
+            return;
+        }
+        self.release_held_end(tid);
+        self.apply_update_now(tid, u, now, step);
+    }
+
+    /// Forgets a held reconciliation answer (the agent's own update came, or the task ended).
+    fn release_held_end(&mut self, tid: &str) -> Option<Box<StatusUpdate>> {
+        let (at, u) = self.tasks.get_mut(tid)?.held_end.take()?;
+        self.held_timers.remove(&(at, tid.to_string()));
+        Some(u)
+    }
+
+    /// Applies the reconciliation answers whose grace ran out without the agent's update.
+    fn fire_held_ends(&mut self, now: Now, step: &mut Step) {
+        while let Some((at, tid)) = self.held_timers.first().cloned() {
+            if at > now.instant {
+                break;
+            }
+            self.held_timers.pop_first();
+            let held = self.tasks.get_mut(&tid).and_then(|t| t.held_end.take());
+            if let Some((_, u)) = held {
+                self.apply_update_now(&tid, &u, now, step);
+            }
+        }
+    }
+
+    fn apply_update_now(&mut self, tid: &str, u: &StatusUpdate, now: Now, step: &mut Step) {
+        let t = self.tasks.get_mut(tid).expect("checked by caller");
         if t.agent_id.is_none() {
             t.agent_id = u.agent_id.as_deref().map(|a| self.agents.get(a));
         }
@@ -792,6 +865,10 @@ impl Core {
             .reason
             .as_deref()
             .is_some_and(|r| LAUNCH_PHASE_REASONS.contains(&r));
+        let never_started = u
+            .reason
+            .as_deref()
+            .is_some_and(|r| NEVER_STARTED_REASONS.contains(&r));
         let detail = describe(u);
         use BackendState as B;
         let next = match u.state {
@@ -799,6 +876,9 @@ impl Core {
             B::Running => Next::Live(TaskState::Running),
             B::Killing => Next::Live(TaskState::Killing),
             B::Finished => Next::Terminal(TaskState::Succeeded, None),
+            B::Failed | B::Error if !t.started && never_started => Next::LaunchFailed(format!(
+                "attempt {n} did not start on its agent: {detail}"
+            )),
             B::Failed | B::Error => Next::Terminal(TaskState::Failed, None),
             B::Killed => Next::Terminal(TaskState::Killed, None),
             B::Dropped => Next::LaunchFailed(format!("attempt {n} was not launched: {detail}")),
@@ -889,6 +969,7 @@ impl Core {
 
     fn launch_failed(&mut self, tid: &str, what: String, now: Now, step: &mut Step) {
         self.stats.launch_failures += 1;
+        self.release_held_end(tid);
         let t = self.tasks.get(tid).expect("checked by caller");
         if t.kill_requested {
             let msg = Some(format!("killed before it started ({what})"));
@@ -937,6 +1018,7 @@ impl Core {
         step: &mut Step,
     ) {
         self.remove_kill_timer(tid);
+        self.release_held_end(tid);
         let Some(mut t) = self.tasks.remove(tid) else {
             return;
         };
@@ -1153,7 +1235,14 @@ impl Core {
             if let Some(at) = t.kill_at {
                 assert!(self.kill_timers.contains(&(at, id.clone())));
             }
+            if let Some((at, _)) = &t.held_end {
+                assert!(self.held_timers.contains(&(*at, id.clone())));
+            }
         }
+        assert_eq!(
+            self.held_timers.len(),
+            self.tasks.values().filter(|t| t.held_end.is_some()).count()
+        );
         assert_eq!(counts, self.counts);
         let queued: usize = self.classes.iter().flatten().map(|c| c.queue.len()).sum();
         assert_eq!(queued, counts[TaskState::Queued as usize]);

@@ -3,7 +3,7 @@
 
 use super::types::{
     to_milli, Action, Attribute, BackendState, Event, Flavour, Now, Offer, Quantity, Resource,
-    StatusUpdate,
+    StatusUpdate, UpdateSource,
 };
 use super::{Core, CoreConfig, KillError, Step};
 use crate::task::{Attempt, TaskRecord, TaskSpec, TaskState};
@@ -290,6 +290,111 @@ fn task_error_fails_the_task() {
     );
     assert!(launches(&s).is_empty());
     assert_eq!(core.stats().failed, 1);
+}
+
+#[test]
+fn container_launch_failure_before_start_is_a_launch_failure_not_the_tasks() {
+    let mut clock = Clock::new();
+    let mut core = running_core(&["t-a", "t-b"], &clock);
+    // The agent could not fetch the task's files (e.g. the daemon was down): nothing ran.
+    let mut u = update("t-a.1", BackendState::Failed, Some(1));
+    u.source = Some(UpdateSource::Agent);
+    u.reason = Some("REASON_CONTAINER_LAUNCH_FAILED".into());
+    u.message = Some(
+        "Failed to launch container: Failed to fetch all URIs for container 'c': exited with \
+         status 1"
+            .into(),
+    );
+    let s = core.handle_event(Event::Update(u), clock.advance(1.0));
+    assert_eq!(s.changes.len(), 1);
+    assert_eq!(s.changes[0].state, TaskState::Queued, "relaunched: {s:?}");
+    let msg = s.changes[0].message.as_deref().unwrap();
+    assert!(
+        msg.contains("did not start") && msg.contains("Failed to fetch all URIs"),
+        "{msg}"
+    );
+    assert_eq!(s.changes[0].exit_code, None);
+    assert_eq!(acks(&s), vec!["t-a.1".to_string()]);
+    let s = core.handle_event(
+        Event::Offers(vec![offer("o2", "a1", 4.0, 4096.0)]),
+        clock.now(),
+    );
+    assert_eq!(launches(&s)[0].1, vec!["t-a.2".to_string()]);
+
+    // The same reason after the attempt started is the task's own failure: final.
+    core.handle_event(
+        Event::Update(update("t-b.1", BackendState::Starting, Some(2))),
+        clock.now(),
+    );
+    let mut u = update("t-b.1", BackendState::Failed, Some(3));
+    u.reason = Some("REASON_CONTAINER_LAUNCH_FAILED".into());
+    let s = core.handle_event(Event::Update(u), clock.now());
+    assert_eq!(s.changes[0].state, TaskState::Failed);
+    // And a command that ran and failed is never relaunched.
+    let mut core = running_core(&["t-c"], &clock);
+    let mut u = update("t-c.1", BackendState::Failed, Some(4));
+    u.reason = Some("REASON_COMMAND_EXECUTOR_FAILED".into());
+    u.message = Some("Container exited with status 3".into());
+    u.exit_code = Some(3);
+    let s = core.handle_event(Event::Update(u), clock.now());
+    assert_eq!(s.changes[0].state, TaskState::Failed);
+    assert_eq!(s.changes[0].exit_code, Some(3));
+}
+
+#[test]
+fn a_reconciled_failure_waits_for_the_agents_own_update() {
+    let mut clock = Clock::new();
+    let mut core = Core::new(cfg());
+    core.restore(
+        vec![
+            live("t-a", TaskState::Launching, 1, "a1"),
+            live("t-b", TaskState::Running, 1, "a1"),
+        ],
+        clock.now(),
+    );
+    core.handle_event(subscribed(), clock.now());
+    // Reconciliation answers first: FAILED, with nothing of the agent's.
+    let recon = |id: &str| {
+        let mut u = update(id, BackendState::Failed, None);
+        u.source = Some(UpdateSource::Master);
+        u.reason = Some("REASON_RECONCILIATION".into());
+        u.message = Some("Reconciliation: Latest task state".into());
+        u
+    };
+    let s = core.handle_event(Event::Update(recon("t-a.1")), clock.advance(1.0));
+    assert!(s.changes.is_empty(), "held, not applied: {s:?}");
+    let s = core.handle_event(Event::Update(recon("t-b.1")), clock.now());
+    assert!(s.changes.is_empty());
+    assert_eq!(
+        core.next_deadline(),
+        Some(clock.now().instant + Duration::from_secs(30))
+    );
+    // The agent's own update for t-a arrives: a launch failure, relaunched, its message kept.
+    let mut u = update("t-a.1", BackendState::Failed, Some(7));
+    u.source = Some(UpdateSource::Agent);
+    u.reason = Some("REASON_CONTAINER_LAUNCH_FAILED".into());
+    u.message = Some("Failed to launch container: Couldn't connect to server".into());
+    let s = core.handle_event(Event::Update(u), clock.advance(2.0));
+    assert_eq!(s.changes[0].state, TaskState::Queued);
+    assert!(s.changes[0]
+        .message
+        .as_deref()
+        .unwrap()
+        .contains("Couldn't connect to server"));
+    // t-b never hears from its agent: the held answer is applied when the grace runs out.
+    let s = core.tick(clock.advance(27.0));
+    assert!(
+        s.changes.iter().all(|c| c.task_id != "t-b"),
+        "too early: {s:?}"
+    );
+    let s = core.tick(clock.advance(1.0));
+    let c = s.changes.iter().find(|c| c.task_id == "t-b").unwrap();
+    assert_eq!(c.state, TaskState::Failed);
+    assert_eq!(
+        c.message.as_deref(),
+        Some("Reconciliation: Latest task state")
+    );
+    core.assert_consistent();
 }
 
 #[test]
