@@ -289,6 +289,51 @@ async fn a_standby_redirects_subscribe_and_calls_go_to_the_leader() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_list_of_masters_the_leader_is_reached_at_the_address_given() {
+    // The standby names the leader by its advertised hostname (`localhost` here, as a master
+    // started without --hostname on a developer machine; a name that does not resolve where
+    // the daemon runs in the second round). The operator gave addresses: they are used.
+    let leader = FakeMaster::start(FakeMasterOptions::default()).await;
+    let c = client(Encoding::Protobuf);
+    for advertised in ["localhost", "mesos-leader.invalid"] {
+        let standby = FakeMaster::start(FakeMasterOptions {
+            leadership: Leadership::Standby(format!("{advertised}:{}", leader.addr().port())),
+            ..Default::default()
+        })
+        .await;
+        let mut sub = c
+            .subscribe(&[base(&standby), base(&leader)], &subscribe_call(None))
+            .await
+            .expect("the leader, at the address the operator gave");
+        let fid = subscribed(&mut sub).await;
+        assert_eq!(sub.endpoint.host_str(), Some("127.0.0.1"), "{advertised}");
+        assert_eq!(sub.endpoint.port(), Some(leader.addr().port()));
+        leader.clear_calls();
+        c.call(&session(&sub, &fid), &revive(&fid))
+            .await
+            .expect("calls go there too");
+        assert_eq!(leader.calls_of(call::Type::Revive).len(), 1);
+        // The standby's redirect was not followed.
+        assert_eq!(standby.calls().len(), 1);
+        assert_eq!(standby.calls()[0].status, 307);
+        standby.shutdown().await;
+    }
+
+    // A single master given: its redirect is all there is, and it is followed.
+    let only = FakeMaster::start(FakeMasterOptions {
+        leadership: Leadership::Standby(leader.host_port()),
+        ..Default::default()
+    })
+    .await;
+    let mut sub = c
+        .subscribe(&[base(&only)], &subscribe_call(None))
+        .await
+        .expect("redirect followed");
+    subscribed(&mut sub).await;
+    assert_eq!(sub.endpoint.port(), Some(leader.addr().port()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unavailable_masters_are_skipped_and_a_503_is_retryable() {
     let m = FakeMaster::start(FakeMasterOptions::default()).await;
     let c = client(Encoding::Protobuf);
@@ -573,6 +618,40 @@ async fn zk_master_detection_follows_the_leader_node_while_subscribed() {
         vec![fid.clone()],
         "the new leader accepted the old framework id"
     );
+    shutdown.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zk_leader_is_reached_by_its_ip_when_its_hostname_does_not_resolve() {
+    let Some(zk) = support::env::required_service("AM_TEST_ZK", "a ZooKeeper server") else {
+        return;
+    };
+    let m = FakeMaster::start(FakeMasterOptions {
+        hostname: "mesos-leader.invalid".into(),
+        ..Default::default()
+    })
+    .await;
+    assert!(m.zk_node_json().contains("\"hostname\":\"mesos-leader.invalid\""));
+    let group = support::zk::ZkMasters::new(&zk).await;
+    group.publish(&m.zk_node_json()).await;
+    let addr = parse_master(&group.url(), false).expect("zk:// address");
+    let shutdown = CancellationToken::new();
+    let mut source =
+        MasterSource::start(&addr, false, Duration::from_millis(200), &shutdown).expect("source");
+    let deadline = tokio::time::Instant::now() + T;
+    while source.candidates().is_empty() {
+        tokio::time::timeout_at(deadline, source.changed())
+            .await
+            .expect("leader known within 10 s");
+    }
+    let leader = source.candidates()[0].clone();
+    assert_eq!(leader.host_str(), Some("127.0.0.1"), "{leader}");
+    let c = client(Encoding::Protobuf);
+    let mut sub = c
+        .subscribe(&source.candidates(), &subscribe_call(None))
+        .await
+        .expect("subscribe at the leader's IP");
+    subscribed(&mut sub).await;
     shutdown.cancel();
 }
 

@@ -528,8 +528,17 @@ impl SubscriptionLoop {
                     }
                     Err(e) => {
                         let fatal = e.disposition(CallKind::Subscribe) == Disposition::Fatal;
-                        tracing::warn!(error = %e, fatal, "SUBSCRIBE failed");
-                        SubInput::Failed { reason: e.to_string(), fatal }
+                        let reason = one_line(&e.to_string());
+                        match &e {
+                            // Normal at start-up: the ZooKeeper watch has not reported yet.
+                            ClientError::NoMaster => {
+                                tracing::info!("no leading master known yet; waiting for ZooKeeper")
+                            }
+                            _ if fatal => {}
+                            _ => tracing::warn!(error = %reason, "cannot subscribe to Mesos; retrying"),
+                        }
+                        tracing::debug!(error = ?e, "SUBSCRIBE failed");
+                        SubInput::Failed { reason, fatal }
                     }
                 },
                 a = actions.recv() => match a {
@@ -559,9 +568,11 @@ impl SubscriptionLoop {
                 rand::random(),
             );
             if let SubState::Waiting { until, attempt } = &next {
-                if !matches!(state, SubState::Waiting { .. }) {
-                    let wait = until.saturating_duration_since(Instant::now());
-                    tracing::info!(?wait, attempt, "reconnecting to Mesos after a pause");
+                let wait = until.saturating_duration_since(Instant::now());
+                if matches!(state, SubState::Subscribed { .. }) {
+                    tracing::info!(?wait, "reconnecting to Mesos after a pause");
+                } else {
+                    tracing::debug!(?wait, attempt, "next SUBSCRIBE after a pause");
                 }
             }
             state = next;
@@ -669,6 +680,11 @@ impl SubscriptionLoop {
             }
         }
     }
+}
+
+/// `text` on one line: a log line per event, whatever the causes' own text holds.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Most ACKNOWLEDGE calls in flight at once. Acknowledgements are independent of each other

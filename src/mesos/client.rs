@@ -153,6 +153,10 @@ pub enum ClientError {
     },
     #[error("{endpoint}: gave up after {count} redirects")]
     TooManyRedirects { endpoint: String, count: u32 },
+    /// A master that is not the leader pointed elsewhere, and the redirect was not followed
+    /// (another configured address is tried first).
+    #[error("{endpoint}: not the leading master (redirects to {location})")]
+    NotLeader { endpoint: String, location: String },
     #[error("{endpoint}: {message}")]
     Transport {
         endpoint: String,
@@ -239,6 +243,7 @@ impl ClientError {
             ClientError::Transport { .. }
             | ClientError::Unavailable { .. }
             | ClientError::TooManyRedirects { .. }
+            | ClientError::NotLeader { .. }
             | ClientError::BadRedirect { .. }
             | ClientError::MissingStreamId { .. }
             | ClientError::NoMaster => Retry,
@@ -487,10 +492,25 @@ impl MesosClient {
     async fn post(
         &self,
         http: &reqwest::Client,
+        url: Url,
+        hops: u32,
+        body: Bytes,
+        stream_id: Option<&str>,
+    ) -> Result<(Url, reqwest::Response), ClientError> {
+        self.post_following(http, url, hops, body, stream_id, true)
+            .await
+    }
+
+    /// [`post`](Self::post), or, with `follow` false, a redirect answered as
+    /// [`ClientError::NotLeader`].
+    async fn post_following(
+        &self,
+        http: &reqwest::Client,
         mut url: Url,
         mut hops: u32,
         body: Bytes,
         stream_id: Option<&str>,
+        follow: bool,
     ) -> Result<(Url, reqwest::Response), ClientError> {
         let ct = self.cfg.encoding.content_type();
         loop {
@@ -518,6 +538,12 @@ impl MesosClient {
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("")
                 .to_string();
+            if !follow {
+                return Err(ClientError::NotLeader {
+                    endpoint: url.to_string(),
+                    location,
+                });
+            }
             let next = self.redirected(&url, &location)?;
             hops += 1;
             if hops > self.cfg.max_redirects {
@@ -564,9 +590,18 @@ impl MesosClient {
         base: &Url,
         call: &scheduler::Call,
     ) -> Result<Subscription, ClientError> {
+        self.subscribe_at_following(base, call, true).await
+    }
+
+    async fn subscribe_at_following(
+        &self,
+        base: &Url,
+        call: &scheduler::Call,
+        follow: bool,
+    ) -> Result<Subscription, ClientError> {
         let body = Bytes::from(self.cfg.encoding.encode(call));
         let (url, resp) = self
-            .post(&self.stream_http, self.endpoint(base), 0, body, None)
+            .post_following(&self.stream_http, self.endpoint(base), 0, body, None, follow)
             .await?;
         if resp.status() != reqwest::StatusCode::OK {
             return Err(self.error_from(&url, resp).await);
@@ -607,21 +642,33 @@ impl MesosClient {
 
     /// SUBSCRIBE trying `candidates` in turn: the first success wins; a fatal error stops at
     /// once; if every master fails transiently, the last error is returned.
+    ///
+    /// With several candidates (the operator's list of masters), each is first asked at the
+    /// address given, without following a standby's redirect: the leader is usually one of
+    /// them, and a redirect names the leader by its advertised hostname, which need not
+    /// resolve where the daemon runs. Only when none of them accepts are redirects followed.
     pub async fn subscribe(
         &self,
         candidates: &[Url],
         call: &scheduler::Call,
     ) -> Result<Subscription, ClientError> {
         let mut last = ClientError::NoMaster;
-        for base in candidates {
-            match self.subscribe_at(base, call).await {
-                Ok(s) => return Ok(s),
-                Err(e) if e.disposition(CallKind::Subscribe) == Disposition::Fatal => {
-                    return Err(e)
-                }
-                Err(e) => {
-                    tracing::warn!(master = %base, error = %e, "SUBSCRIBE failed; trying the next master");
-                    last = e;
+        let passes: &[bool] = if candidates.len() > 1 {
+            &[false, true]
+        } else {
+            &[true]
+        };
+        for &follow in passes {
+            for base in candidates {
+                match self.subscribe_at_following(base, call, follow).await {
+                    Ok(s) => return Ok(s),
+                    Err(e) if e.disposition(CallKind::Subscribe) == Disposition::Fatal => {
+                        return Err(e)
+                    }
+                    Err(e) => {
+                        tracing::debug!(master = %base, error = %e, "SUBSCRIBE failed; trying the next master");
+                        last = e;
+                    }
                 }
             }
         }

@@ -172,13 +172,14 @@ pub fn leader_node(children: &[String]) -> Option<&str> {
         .map(|(_, c)| c)
 }
 
-/// `host:port` of the master described by a `json.info_*` node's data.
+/// `ip:port` of the master described by a `json.info_*` node's data (its hostname only when
+/// the node holds no IP: see [`master_connect_addr`](super::convert::master_connect_addr)).
 pub fn master_from_json(node: &str, data: &[u8]) -> Result<String, DetectError> {
     let info: v1::MasterInfo = json::decode(data).map_err(|e| DetectError::BadMasterInfo {
         node: node.to_string(),
         message: e.to_string(),
     })?;
-    Ok(super::convert::master_host_port(&info))
+    Ok(super::convert::master_connect_addr(&info))
 }
 
 /// Watches the leading master in ZooKeeper.
@@ -533,6 +534,25 @@ mod tests {
         );
         let err = master_from_json("/mesos/json.info_1", b"not json").unwrap_err();
         assert!(err.to_string().contains("json.info_1"), "{err}");
+    }
+
+    #[test]
+    fn a_leader_is_reached_by_its_ip_not_its_advertised_hostname() {
+        // A master started with --hostname that only resolves on its own network.
+        let node = br#"{"address":{"hostname":"mesos-m1.internal","ip":"10.0.0.7","port":5050},
+            "hostname":"mesos-m1.internal","id":"x","ip":117440522,"port":5050}"#;
+        assert_eq!(master_from_json("/m/json.info_1", node).unwrap(), "10.0.0.7:5050");
+        // Only the deprecated packed IPv4 (network byte order: 10.0.0.7).
+        let node = br#"{"hostname":"mesos-m1.internal","id":"x","ip":117440522,"port":5051}"#;
+        assert_eq!(master_from_json("/m/json.info_1", node).unwrap(), "10.0.0.7:5051");
+        // IPv6 in brackets, so that it makes a URL.
+        let node = br#"{"address":{"hostname":"m","ip":"fd00::7","port":5050},"id":"x","ip":0,"port":5050}"#;
+        let hp = master_from_json("/m/json.info_1", node).unwrap();
+        assert_eq!(hp, "[fd00::7]:5050");
+        assert!(base_url(&hp, false).is_ok());
+        // No IP at all: the hostname is all there is.
+        let node = br#"{"hostname":"m1.internal","id":"x","ip":0,"port":5050}"#;
+        assert_eq!(master_from_json("/m/json.info_1", node).unwrap(), "m1.internal:5050");
     }
 
     #[test]
