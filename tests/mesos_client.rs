@@ -631,7 +631,9 @@ async fn zk_leader_is_reached_by_its_ip_when_its_hostname_does_not_resolve() {
         ..Default::default()
     })
     .await;
-    assert!(m.zk_node_json().contains("\"hostname\":\"mesos-leader.invalid\""));
+    assert!(m
+        .zk_node_json()
+        .contains("\"hostname\":\"mesos-leader.invalid\""));
     let group = support::zk::ZkMasters::new(&zk).await;
     group.publish(&m.zk_node_json()).await;
     let addr = parse_master(&group.url(), false).expect("zk:// address");

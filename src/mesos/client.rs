@@ -601,7 +601,14 @@ impl MesosClient {
     ) -> Result<Subscription, ClientError> {
         let body = Bytes::from(self.cfg.encoding.encode(call));
         let (url, resp) = self
-            .post_following(&self.stream_http, self.endpoint(base), 0, body, None, follow)
+            .post_following(
+                &self.stream_http,
+                self.endpoint(base),
+                0,
+                body,
+                None,
+                follow,
+            )
             .await?;
         if resp.status() != reqwest::StatusCode::OK {
             return Err(self.error_from(&url, resp).await);

@@ -332,9 +332,12 @@ pub fn state_to_proto(s: BackendState) -> v1::TaskState {
 /// launch container: Failed to run '…': exited with status 1") are not the command's and
 /// give none.
 fn exit_code_from_message(msg: &str) -> Option<i32> {
-    let rest = ["Command exited with status ", "Container exited with status "]
-        .iter()
-        .find_map(|p| msg.strip_prefix(p))?;
+    let rest = [
+        "Command exited with status ",
+        "Container exited with status ",
+    ]
+    .iter()
+    .find_map(|p| msg.strip_prefix(p))?;
     let digits: String = rest
         .chars()
         .take_while(|c| c.is_ascii_digit() || *c == '-')

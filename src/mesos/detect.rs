@@ -541,10 +541,16 @@ mod tests {
         // A master started with --hostname that only resolves on its own network.
         let node = br#"{"address":{"hostname":"mesos-m1.internal","ip":"10.0.0.7","port":5050},
             "hostname":"mesos-m1.internal","id":"x","ip":117440522,"port":5050}"#;
-        assert_eq!(master_from_json("/m/json.info_1", node).unwrap(), "10.0.0.7:5050");
+        assert_eq!(
+            master_from_json("/m/json.info_1", node).unwrap(),
+            "10.0.0.7:5050"
+        );
         // Only the deprecated packed IPv4 (network byte order: 10.0.0.7).
         let node = br#"{"hostname":"mesos-m1.internal","id":"x","ip":117440522,"port":5051}"#;
-        assert_eq!(master_from_json("/m/json.info_1", node).unwrap(), "10.0.0.7:5051");
+        assert_eq!(
+            master_from_json("/m/json.info_1", node).unwrap(),
+            "10.0.0.7:5051"
+        );
         // IPv6 in brackets, so that it makes a URL.
         let node = br#"{"address":{"hostname":"m","ip":"fd00::7","port":5050},"id":"x","ip":0,"port":5050}"#;
         let hp = master_from_json("/m/json.info_1", node).unwrap();
@@ -552,7 +558,10 @@ mod tests {
         assert!(base_url(&hp, false).is_ok());
         // No IP at all: the hostname is all there is.
         let node = br#"{"hostname":"m1.internal","id":"x","ip":0,"port":5050}"#;
-        assert_eq!(master_from_json("/m/json.info_1", node).unwrap(), "m1.internal:5050");
+        assert_eq!(
+            master_from_json("/m/json.info_1", node).unwrap(),
+            "m1.internal:5050"
+        );
     }
 
     #[test]
