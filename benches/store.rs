@@ -40,6 +40,8 @@ fn spec(i: usize) -> TaskSpec {
         disk: 0.0,
         max_mem: None,
         max_cpus: None,
+        containerizer: airflow_mesos::task::Containerizer::Docker,
+        uncontainerized: false,
     };
     spec.normalize(&defaults).expect("a valid spec");
     spec
@@ -60,6 +62,7 @@ fn change(id: &str, state: TaskState, attempt: u32, agent: usize, at: i64) -> Ch
         exit_code: (state == TaskState::Succeeded).then_some(0),
         kill_requested: false,
         at,
+        spec: None,
     }
 }
 

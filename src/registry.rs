@@ -127,6 +127,18 @@ fn read_auths(path: &Path) -> Result<serde_json::Map<String, serde_json::Value>,
     Ok(usable)
 }
 
+/// The `docker.tar.gz` the daemon serves to Docker-containerizer agents for `auth`: `None`
+/// when no credentials are configured, or when they come from a URI of the operator's own
+/// (`docker_credentials_uri`).
+pub fn served_docker_tar_gz(auth: &RegistryAuth) -> Result<Option<bytes::Bytes>, RegistryError> {
+    if auth.credentials_uri.is_some() {
+        return Ok(None);
+    }
+    docker_config_json(auth)?
+        .map(|c| docker_tar_gz(&c).map(bytes::Bytes::from))
+        .transpose()
+}
+
 /// A gzip'd tar holding `.docker/config.json` with `config_json`, for the Docker
 /// containerizer (fetched with `extract = true`).
 pub fn docker_tar_gz(config_json: &Secret) -> Result<Vec<u8>, RegistryError> {

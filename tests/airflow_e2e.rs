@@ -201,12 +201,12 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn airflow_executor_mesos_path_fake_master() {
     use airflow_mesos::mesos::proto::scheduler::call;
-    use support::fake_master::{AgentSpec, FakeMaster, FakeMasterOptions, TaskScript};
+    use support::fake_master::{AgentSpec, FakeMaster, FakeMasterOptions, TaskScript, TaskStep};
 
     let Some(python) = airflow_python() else {
         return;
     };
-    let master = FakeMaster::start(FakeMasterOptions::default()).await;
+    let master = std::sync::Arc::new(FakeMaster::start(FakeMasterOptions::default()).await);
     master.add_agent(AgentSpec::new(8.0, 16384.0));
     master.set_task_script_fn(|info| {
         let task = info
@@ -215,12 +215,53 @@ async fn airflow_executor_mesos_path_fake_master() {
             .and_then(|l| l.labels.iter().find(|l| l.key == "airflow.task_id"))
             .and_then(|l| l.value.clone())
             .unwrap_or_default();
-        match task.as_str() {
-            "doomed" => TaskScript::fail(1),
-            "slow" => TaskScript::finish_after(Duration::from_secs(10)),
-            _ => TaskScript::finish(),
-        }
+        // Held until the test, acting as the agent's fetcher, has fetched the sandbox files.
+        let mut steps = vec![TaskStep::Hold];
+        steps.extend(
+            match task.as_str() {
+                "doomed" => TaskScript::fail(1),
+                "slow" => TaskScript::finish_after(Duration::from_secs(10)),
+                _ => TaskScript::finish(),
+            }
+            .0,
+        );
+        TaskScript(steps)
     });
+    // The fetcher: each launched task's URIs, fetched once before the task starts (as a Mesos
+    // agent does), then the task is released. Keeps (URI, status, body) of every fetch.
+    let fetched = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(String, u16, String)>::new()));
+    let fetcher = {
+        let (master, fetched) = (master.clone(), fetched.clone());
+        tokio::spawn(async move {
+            let mut done = std::collections::HashSet::new();
+            loop {
+                let infos: Vec<_> = master
+                    .calls_of(call::Type::Accept)
+                    .into_iter()
+                    .filter_map(|c| c.accept)
+                    .flat_map(|a| a.operations)
+                    .filter_map(|op| op.launch)
+                    .flat_map(|l| l.task_infos)
+                    .collect();
+                for info in infos {
+                    if !done.insert(info.task_id.value.clone()) {
+                        continue;
+                    }
+                    for u in info.command.iter().flat_map(|c| c.uris.iter()) {
+                        let r = reqwest::get(&u.value).await.expect("fetching a URI");
+                        let status = r.status().as_u16();
+                        let body = r.text().await.unwrap_or_default();
+                        fetched
+                            .lock()
+                            .unwrap()
+                            .push((u.value.clone(), status, body));
+                    }
+                    master.release_task(&info.task_id.value);
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
 
     let home = tempfile::tempdir().expect("a temporary AIRFLOW_HOME");
     let port = free_port();
@@ -353,17 +394,15 @@ async fn airflow_executor_mesos_path_fake_master() {
             "the workload URI {} is not served by the daemon ({api})",
             uri.value
         );
-        // The fake agent does not fetch; do it here, as an agent would: once, then never again.
-        let first = reqwest::get(&uri.value)
-            .await
-            .expect("fetching the workload");
-        assert_eq!(
-            first.status(),
-            200,
-            "the workload URI {} is not served",
-            uri.value
-        );
-        let body = first.text().await.expect("reading the workload");
+        // The fetcher above got it before the task started; now it is gone.
+        let (_, status, body) = fetched
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(u, _, _)| *u == uri.value)
+            .cloned()
+            .unwrap_or_else(|| panic!("{} was never fetched", uri.value));
+        assert_eq!(status, 200, "the workload URI {} is not served", uri.value);
         assert!(
             body.contains(&workload_token) && body.contains("\"ExecuteTask\""),
             "the fetched workload is not the Airflow workload: {body:.200}"
@@ -371,9 +410,9 @@ async fn airflow_executor_mesos_path_fake_master() {
         let again = reqwest::get(&uri.value)
             .await
             .expect("fetching the workload again");
-        assert_ne!(
+        assert_eq!(
             again.status(),
-            200,
+            410,
             "the workload URI served its content twice"
         );
         let env = format!("{:?}", command.environment);
@@ -390,5 +429,9 @@ async fn airflow_executor_mesos_path_fake_master() {
         !daemon_log.contains(&api_token),
         "the daemon's log contains its API token"
     );
-    master.shutdown().await;
+    fetcher.abort();
+    let _ = fetcher.await;
+    if let Ok(master) = std::sync::Arc::try_unwrap(master) {
+        master.shutdown().await;
+    }
 }

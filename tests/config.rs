@@ -180,6 +180,7 @@ fn no_file_no_env_gives_every_default() {
         api_url: "http://127.0.0.1:11000".into(),
         public_url: None,
         registry: RegistryAuth::default(),
+        send_registry_credentials: true,
         force_pull: false,
         kill_grace_period: 30.0,
         launch_retries: 3,
@@ -264,6 +265,7 @@ docker_registry_username = bot
 docker_registry_password = reg-pass-xyz
 docker_config = /fake/config.json
 docker_credentials_uri = http://files/docker.tar.gz
+send_registry_credentials = f
 force_pull = 1
 kill_grace_period = 5.5
 launch_retries = 0
@@ -343,6 +345,7 @@ fn all_keys_expected(path: Option<PathBuf>) -> Config {
             docker_config: Some("/fake/config.json".into()),
             credentials_uri: Some("http://files/docker.tar.gz".into()),
         },
+        send_registry_credentials: false,
         force_pull: true,
         kill_grace_period: 5.5,
         launch_retries: 0,
@@ -935,7 +938,7 @@ docker_registry_password = only-password
         format!("{PATH}:5: [mesos] authenticate = True requires [mesos] default_principal and [mesos] default_secret (missing: default_principal, default_secret)")
     );
     assert!(msg_of("backend").contains("= \"kubernetes\": expected mesos or docker"));
-    assert!(msg_of("containerizer").contains("expected docker or mesos"));
+    assert!(msg_of("containerizer").contains("expected docker, mesos or none"));
     assert!(msg_of("docker_network_mode").contains("host, bridge, none or user:<network name>"));
     assert!(msg_of("api_listen").contains("e.g. 127.0.0.1:11000"));
     assert!(msg_of("launch_retries").contains("a whole number"));
@@ -980,6 +983,24 @@ fn authenticate_names_only_what_is_missing() {
         &[("AIRFLOW__MESOS__DEFAULT_SECRET", "s")],
     );
     assert!(l.config.authenticate);
+}
+
+#[test]
+fn containerizer_none_is_for_mesos_only() {
+    let l = ok(
+        Some("[mesos]\nmaster = m1:5050\ncontainerizer = none\n"),
+        &[],
+    );
+    assert_eq!(l.config.containerizer, Containerizer::None);
+    let err = errs(
+        Some("[mesos]\nbackend = docker\ncontainerizer = none\n"),
+        &[],
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("[mesos] containerizer") && text.contains("backend = mesos"),
+        "{text}"
+    );
 }
 
 #[test]

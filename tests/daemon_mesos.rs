@@ -10,7 +10,7 @@ use common::Daemon;
 use serde_json::Value;
 use std::time::Duration;
 use support::fake_master::{
-    AgentSpec, FakeMaster, FakeMasterOptions, Reason, TaskScript, TaskState,
+    AgentSpec, FakeMaster, FakeMasterOptions, Reason, TaskScript, TaskState, TaskStep,
 };
 
 async fn master() -> FakeMaster {
@@ -508,7 +508,8 @@ async fn launched_task_info(m: &FakeMaster) -> airflow_mesos::mesos::proto::v1::
 #[tokio::test(flavor = "multi_thread")]
 async fn registry_credentials_reach_the_docker_containerizer_once_through_a_one_time_url() {
     let m = master().await;
-    m.set_default_task_script(TaskScript::run_until_released());
+    // The agent fetches before the task starts: hold it there.
+    m.set_default_task_script(TaskScript(vec![TaskStep::Hold]));
     let d = registry_daemon(&m, "docker");
     cli_json(&d, &["submit", "--json", "--", "true"]).await;
     let ti = launched_task_info(&m).await;
@@ -554,14 +555,102 @@ async fn registry_credentials_reach_the_docker_containerizer_once_through_a_one_
         .decode(auth)
         .unwrap();
     assert_eq!(decoded, b"robot:hunter2-registry");
-    // Served once: a second fetch and a wrong token get nothing.
-    assert_eq!(reqwest::get(&uri).await.unwrap().status(), 404);
-    let forged = uri.replace("/v1/files/", "/v1/files/0");
+    // Served once: a second fetch gets nothing, nor does a forged URL.
+    assert_eq!(reqwest::get(&uri).await.unwrap().status(), 410);
+    let mut forged = uri.clone();
+    let at = forged.rfind("/docker.tar.gz").unwrap() - 1;
+    let last = if &forged[at..at + 1] == "0" { "1" } else { "0" };
+    forged.replace_range(at..at + 1, last);
     assert_eq!(reqwest::get(&forged).await.unwrap().status(), 404);
+    let other_attempt = uri.replace(".1/registry/", ".2/registry/");
+    assert_eq!(reqwest::get(&other_attempt).await.unwrap().status(), 404);
     assert!(
         !d.log_text().contains("hunter2-registry"),
         "no password in the log"
     );
+    m.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sandbox_files_outlive_a_daemon_restart_until_the_attempt_starts() {
+    let m = master().await;
+    // The agent has the launch but has not fetched yet (it fetches before the task starts).
+    m.set_default_task_script(
+        TaskScript(vec![TaskStep::Hold])
+            .then(TaskState::TaskStarting, None, None)
+            .then(TaskState::TaskRunning, None, None),
+    );
+    let mut d = registry_daemon(&m, "docker");
+    let job = d.home.path().join("job.yaml");
+    std::fs::write(
+        &job,
+        "command: [\"sh\", \"-c\", \"echo ok\"]\nfiles:\n  - path: conf/workload.json\n    content: '{\"token\": \"wl-s3cret\"}'\nsecret_env: {DB_PASSWORD: db-s3cret}\n",
+    )
+    .unwrap();
+    let submitted = cli_json(&d, &["submit", "--json", "-f", job.to_str().unwrap()]).await;
+    let id = submitted["tasks"][0]["id"].as_str().unwrap().to_string();
+    let ti = launched_task_info(&m).await;
+    let text = format!("{ti:?}");
+    for secret in ["wl-s3cret", "db-s3cret", "DB_PASSWORD", "hunter2-registry"] {
+        assert!(!text.contains(secret), "{secret} in the TaskInfo: {text}");
+    }
+    let uris: Vec<String> = ti
+        .command
+        .as_ref()
+        .unwrap()
+        .uris
+        .iter()
+        .map(|u| u.value.clone())
+        .collect();
+    assert_eq!(uris.len(), 3, "workload, secret env, registry: {uris:?}");
+
+    // The daemon dies before the agent fetches, and comes back.
+    d.kill9();
+    d.spawn();
+    let workload = uris.iter().find(|u| u.ends_with("/workload.json")).unwrap();
+    let mut got = None;
+    for _ in 0..300 {
+        if let Ok(r) = reqwest::get(workload).await {
+            if r.status() == 200 {
+                got = Some(r.text().await.unwrap());
+                break;
+            }
+            assert_ne!(r.status(), 410, "the restart lost the file");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let got = got.expect("the restarted daemon serves the workload within 30 s");
+    assert!(got.contains("wl-s3cret"), "{got}");
+    let env = uris.iter().find(|u| u.contains("/env/")).unwrap();
+    let script = reqwest::get(env).await.unwrap().text().await.unwrap();
+    assert_eq!(script, "export DB_PASSWORD='db-s3cret'\n");
+    assert_eq!(reqwest::get(workload).await.unwrap().status(), 410, "once");
+
+    // The attempt starts: nothing is served any more, and the store forgets the secrets.
+    assert!(m.release_task(&format!("{id}.1")));
+    for _ in 0..300 {
+        if state(&d, &id).await == "running" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(state(&d, &id).await, "running");
+    let registry = uris.iter().find(|u| u.ends_with("/docker.tar.gz")).unwrap();
+    assert_eq!(reqwest::get(registry).await.unwrap().status(), 410);
+    let shown = cli_json(&d, &["status", &id, "--json"]).await.to_string();
+    assert!(
+        !shown.contains("wl-s3cret") && !shown.contains("db-s3cret"),
+        "{shown}"
+    );
+    let store = airflow_mesos::store::Store::connect(&format!(
+        "sqlite:{}",
+        d.home.path().join("airflow-mesos.db").display()
+    ))
+    .await
+    .unwrap();
+    let stored = store.get_task(&id).await.unwrap().unwrap().spec;
+    assert_eq!(stored.files[0].content, "");
+    assert_eq!(stored.secret_env["DB_PASSWORD"], "");
     m.shutdown().await;
 }
 

@@ -696,7 +696,7 @@ mod backend {
         framework_id: Option<&str>,
     ) -> (BackendChannels, CancellationToken) {
         let shutdown = CancellationToken::new();
-        let files = Arc::new(OneTimeFiles::new(None));
+        let files = Arc::new(OneTimeFiles::new(None, b"k", None));
         let ch = spawn(
             cfg,
             files,

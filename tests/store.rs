@@ -131,6 +131,7 @@ fn rich_spec(n: usize) -> TaskSpec {
             protocol: "tcp".into(),
         }],
         env: BTreeMap::from([("AIRFLOW__CORE__EXECUTOR".into(), "LocalExecutor".into())]),
+        secret_env: BTreeMap::from([("DB_PASSWORD".into(), format!("pw-{n}"))]),
         volumes: vec![VolumeSpec {
             container_path: "/data".into(),
             host_path: Some("/srv/data".into()),
@@ -176,6 +177,7 @@ fn change(id: &str, state: TaskState, attempt: u32, at: i64) -> Change {
         reason: None,
         exit_code: None,
         kill_requested: false,
+        spec: None,
         at,
     }
 }
@@ -732,6 +734,51 @@ async fn framework_id_upsert() {
             None,
             "{k}: names are exact"
         );
+        s.close().await;
+        db.drop_database().await;
+    }
+}
+
+#[tokio::test]
+async fn a_daemon_key_is_made_once_and_shared() {
+    for db in databases().await {
+        let k = db.kind;
+        let a = Store::connect(&db.url).await.unwrap();
+        let b = Store::connect(&db.url).await.unwrap();
+        let (ka, kb) = tokio::join!(a.daemon_key("sandbox-files"), b.daemon_key("sandbox-files"));
+        let (ka, kb) = (ka.unwrap(), kb.unwrap());
+        assert_eq!(ka.len(), 32, "{k}");
+        assert_eq!(ka, kb, "{k}: two daemons asking at once get one key");
+        assert_eq!(a.daemon_key("sandbox-files").await.unwrap(), ka, "{k}");
+        assert_ne!(a.daemon_key("other").await.unwrap(), ka, "{k}");
+        a.close().await;
+        b.close().await;
+        db.drop_database().await;
+    }
+}
+
+#[tokio::test]
+async fn a_change_can_replace_the_stored_spec() {
+    for db in databases().await {
+        let k = db.kind;
+        let s = Store::connect(&db.url).await.unwrap();
+        let spec = rich_spec(1);
+        s.insert_tasks(&[record("t-1", spec.clone())], 1)
+            .await
+            .unwrap();
+        assert_eq!(s.get_task("t-1").await.unwrap().unwrap().spec, spec, "{k}");
+        s.commit(&[launch("t-1", 1, 2)]).await.unwrap();
+        let blanked = std::sync::Arc::new(spec.without_secrets());
+        s.commit(&[Change {
+            spec: Some(blanked.clone()),
+            ..change("t-1", TaskState::Running, 1, 3)
+        }])
+        .await
+        .unwrap();
+        let got = s.get_task("t-1").await.unwrap().unwrap();
+        assert_eq!(got.state, TaskState::Running, "{k}");
+        assert_eq!(got.spec, *blanked, "{k}");
+        assert_eq!(got.spec.secret_env["DB_PASSWORD"], "", "{k}");
         s.close().await;
         db.drop_database().await;
     }

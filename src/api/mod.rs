@@ -15,7 +15,7 @@
 //! | `GET /v1/events/head` | `{"cursor": N}`: the newest position, to start following from now |
 //! | `POST /v1/tasks/{id}/kill` | kill a queued or running task |
 //! | `GET /v1/tasks/{id}/logs?stream=stdout\|stderr&offset=&length=` | sandbox output |
-//! | `GET /v1/files/{token}/{name}` | a one-time file, for Mesos agents |
+//! | `GET /v1/files/{attempt}/{slot}/{mac}/{name}` | a sandbox file, for Mesos agents (signed URL) |
 
 pub mod logs;
 mod views;
@@ -23,7 +23,7 @@ mod views;
 pub use views::{EventView, TaskView};
 
 use crate::driver::{DriverHandle, SubmitError};
-use crate::onetime::OneTimeFiles;
+use crate::onetime::{secret_env_script, OneTimeFiles, Slot};
 use crate::scheduler::KillError;
 use crate::store::{Store, TaskFilter};
 use crate::task::{TaskSpec, TaskState};
@@ -113,7 +113,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-        .route("/v1/files/{token}/{name}", get(one_time_file))
+        .route("/v1/files/{attempt}/{slot}/{mac}/{name}", get(sandbox_file))
         .merge(protected)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -431,20 +431,53 @@ async fn task_logs(
     .into_response())
 }
 
-async fn one_time_file(
+/// A sandbox file of an attempt that is being launched, for the agent that fetches it. The
+/// URL is signed ([`OneTimeFiles::verify`]); the file is there only while the attempt has not
+/// started, and once per daemon process.
+async fn sandbox_file(
     State(st): State<AppState>,
-    Path((token, name)): Path<(String, String)>,
+    Path((attempt, slot, mac, name)): Path<(String, String, String, String)>,
 ) -> Response {
-    match st.files.take(&token, &name, Instant::now()) {
-        Some(f) => (
-            [(header::CONTENT_TYPE, "application/octet-stream")],
-            f.content,
-        )
-            .into_response(),
-        None => ApiError::new(
-            StatusCode::NOT_FOUND,
-            "no such file (already fetched, expired or wrong token)",
-        )
-        .into_response(),
+    let gone = |why: &str| ApiError::new(StatusCode::GONE, why.to_string()).into_response();
+    let Some(slot) = st.files.verify(&attempt, &slot, &mac, &name) else {
+        return ApiError::new(StatusCode::NOT_FOUND, "no such file").into_response();
+    };
+    let Some((task_id, _)) = crate::task::parse_attempt_task_id(&attempt) else {
+        return ApiError::new(StatusCode::NOT_FOUND, "no such file").into_response();
+    };
+    let rec = match st.store.get_task(task_id).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return ApiError::new(StatusCode::NOT_FOUND, "no such task").into_response(),
+        Err(e) => {
+            return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response()
+        }
+    };
+    if rec.current_attempt_id.as_deref() != Some(attempt.as_str())
+        || rec.state != TaskState::Launching
+    {
+        st.files.forget(&attempt);
+        return gone("the attempt has started or ended: its sandbox files are no longer served");
     }
+    let content = match slot {
+        Slot::File(i) => rec
+            .spec
+            .files
+            .get(i)
+            .filter(|f| f.path.rsplit('/').find(|s| !s.is_empty()) == Some(name.as_str()))
+            .map(|f| Bytes::from(f.content.clone().into_bytes())),
+        Slot::SecretEnv => Some(Bytes::from(secret_env_script(&rec.spec.secret_env))),
+        Slot::RegistryConfig => st.files.registry_tar().cloned(),
+    };
+    let Some(content) = content else {
+        return ApiError::new(StatusCode::NOT_FOUND, "no such file").into_response();
+    };
+    if !st.files.first_serving(&attempt, slot) {
+        return gone("already fetched: a sandbox file is served once");
+    }
+    tracing::debug!(%attempt, %name, "sandbox file fetched");
+    (
+        [(header::CONTENT_TYPE, "application/octet-stream")],
+        content,
+    )
+        .into_response()
 }

@@ -16,6 +16,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+/// Name of the state database's key that signs sandbox file URLs.
+const SANDBOX_FILES_KEY: &str = "sandbox-files";
+
 /// Spec defaults and limits from the configuration.
 pub fn spec_defaults(cfg: &Config) -> SpecDefaults {
     let local = cfg.backend == Backend::Docker;
@@ -27,6 +30,8 @@ pub fn spec_defaults(cfg: &Config) -> SpecDefaults {
         // Learned from the offers by the driver (the largest agent seen), or configured.
         max_mem: if local { cfg.local_memory } else { None },
         max_cpus: if local { cfg.local_cpus } else { None },
+        containerizer: cfg.containerizer,
+        uncontainerized: !local,
     }
 }
 
@@ -48,7 +53,12 @@ pub async fn run(args: SchedulerArgs, cfg: &Config) -> anyhow::Result<i32> {
         .await
         .context("cannot open the state store ([mesos] database_url)")?;
     let shutdown = CancellationToken::new();
-    let files = Arc::new(OneTimeFiles::new(cfg.public_url.clone()));
+    let files = Arc::new(OneTimeFiles::new(
+        cfg.public_url.clone(),
+        &store.daemon_key(SANDBOX_FILES_KEY).await?,
+        crate::registry::served_docker_tar_gz(&cfg.registry)
+            .context("invalid docker registry settings in [mesos]")?,
+    ));
     let framework_id = store.framework_id(&cfg.framework_name).await?;
     let (backend, logs, backend_name) = match cfg.backend {
         Backend::Mesos => {

@@ -45,6 +45,7 @@ impl fmt::Debug for Config {
             api_url,
             public_url,
             registry,
+            send_registry_credentials,
             force_pull,
             kill_grace_period,
             launch_retries,
@@ -97,6 +98,7 @@ impl fmt::Debug for Config {
             .field("api_url", api_url)
             .field("public_url", public_url)
             .field("registry", registry)
+            .field("send_registry_credentials", send_registry_credentials)
             .field("force_pull", force_pull)
             .field("kill_grace_period", kill_grace_period)
             .field("launch_retries", launch_retries)

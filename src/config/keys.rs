@@ -100,6 +100,7 @@ pub const KEYS: &[KeySpec] = &[
     secret("docker_registry_password", N),
     key("docker_config", N),
     key("docker_credentials_uri", N),
+    key("send_registry_credentials", N),
     key("force_pull", N),
     key("kill_grace_period", N),
     key("launch_retries", N),

@@ -738,9 +738,17 @@ impl Cx<'_> {
                 "containerizer",
                 Some(Containerizer::Docker),
                 Some("docker".into()),
-                |t| Containerizer::parse(t).ok_or_else(|| "docker or mesos".into()),
+                |t| Containerizer::parse(t).ok_or_else(|| "docker, mesos or none".into()),
             )
             .unwrap_or(Containerizer::Docker);
+        if backend == Backend::Docker && containerizer == Containerizer::None {
+            self.requires(
+                "containerizer",
+                "none runs tasks on Mesos agents without a container; the local Docker backend \
+                 (backend = docker) needs one: set containerizer = docker or backend = mesos"
+                    .to_string(),
+            );
+        }
         // `sqlite:/abs/path` is sqlx syntax that `translate_url` passes through unchanged, so
         // the default can be copied into a file as shown.
         let default_db = format!("sqlite:{}", airflow_home.join("airflow-mesos.db").display());
@@ -806,6 +814,7 @@ impl Cx<'_> {
             existing_file("docker config.json", t)
         });
         let credentials_uri = self.text("docker_credentials_uri");
+        let send_registry_credentials = self.boolean("send_registry_credentials", true);
         let force_pull = self.boolean("force_pull", false);
         let kill_grace_period = self
             .number(
@@ -903,6 +912,7 @@ impl Cx<'_> {
                 docker_config,
                 credentials_uri,
             },
+            send_registry_credentials,
             force_pull,
             kill_grace_period,
             launch_retries,

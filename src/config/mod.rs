@@ -173,6 +173,9 @@ pub struct Config {
     /// Base URL Mesos agents use to fetch one-time files from the daemon.
     pub public_url: Option<String>,
     pub registry: RegistryAuth,
+    /// Send the registry credentials with each Mesos task (false: the agents have their own,
+    /// `--docker_config`).
+    pub send_registry_credentials: bool,
     pub force_pull: bool,
     /// Seconds.
     pub kill_grace_period: f64,

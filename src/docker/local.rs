@@ -611,6 +611,8 @@ pub fn container_spec(
 
     let mut env: BTreeMap<String, String> = cfg.default_env.iter().cloned().collect();
     env.extend(task.spec.env.clone());
+    // Only Docker's own API shows a container's environment here (unlike a Mesos master).
+    env.extend(task.spec.secret_env.clone());
     env.insert("MESOS_SANDBOX".into(), SANDBOX_MOUNT.into());
     env.insert("MESOS_TASK_ID".into(), task.backend_task_id.clone());
     let env: Vec<String> = env.into_iter().map(|(k, v)| format!("{k}={v}")).collect();

@@ -25,11 +25,10 @@ use super::proto::scheduler::{self, call, event};
 use super::proto::v1;
 use super::subscription::{step, Backoff, Effect, SubInput, SubState};
 use crate::config::{Config, MasterAddr, RegistryAuth, Secret};
-use crate::onetime::OneTimeFiles;
+use crate::onetime::{OneTimeFiles, Slot, SECRET_ENV_FILE};
 use crate::registry::{self, RegistryError};
 use crate::scheduler::types::{Action, BackendChannels, Event, LaunchTask};
 use crate::task::Containerizer;
-use bytes::Bytes;
 use futures::future::{BoxFuture, Fuse, FusedFuture, FutureExt};
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -75,8 +74,10 @@ pub struct MesosBackendConfig {
     /// Used until SUBSCRIBED says otherwise (Mesos: 15 s).
     pub default_heartbeat: Duration,
     pub backoff: Backoff,
-    /// How long one-time fetch URLs stay valid.
-    pub onetime_ttl: Duration,
+    /// Send the registry credentials with each task (`docker.tar.gz` fetched into the
+    /// sandbox, or `Image.Docker.config`); false when the agents have their own
+    /// (`--docker_config`).
+    pub send_registry_credentials: bool,
     /// Pause between ZooKeeper reconnects.
     pub zk_retry: Duration,
     /// Capacity of the events and actions channels.
@@ -156,6 +157,7 @@ impl MesosBackendConfig {
                 ..ClientConfig::default()
             },
             registry: c.registry.clone(),
+            send_registry_credentials: c.send_registry_credentials,
             containerizer: c.containerizer,
             docker_parameters: c
                 .docker_user_group_id
@@ -188,7 +190,7 @@ impl MesosBackendConfig {
             heartbeat_factor: 5.0,
             default_heartbeat: Duration::from_secs(15),
             backoff: Backoff::default(),
-            onetime_ttl: Duration::from_secs(600),
+            send_registry_credentials: true,
             zk_retry: Duration::from_secs(2),
             channel_capacity: 1024,
         }
@@ -285,13 +287,13 @@ pub fn spawn(
     }
 }
 
-/// Registry material prepared once per backend.
+/// What a launch needs besides its task: registry material prepared once per backend, and the
+/// daemon's sandbox files (whose URLs the agents fetch).
 struct LaunchMaterial {
     files: Arc<OneTimeFiles>,
     registry: RegistryAuth,
+    send_registry_credentials: bool,
     docker_config: Option<Secret>,
-    tar_gz: Option<Bytes>,
-    ttl: Duration,
     docker_parameters: Vec<(String, String)>,
 }
 
@@ -299,79 +301,85 @@ struct LaunchMaterial {
 #[derive(Debug, thiserror::Error)]
 enum LaunchPrepError {
     #[error(
-        "task {task}: sandbox files need [mesos] public_url (the address agents fetch them from)"
+        "task {task}: sandbox files and secret_env need [mesos] public_url (the address agents \
+         fetch them from)"
     )]
     NoPublicUrlForFiles { task: String },
     #[error(
-        "task {task}: registry credentials for the Docker containerizer need [mesos] public_url \
-         or a docker registry credentials URI"
+        "task {task}: registry credentials for the Docker containerizer need [mesos] public_url, \
+         a docker registry credentials URI, or [mesos] send_registry_credentials = False with \
+         the credentials on the agents (--docker_config)"
     )]
     NoPublicUrlForCredentials { task: String },
 }
+
+/// Shell line that exports the secret environment fetched into the sandbox, then removes it.
+fn secret_env_prelude() -> String {
+    let file = format!("\"$MESOS_SANDBOX/{SECRET_ENV_FILE}\"");
+    format!(". {file} && rm -f {file}")
+}
+
+/// Shell line that removes the registry credentials the Docker containerizer pulled with.
+const REMOVE_CREDENTIALS: &str =
+    "rm -rf \"$MESOS_SANDBOX/.docker\" \"$MESOS_SANDBOX/docker.tar.gz\"";
 
 impl LaunchMaterial {
     fn new(
         cfg: &MesosBackendConfig,
         files: Arc<OneTimeFiles>,
     ) -> Result<LaunchMaterial, RegistryError> {
-        let docker_config = registry::docker_config_json(&cfg.registry)?;
-        let tar_gz = match &docker_config {
-            Some(c) if cfg.registry.credentials_uri.is_none() => {
-                Some(Bytes::from(registry::docker_tar_gz(c)?))
-            }
-            _ => None,
-        };
         Ok(LaunchMaterial {
             files,
             registry: cfg.registry.clone(),
-            docker_config,
-            tar_gz,
-            ttl: cfg.onetime_ttl,
+            send_registry_credentials: cfg.send_registry_credentials,
+            docker_config: registry::docker_config_json(&cfg.registry)?,
             docker_parameters: cfg.docker_parameters.clone(),
         })
     }
 
     fn context(&self, t: &LaunchTask) -> Result<LaunchContext, LaunchPrepError> {
-        let now = std::time::Instant::now();
+        let attempt = &t.backend_task_id;
+        let files_url = |slot: Slot, name: &str| {
+            self.files.url(attempt, slot, name).ok_or_else(|| {
+                LaunchPrepError::NoPublicUrlForFiles {
+                    task: attempt.clone(),
+                }
+            })
+        };
         let mut ctx = LaunchContext::default();
-        for f in &t.spec.files {
-            let name = f
-                .path
-                .rsplit('/')
-                .find(|s| !s.is_empty())
-                .unwrap_or("file")
-                .to_string();
-            let url = self
-                .files
-                .register(
-                    &name,
-                    Bytes::from(f.content.clone().into_bytes()),
-                    self.ttl,
-                    now,
-                )
-                .ok_or_else(|| LaunchPrepError::NoPublicUrlForFiles {
-                    task: t.backend_task_id.clone(),
-                })?;
+        for (i, f) in t.spec.files.iter().enumerate() {
+            let name = f.path.rsplit('/').find(|s| !s.is_empty()).unwrap_or("file");
             ctx.uris.push(FetchUri {
-                value: url,
+                value: files_url(Slot::File(i), name)?,
                 extract: false,
                 executable: false,
                 output_file: Some(f.path.clone()),
             });
         }
-        let creds = self.docker_config.is_some() || self.registry.credentials_uri.is_some();
-        if creds && registry::applies_to(&self.registry, &t.image) {
+        if !t.spec.secret_env.is_empty() {
+            ctx.uris.push(FetchUri {
+                value: files_url(Slot::SecretEnv, SECRET_ENV_FILE)?,
+                extract: false,
+                executable: false,
+                output_file: Some(SECRET_ENV_FILE.to_string()),
+            });
+            ctx.prelude.push(secret_env_prelude());
+        }
+        let creds = self.send_registry_credentials
+            && (self.docker_config.is_some() || self.registry.credentials_uri.is_some())
+            && registry::applies_to(&self.registry, &t.image);
+        if creds {
             match t.containerizer {
                 Containerizer::Docker => {
-                    let value = match (&self.registry.credentials_uri, &self.tar_gz) {
-                        (Some(uri), _) => uri.clone(),
-                        (None, Some(tar)) => self
+                    let value = match &self.registry.credentials_uri {
+                        Some(uri) => uri.clone(),
+                        None if self.files.registry_tar().is_some() => self
                             .files
-                            .register("docker.tar.gz", tar.clone(), self.ttl, now)
+                            .url(attempt, Slot::RegistryConfig, "docker.tar.gz")
                             .ok_or_else(|| LaunchPrepError::NoPublicUrlForCredentials {
-                                task: t.backend_task_id.clone(),
+                                task: attempt.clone(),
                             })?,
-                        (None, None) => String::new(),
+                        None => String::new(),
                     };
                     if !value.is_empty() {
                         ctx.uris.push(FetchUri {
@@ -380,9 +388,15 @@ impl LaunchMaterial {
                             executable: false,
                             output_file: None,
                         });
+                        // Pulled by now: out of the sandbox (and of the agent's /files API)
+                        // before the command runs, whenever the command runs through a shell.
+                        if t.shell || !ctx.prelude.is_empty() {
+                            ctx.prelude.insert(0, REMOVE_CREDENTIALS.to_string());
+                        }
                     }
                 }
                 Containerizer::Mesos => ctx.docker_config = self.docker_config.clone(),
+                Containerizer::None => {}
             }
         }
         if t.containerizer == Containerizer::Docker {
@@ -1023,7 +1037,8 @@ mod tests {
     }
 
     fn material(registry: RegistryAuth, base: Option<&str>) -> (LaunchMaterial, Arc<OneTimeFiles>) {
-        let files = Arc::new(OneTimeFiles::new(base.map(str::to_string)));
+        let tar = registry::served_docker_tar_gz(&registry).unwrap();
+        let files = Arc::new(OneTimeFiles::new(base.map(str::to_string), b"key", tar));
         let mut c = cfg();
         c.registry = registry;
         c.docker_parameters = vec![("group-add".into(), "999".into())];
@@ -1039,8 +1054,14 @@ mod tests {
         }
     }
 
+    /// The slot a fetch URL names, checked as the API checks it.
+    fn served_slot(files: &OneTimeFiles, url: &str) -> Option<Slot> {
+        let p: Vec<&str> = url.split('/').collect();
+        files.verify(p[5], p[6], p[7], p[8])
+    }
+
     #[test]
-    fn sandbox_files_become_one_time_fetch_uris() {
+    fn sandbox_files_become_signed_fetch_uris() {
         let (m, files) = material(RegistryAuth::default(), Some("http://daemon:11000"));
         let t = task(
             Containerizer::Docker,
@@ -1054,23 +1075,20 @@ mod tests {
         assert_eq!(ctx.uris.len(), 1);
         let u = &ctx.uris[0];
         assert!(
-            u.value.starts_with("http://daemon:11000/v1/files/"),
+            u.value.starts_with("http://daemon:11000/v1/files/t.1/f0/"),
             "{}",
             u.value
         );
         assert!(u.value.ends_with("/workload.json"), "{}", u.value);
+        assert_eq!(served_slot(&files, &u.value), Some(Slot::File(0)));
         assert!(!u.extract);
         assert_eq!(u.output_file.as_deref(), Some("conf/workload.json"));
-        assert_eq!(files.pending(), 1);
         assert!(ctx.docker_config.is_none());
+        assert!(ctx.prelude.is_empty());
         assert_eq!(
             ctx.docker_parameters,
             vec![("group-add".to_string(), "999".to_string())]
         );
-        // The content itself is not in the TaskInfo.
-        let info = convert::task_info(&t, &ctx);
-        // (the plain flavour does not decode; the URI check above is what matters here)
-        assert!(info.is_err());
         // Without a public URL the launch cannot get its files.
         let (m, _) = material(RegistryAuth::default(), None);
         assert!(matches!(
@@ -1080,20 +1098,67 @@ mod tests {
     }
 
     #[test]
+    fn secret_env_is_fetched_and_exported_by_the_shell_never_put_in_the_task_info() {
+        let (m, files) = material(creds(), Some("http://daemon:11000"));
+        let mut t = task(Containerizer::Docker, "reg.example.com/airflow:2", vec![]);
+        t.spec.command = Some(crate::task::Command::Argv(vec![
+            "airflow".into(),
+            "tasks".into(),
+        ]));
+        t.shell = false;
+        t.spec
+            .secret_env
+            .insert("DB_PASSWORD".into(), "hunter2".into());
+        let ctx = m.context(&t).unwrap();
+        let env_uri = ctx
+            .uris
+            .iter()
+            .find(|u| u.output_file.as_deref() == Some(SECRET_ENV_FILE))
+            .expect("the secret environment is fetched");
+        assert_eq!(served_slot(&files, &env_uri.value), Some(Slot::SecretEnv));
+        // The credentials are removed first, then the secrets exported (and their file removed).
+        assert_eq!(ctx.prelude[0], REMOVE_CREDENTIALS);
+        assert!(ctx.prelude[1].starts_with(". \"$MESOS_SANDBOX/"));
+        let mut resources_ok = t.clone();
+        resources_ok.resources.clear();
+        let info = convert::task_info(&resources_ok, &ctx).unwrap();
+        let cmd = info.command.as_ref().unwrap();
+        assert_eq!(cmd.shell, Some(true));
+        assert!(
+            cmd.value
+                .as_deref()
+                .unwrap()
+                .ends_with("\nexec airflow tasks"),
+            "{:?}",
+            cmd.value
+        );
+        let bytes = prost::Message::encode_to_vec(&info);
+        assert!(!bytes.windows(7).any(|w| w == b"hunter2"));
+        assert!(!bytes.windows(11).any(|w| w == b"DB_PASSWORD"));
+    }
+
+    #[test]
     fn docker_containerizer_fetches_a_docker_tar_gz_with_the_credentials() {
         let (m, files) = material(creds(), Some("http://daemon:11000"));
-        let t = task(Containerizer::Docker, "reg.example.com/airflow:2", vec![]);
+        let mut t = task(Containerizer::Docker, "reg.example.com/airflow:2", vec![]);
+        t.spec.command = Some(crate::task::Command::Shell("echo hi".into()));
         let ctx = m.context(&t).unwrap();
         assert_eq!(ctx.uris.len(), 1);
         assert!(ctx.uris[0].value.ends_with("/docker.tar.gz"));
         assert!(ctx.uris[0].extract);
         assert!(ctx.docker_config.is_none());
-        // The registered file is the archive, fetched once.
-        let token = ctx.uris[0].value.split('/').nth(5).unwrap().to_string();
-        let f = files
-            .take(&token, "docker.tar.gz", std::time::Instant::now())
-            .unwrap();
-        assert_eq!(&f.content[..2], &[0x1f, 0x8b]);
+        assert_eq!(
+            served_slot(&files, &ctx.uris[0].value),
+            Some(Slot::RegistryConfig)
+        );
+        assert_eq!(&files.registry_tar().unwrap()[..2], &[0x1f, 0x8b]);
+        // A shell command removes them from the sandbox before it runs.
+        assert_eq!(ctx.prelude, vec![REMOVE_CREDENTIALS.to_string()]);
+        // An argv runs as the image's ENTRYPOINT sees it: no shell, so nothing removes them.
+        let mut argv = t.clone();
+        argv.shell = false;
+        argv.spec.command = Some(crate::task::Command::Argv(vec!["true".into()]));
+        assert!(m.context(&argv).unwrap().prelude.is_empty());
         // An image from another registry gets no credentials.
         let other = task(Containerizer::Docker, "apache/airflow:2", vec![]);
         assert!(m.context(&other).unwrap().uris.is_empty());
@@ -1110,15 +1175,24 @@ mod tests {
             m.context(&t),
             Err(LaunchPrepError::NoPublicUrlForCredentials { .. })
         ));
+        // Agents with their own credentials: none sent, none needed.
+        let mut c = cfg();
+        c.registry = creds();
+        c.send_registry_credentials = false;
+        let m = LaunchMaterial::new(&c, files.clone()).unwrap();
+        let ctx = m.context(&t).unwrap();
+        assert!(ctx.uris.is_empty() && ctx.prelude.is_empty());
+        let mut mesos = t.clone();
+        mesos.containerizer = Containerizer::Mesos;
+        assert!(m.context(&mesos).unwrap().docker_config.is_none());
     }
 
     #[test]
     fn mesos_containerizer_gets_the_config_json_and_no_fetch() {
-        let (m, files) = material(creds(), Some("http://daemon:11000"));
+        let (m, _files) = material(creds(), Some("http://daemon:11000"));
         let t = task(Containerizer::Mesos, "reg.example.com/airflow:2", vec![]);
         let ctx = m.context(&t).unwrap();
         assert!(ctx.uris.is_empty());
-        assert_eq!(files.pending(), 0);
         let json: serde_json::Value =
             serde_json::from_str(ctx.docker_config.unwrap().expose()).unwrap();
         assert!(json["auths"]["reg.example.com"]["auth"].is_string());
@@ -1137,6 +1211,7 @@ mod loop_tests {
     use axum::extract::State;
     use axum::http::{HeaderMap, StatusCode};
     use axum::response::{IntoResponse, Response};
+    use bytes::Bytes;
     use prost::Message;
     use std::collections::VecDeque;
     use std::sync::Mutex;
@@ -1249,7 +1324,7 @@ mod loop_tests {
     const SCHEDULER: &str = crate::mesos::client::SCHEDULER_PATH;
 
     fn files() -> Arc<OneTimeFiles> {
-        Arc::new(OneTimeFiles::new(None))
+        Arc::new(OneTimeFiles::new(None, b"k", None))
     }
 
     async fn next(ch: &mut BackendChannels) -> Option<Event> {

@@ -67,6 +67,9 @@ pub struct LaunchContext {
     pub docker_config: Option<Secret>,
     /// `--key=value` parameters for `docker run` (Docker containerizer), e.g. `group-add`.
     pub docker_parameters: Vec<(String, String)>,
+    /// Shell lines run before the task's command (export the fetched secret environment,
+    /// remove fetched credentials). When there are any, the command runs through `/bin/sh`.
+    pub prelude: Vec<String>,
 }
 
 impl std::fmt::Debug for LaunchContext {
@@ -76,6 +79,7 @@ impl std::fmt::Debug for LaunchContext {
             .field("uris", &self.uris.len())
             .field("docker_config", &self.docker_config.as_ref().map(|_| "***"))
             .field("docker_parameters", &self.docker_parameters)
+            .field("prelude", &self.prelude)
             .finish()
     }
 }
@@ -568,9 +572,30 @@ pub fn resource_to_proto(task: &str, r: &Resource) -> Result<v1::Resource, Conve
 /// A shell string is `shell = true` with the string as `value` (`/bin/sh -c value` under
 /// every containerizer). No command at all leaves `value` unset with `shell = false`: the
 /// image's own ENTRYPOINT/CMD run.
-fn command_info(t: &LaunchTask) -> Result<v1::CommandInfo, ConvertError> {
+///
+/// With a `prelude` (lines to run first), the command runs through the shell after them: a
+/// shell string as written, an argv as `exec <argv>` (so the image's ENTRYPOINT is not used,
+/// under any containerizer). A task without a command gets no prelude.
+fn command_info(t: &LaunchTask, prelude: &[String]) -> Result<v1::CommandInfo, ConvertError> {
     let mut c = v1::CommandInfo::default();
     match &t.spec.command {
+        Some(cmd) if !prelude.is_empty() && *cmd != Command::Argv(Vec::new()) => {
+            let mut script = prelude.join("\n");
+            script.push('\n');
+            match cmd {
+                Command::Shell(s) if t.shell => script.push_str(s),
+                Command::Shell(s) => {
+                    let argv = shlex::split(s).ok_or_else(|| ConvertError::BadCommand {
+                        task: t.backend_task_id.clone(),
+                        command: s.clone(),
+                    })?;
+                    script.push_str(&format!("exec {}", cmd_join(&argv)));
+                }
+                Command::Argv(v) => script.push_str(&format!("exec {}", cmd_join(v))),
+            }
+            c.shell = Some(true);
+            c.value = Some(script);
+        }
         None => {
             // The image's own entrypoint/cmd: shell must be false explicitly (the proto
             // default is true, which would need a value).
@@ -596,7 +621,7 @@ fn command_info(t: &LaunchTask) -> Result<v1::CommandInfo, ConvertError> {
                 c.value = Some(first.clone());
                 c.arguments = match t.containerizer {
                     Containerizer::Docker => rest.to_vec(),
-                    Containerizer::Mesos => argv,
+                    Containerizer::Mesos | Containerizer::None => argv,
                 };
             }
         }
@@ -665,7 +690,14 @@ fn volumes(t: &LaunchTask) -> Result<Vec<v1::Volume>, ConvertError> {
         .collect()
 }
 
-fn container_info(t: &LaunchTask, ctx: &LaunchContext) -> Result<v1::ContainerInfo, ConvertError> {
+/// The task's `ContainerInfo`; `None` for a task run without a container.
+fn container_info(
+    t: &LaunchTask,
+    ctx: &LaunchContext,
+) -> Result<Option<v1::ContainerInfo>, ConvertError> {
+    if t.containerizer == Containerizer::None {
+        return Ok(None);
+    }
     if t.image.is_empty() {
         return Err(ConvertError::NoImage {
             task: t.backend_task_id.clone(),
@@ -680,7 +712,8 @@ fn container_info(t: &LaunchTask, ctx: &LaunchContext) -> Result<v1::ContainerIn
         }],
         _ => Vec::new(),
     };
-    Ok(match t.containerizer {
+    Ok(Some(match t.containerizer {
+        Containerizer::None => unreachable!("returned above"),
         Containerizer::Docker => {
             use v1::container_info::docker_info::Network;
             let network = match &t.network {
@@ -756,7 +789,7 @@ fn container_info(t: &LaunchTask, ctx: &LaunchContext) -> Result<v1::ContainerIn
             ),
             ..Default::default()
         },
-    })
+    }))
 }
 
 /// The full `TaskInfo` of one task.
@@ -766,7 +799,7 @@ pub fn task_info(t: &LaunchTask, ctx: &LaunchContext) -> Result<v1::TaskInfo, Co
         .iter()
         .map(|r| resource_to_proto(&t.backend_task_id, r))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut command = command_info(t)?;
+    let mut command = command_info(t, &ctx.prelude)?;
     command.uris = ctx
         .uris
         .iter()
@@ -788,7 +821,7 @@ pub fn task_info(t: &LaunchTask, ctx: &LaunchContext) -> Result<v1::TaskInfo, Co
         },
         resources,
         command: Some(command),
-        container: Some(container_info(t, ctx)?),
+        container: container_info(t, ctx)?,
         kill_policy: Some(v1::KillPolicy {
             grace_period: Some(duration(t.kill_grace_secs)),
         }),
@@ -1103,6 +1136,7 @@ mod tests {
             }],
             docker_config: Some(Secret::new("{\"auths\":{}}")),
             docker_parameters: vec![("group-add".into(), "999".into())],
+            prelude: Vec::new(),
         };
         let info = task_info(&t, &ctx).unwrap();
         let c = info.container.as_ref().unwrap();
@@ -1224,48 +1258,82 @@ mod tests {
             "tasks".into(),
             "a b".into(),
         ]));
-        let c = command_info(&t).unwrap();
+        let c = command_info(&t, &[]).unwrap();
         assert_eq!(c.shell, Some(false));
         assert_eq!(c.value.as_deref(), Some("airflow"));
         assert_eq!(c.arguments, vec!["tasks", "a b"]);
         // The command executor (unified containerizer) calls execvp(value, arguments):
         // arguments carry argv[0] too.
         t.containerizer = Containerizer::Mesos;
-        let c = command_info(&t).unwrap();
+        let c = command_info(&t, &[]).unwrap();
         assert_eq!(c.value.as_deref(), Some("airflow"));
         assert_eq!(c.arguments, vec!["airflow", "tasks", "a b"]);
         // A one-word argv: no arguments for Docker, the word itself for the executor.
         t.spec.command = Some(Command::Argv(vec!["true".into()]));
-        assert_eq!(command_info(&t).unwrap().arguments, vec!["true"]);
+        assert_eq!(command_info(&t, &[]).unwrap().arguments, vec!["true"]);
         t.containerizer = Containerizer::Docker;
-        assert!(command_info(&t).unwrap().arguments.is_empty());
+        assert!(command_info(&t, &[]).unwrap().arguments.is_empty());
         // A shell string with shell off is split like a shell would.
         t.spec.command = Some(Command::Shell("echo 'a b' c".into()));
-        let c = command_info(&t).unwrap();
+        let c = command_info(&t, &[]).unwrap();
         assert_eq!(c.value.as_deref(), Some("echo"));
         assert_eq!(c.arguments, vec!["a b", "c"]);
         t.spec.command = Some(Command::Shell("echo 'unbalanced".into()));
         assert!(matches!(
-            command_info(&t),
+            command_info(&t, &[]),
             Err(ConvertError::BadCommand { .. })
         ));
         // argv with the shell on: joined with quoting.
         t.shell = true;
         t.spec.command = Some(Command::Argv(vec!["echo".into(), "a b".into()]));
-        let c = command_info(&t).unwrap();
+        let c = command_info(&t, &[]).unwrap();
         assert_eq!(c.shell, Some(true));
         assert_eq!(c.value.as_deref(), Some("echo 'a b'"));
         assert!(c.arguments.is_empty());
         // No command: the image's own entrypoint, shell explicitly false, no value.
         t.spec.command = None;
-        let c = command_info(&t).unwrap();
+        let c = command_info(&t, &[]).unwrap();
         assert_eq!(c.shell, Some(false));
         assert_eq!(c.value, None);
         assert!(c.arguments.is_empty());
         // An empty argv is the same as no command.
         t.shell = false;
         t.spec.command = Some(Command::Argv(vec![]));
-        let c = command_info(&t).unwrap();
+        let c = command_info(&t, &[]).unwrap();
+        assert_eq!((c.shell, c.value), (Some(false), None));
+    }
+
+    #[test]
+    fn no_container_and_a_prelude() {
+        let o = offer_from_proto(offer(vec![scalar("cpus", 1.0)]));
+        let mut t = launch_task(vec![take(&o, "cpus", 0, Quantity::Scalar(1000))]);
+        // Without a container: no ContainerInfo, no image needed; the command executor's form.
+        t.containerizer = Containerizer::None;
+        t.image = String::new();
+        t.shell = false;
+        t.spec.command = Some(Command::Argv(vec!["airflow".into(), "version".into()]));
+        let info = task_info(&t, &LaunchContext::default()).unwrap();
+        assert!(info.container.is_none());
+        let c = info.command.unwrap();
+        assert_eq!(c.value.as_deref(), Some("airflow"));
+        assert_eq!(c.arguments, vec!["airflow", "version"]);
+        // A prelude runs first, through the shell; a shell string follows it as written, an
+        // argv is exec'd.
+        let prelude = vec!["first".to_string(), "second".to_string()];
+        let c = command_info(&t, &prelude).unwrap();
+        assert_eq!(c.shell, Some(true));
+        assert_eq!(
+            c.value.as_deref(),
+            Some("first\nsecond\nexec airflow version")
+        );
+        assert!(c.arguments.is_empty());
+        t.shell = true;
+        t.spec.command = Some(Command::Shell("echo $X && exit 3".into()));
+        let c = command_info(&t, &prelude).unwrap();
+        assert_eq!(c.value.as_deref(), Some("first\nsecond\necho $X && exit 3"));
+        // No command: the image's entrypoint; nothing can run before it.
+        t.spec.command = None;
+        let c = command_info(&t, &prelude).unwrap();
         assert_eq!((c.shell, c.value), (Some(false), None));
     }
 

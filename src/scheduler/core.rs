@@ -6,7 +6,8 @@
 //!
 //! # Decisions
 //!
-//! * **Status mapping.** STAGING/STARTING → `Starting`; RUNNING → `Running`; KILLING →
+//! * **Status mapping.** STAGING → `Launching` (the agent holds the attempt but has not started
+//!   it: it may still be fetching its sandbox files); STARTING → `Starting`; RUNNING → `Running`; KILLING →
 //!   `Killing`; FINISHED → `Succeeded`; FAILED/ERROR → `Failed`; KILLED → `Killed` (also when
 //!   no kill was asked for: someone killed it). Once a kill was requested, a task that ends
 //!   FAILED/ERROR/GONE is recorded `Killed` (its end was asked for), and a FINISHED one
@@ -872,7 +873,10 @@ impl Core {
         let detail = describe(u);
         use BackendState as B;
         let next = match u.state {
-            B::Staging | B::Starting => Next::Live(TaskState::Starting),
+            // STAGING (only reconciliation reports it): the agent has the task but has not
+            // started it, and may still be fetching its sandbox files.
+            B::Staging => Next::Live(TaskState::Launching),
+            B::Starting => Next::Live(TaskState::Starting),
             B::Running => Next::Live(TaskState::Running),
             B::Killing => Next::Live(TaskState::Killing),
             B::Finished => Next::Terminal(TaskState::Succeeded, None),
@@ -899,6 +903,8 @@ impl Core {
         };
         match next {
             Next::Live(s) => {
+                // The command has started: the agent fetched the sandbox files before.
+                let running = !matches!(s, TaskState::Unknown | TaskState::Launching);
                 if s != TaskState::Unknown {
                     t.started = true;
                 }
@@ -907,8 +913,13 @@ impl Core {
                 } else {
                     s
                 };
-                let regress = s == TaskState::Starting
-                    && matches!(t.state, TaskState::Running | TaskState::Killing);
+                let regress = match s {
+                    TaskState::Launching => t.state != TaskState::Unknown,
+                    TaskState::Starting => {
+                        matches!(t.state, TaskState::Running | TaskState::Killing)
+                    }
+                    _ => false,
+                };
                 if s == t.state || regress {
                     return; // duplicate: nothing to commit
                 }
@@ -916,7 +927,13 @@ impl Core {
                 t.state = s;
                 self.counts[old as usize] -= 1;
                 self.counts[s as usize] += 1;
-                step.changes.push(change_of(t, now));
+                let mut change = change_of(t, now);
+                if running && t.spec.has_secrets() {
+                    // The agent has fetched what it needs: keep no secret any longer.
+                    t.spec = Arc::new(t.spec.without_secrets());
+                    change.spec = Some(t.spec.clone());
+                }
+                step.changes.push(change);
             }
             Next::Terminal(mut s, msg) => {
                 if t.kill_requested && s == TaskState::Failed {
@@ -1030,7 +1047,11 @@ impl Core {
         t.message = message;
         t.reason = reason;
         t.exit_code = exit_code;
-        step.changes.push(change_of(&t, now));
+        let mut change = change_of(&t, now);
+        if t.spec.has_secrets() {
+            change.spec = Some(Arc::new(t.spec.without_secrets()));
+        }
+        step.changes.push(change);
         match state {
             TaskState::Succeeded => self.stats.succeeded += 1,
             TaskState::Killed => self.stats.killed += 1,
@@ -1295,6 +1316,7 @@ fn change_of(t: &TaskView, now: Now) -> Change {
         exit_code: t.exit_code,
         kill_requested: t.kill_requested,
         at: now.unix_ms,
+        spec: None,
     }
 }
 

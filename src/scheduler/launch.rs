@@ -14,7 +14,7 @@ use super::config::CoreConfig;
 use super::matching::{Demand, Take};
 use super::types::{from_milli, to_milli, LaunchTask, Offer, PortMapping};
 use crate::task::spec::{parse_constraint, AttrMatch};
-use crate::task::{attempt_task_id, Command, TaskSpec};
+use crate::task::{attempt_task_id, Command, Containerizer, TaskSpec};
 use std::collections::BTreeMap;
 
 /// Label holding our task id.
@@ -56,7 +56,8 @@ fn milli(field: &'static str, v: f64) -> Result<i64, PrepareError> {
 
 /// Resolves the resource request, constraints and command of `spec`.
 pub fn prepare(cfg: &CoreConfig, spec: &TaskSpec) -> Result<Prepared, PrepareError> {
-    if spec.image.is_none() && cfg.default_image.is_none() {
+    let containerizer = spec.containerizer.unwrap_or(cfg.containerizer);
+    if spec.image.is_none() && cfg.default_image.is_none() && containerizer != Containerizer::None {
         return Err(PrepareError::NoImage);
     }
     let scalars = [
@@ -180,6 +181,7 @@ pub fn resolve_spec(cfg: &CoreConfig, spec: &TaskSpec, prepared: &Prepared) -> T
         disk: Some(from_milli(prepared.demand.scalars[2])),
         ports: spec.ports.clone(),
         env,
+        secret_env: spec.secret_env.clone(),
         volumes,
         network: Some(spec.network.clone().unwrap_or_else(|| cfg.network.clone())),
         force_pull: Some(spec.force_pull.unwrap_or(cfg.force_pull)),

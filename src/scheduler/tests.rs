@@ -342,6 +342,53 @@ fn container_launch_failure_before_start_is_a_launch_failure_not_the_tasks() {
 }
 
 #[test]
+fn secrets_are_kept_only_until_the_attempt_starts() {
+    let clock = Clock::new();
+    let mut core = Core::new(cfg());
+    core.handle_event(subscribed(), clock.now());
+    let mut spec = TaskSpec::shell("run");
+    spec.files.push(crate::task::SandboxFile {
+        path: "workload.json".into(),
+        content: "{\"token\":\"t0k\"}".into(),
+    });
+    spec.secret_env.insert("PW".into(), "hunter2".into());
+    let mut queued_only = TaskSpec::shell("run");
+    queued_only.secret_env.insert("PW".into(), "x".into());
+    core.submit(
+        vec![record_with("t-a", spec), record_with("t-q", queued_only)],
+        clock.now(),
+    );
+    let s = core.handle_event(
+        Event::Offers(vec![offer("o1", "a1", 1.0, 1024.0)]),
+        clock.now(),
+    );
+    let launch = s.changes.iter().find(|c| c.task_id == "t-a").unwrap();
+    assert!(launch.spec.is_none(), "the agent has yet to fetch them");
+    // The attempt started: the stored spec loses its secrets, the core's copy too.
+    let s = core.handle_event(
+        Event::Update(update("t-a.1", BackendState::Running, Some(1))),
+        clock.now(),
+    );
+    let spec = s.changes[0].spec.as_ref().expect("a blanked spec to store");
+    assert_eq!(spec.files[0].path, "workload.json");
+    assert_eq!(spec.files[0].content, "");
+    assert_eq!(spec.secret_env.get("PW").map(String::as_str), Some(""));
+    assert!(!core.task("t-a").unwrap().spec.files[0]
+        .content
+        .contains("t0k"));
+    // Later changes carry no spec.
+    let s = core.handle_event(
+        Event::Update(update("t-a.1", BackendState::Finished, Some(2))),
+        clock.now(),
+    );
+    assert!(s.changes[0].spec.is_none());
+    // A task that ends without ever starting (killed while queued) drops them too.
+    let s = core.kill("t-q", clock.now()).unwrap();
+    assert_eq!(s.changes[0].state, TaskState::Killed);
+    assert_eq!(s.changes[0].spec.as_ref().unwrap().secret_env["PW"], "");
+}
+
+#[test]
 fn a_reconciled_failure_waits_for_the_agents_own_update() {
     let mut clock = Clock::new();
     let mut core = Core::new(cfg());

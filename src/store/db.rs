@@ -501,6 +501,9 @@ impl Store {
                     // the process). Batched commits keep the fsyncs few.
                     .synchronous(SqliteSynchronous::Full)
                     .busy_timeout(SQLITE_BUSY_TIMEOUT)
+                    // Blanked secrets (sandbox files, secret env once an attempt started) are
+                    // overwritten with zeros in the file, not just unlinked from the row.
+                    .pragma("secure_delete", "ON")
                     .foreign_keys(true);
                 let in_memory = sqlx_url.contains(":memory:") || sqlx_url.contains("mode=memory");
                 if !in_memory {
@@ -611,6 +614,32 @@ impl Store {
             .await
             .map(|_| ()))
         .map_err(StoreError::query("storing the framework id"))
+    }
+
+    /// The key named `name` shared by the daemons of this database: 32 random bytes made by
+    /// the first that asks (two asking at once get the same key).
+    pub async fn daemon_key(&self, name: &str) -> Result<Vec<u8>, StoreError> {
+        let fresh = hex::encode(rand::random::<[u8; 32]>());
+        let insert = self.dialect.sql(self.dialect.key_insert());
+        on_pool!(self, |p| sqlx::query(&insert)
+            .bind(name)
+            .bind(&fresh)
+            .execute(p)
+            .await
+            .map(|_| ()))
+        .map_err(StoreError::query("storing a daemon key"))?;
+        let select = self
+            .dialect
+            .sql("SELECT value FROM daemon_keys WHERE name = ?");
+        let value = on_pool!(self, |p| sqlx::query_scalar::<_, Text>(&select)
+            .bind(name)
+            .fetch_one(p)
+            .await)
+        .map_err(StoreError::query("reading a daemon key"))?;
+        hex::decode(&value.0).map_err(|e| StoreError::Corrupt {
+            what: format!("daemon key {name}"),
+            reason: e.to_string(),
+        })
     }
 
     /// Inserts new tasks in one transaction, with one change-feed event each (in the state of
@@ -904,6 +933,22 @@ impl Store {
                         .bind(a.updated_at);
                 }
                 q.execute(&mut *tx).await.map_err(StoreError::query(op))?;
+            }
+
+            for c in changes {
+                let Some(spec) = &c.spec else { continue };
+                let json =
+                    serde_json::to_string(spec.as_ref()).map_err(|e| StoreError::Corrupt {
+                        what: format!("spec of task {}", c.task_id),
+                        reason: e.to_string(),
+                    })?;
+                let sql = d.sql("UPDATE tasks SET spec = ? WHERE id = ?");
+                sqlx::query(&sql)
+                    .bind(json)
+                    .bind(&c.task_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::query(op))?;
             }
 
             let t_rows = t0.elapsed();

@@ -44,6 +44,8 @@ pub struct Change {
     pub kill_requested: bool,
     /// Milliseconds since the epoch.
     pub at: i64,
+    /// A spec to store in place of the task's (its secrets blanked once the attempt started).
+    pub spec: Option<std::sync::Arc<crate::task::TaskSpec>>,
 }
 
 /// Filters for listing tasks. All given conditions must hold.

@@ -231,6 +231,7 @@ mod tests {
             exit_code: None,
             kill_requested: false,
             at,
+            spec: None,
         }
     }
 

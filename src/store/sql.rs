@@ -105,6 +105,16 @@ impl Dialect {
         self.sql(&sql).into_owned()
     }
 
+    /// The statement that stores a daemon key unless one of that name exists.
+    pub(crate) fn key_insert(self) -> &'static str {
+        match self {
+            Dialect::Sqlite | Dialect::Postgres => {
+                "INSERT INTO daemon_keys (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING"
+            }
+            Dialect::MySql => "INSERT IGNORE INTO daemon_keys (name, value) VALUES (?, ?)",
+        }
+    }
+
     /// The statement that stores a framework id, inserting or replacing.
     pub(crate) fn framework_upsert(self) -> &'static str {
         match self {

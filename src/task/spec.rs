@@ -71,6 +71,10 @@ pub enum Containerizer {
     Docker,
     /// `ContainerInfo.type = MESOS` with a Docker `Image` (the unified containerizer).
     Mesos,
+    /// No container: the command runs directly on the agent (Mesos's command executor), with
+    /// whatever the agent has installed (Airflow 1.10's first mode). Not for the local
+    /// Docker backend.
+    None,
 }
 
 impl Containerizer {
@@ -78,7 +82,17 @@ impl Containerizer {
         match s.trim().to_ascii_lowercase().as_str() {
             "docker" => Some(Containerizer::Docker),
             "mesos" => Some(Containerizer::Mesos),
+            "none" => Some(Containerizer::None),
             _ => None,
+        }
+    }
+
+    /// The name used in configuration and specs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Containerizer::Docker => "docker",
+            Containerizer::Mesos => "mesos",
+            Containerizer::None => "none",
         }
     }
 }
@@ -161,6 +175,14 @@ pub struct TaskSpec {
     pub ports: Vec<PortSpec>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
+    /// Environment variables whose values are secret (passwords, tokens). On Mesos they never
+    /// go into the `TaskInfo` (which the master's `/state` shows): the agent fetches them once
+    /// from the daemon into the sandbox, and the command runs through `/bin/sh`, which
+    /// exports them, removes the file and then runs the command. They need a command. Like
+    /// sandbox file contents, they are shown as `***` and blanked in the state database once
+    /// the attempt has started.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secret_env: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub volumes: Vec<VolumeSpec>,
     /// `host`, `bridge`, `none` or `{user: name}`; defaults to `[mesos] docker_network_mode`.
@@ -188,7 +210,7 @@ pub struct TaskSpec {
     /// state change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_key: Option<String>,
-    /// `docker` or `mesos`; defaults to `[mesos] containerizer`.
+    /// `docker`, `mesos` or `none`; defaults to `[mesos] containerizer`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub containerizer: Option<Containerizer>,
     /// User to run the command as (Mesos `CommandInfo.user`).
@@ -218,6 +240,10 @@ pub struct SpecDefaults {
     pub max_mem: Option<f64>,
     /// The largest cpus any agent can offer, when known.
     pub max_cpus: Option<f64>,
+    /// The containerizer of tasks that name none (`[mesos] containerizer`).
+    pub containerizer: Containerizer,
+    /// Tasks may run without a container (`containerizer: none`): only on Mesos.
+    pub uncontainerized: bool,
 }
 
 /// A spec that can never run, with the field that is wrong.
@@ -350,10 +376,9 @@ impl TaskSpec {
                 }
                 "container_type" | "containerizer" if self.containerizer.is_none() => {
                     let s = v.as_str().unwrap_or_default();
-                    self.containerizer =
-                        Some(Containerizer::parse(s).ok_or_else(|| {
-                            SpecError::new(f(k), "expected \"DOCKER\" or \"MESOS\"")
-                        })?)
+                    self.containerizer = Some(Containerizer::parse(s).ok_or_else(|| {
+                        SpecError::new(f(k), "expected \"DOCKER\", \"MESOS\" or \"NONE\"")
+                    })?)
                 }
                 "attributes" | "constraints" => {
                     let items = v.as_array().ok_or_else(|| {
@@ -420,7 +445,9 @@ impl TaskSpec {
             }
         }
         let image = self.image.as_deref().or(d.image.as_deref());
+        let containerizer = self.containerizer.unwrap_or(d.containerizer);
         match image {
+            None if containerizer == Containerizer::None => {}
             None => {
                 return Err(SpecError::new(
                     "image",
@@ -534,17 +561,73 @@ impl TaskSpec {
                 ));
             }
         }
+        for k in self.secret_env.keys() {
+            if !is_shell_name(k) {
+                return Err(SpecError::new(
+                    format!("secret_env.{k}"),
+                    "not a valid variable name (letters, digits and _, not starting with a digit)",
+                ));
+            }
+            if self.env.contains_key(k) {
+                return Err(SpecError::new(
+                    format!("secret_env.{k}"),
+                    "also given in env: give it in one of them",
+                ));
+            }
+        }
+        if self.containerizer == Some(Containerizer::None) && !d.uncontainerized {
+            return Err(SpecError::new(
+                "containerizer",
+                "none (no container) is for Mesos agents; the local Docker backend runs every \
+                 task in a container",
+            ));
+        }
+        if !self.secret_env.is_empty() && self.command.is_none() {
+            return Err(SpecError::new(
+                "secret_env",
+                "needs a command (the secrets are exported by a shell that then runs it)",
+            ));
+        }
         Ok(())
     }
 
-    /// A copy fit to show: sandbox file contents replaced by `***`.
+    /// A copy fit to show: sandbox file contents and secret environment values replaced by
+    /// `***`.
     pub fn redacted(&self) -> TaskSpec {
+        self.with_secrets_as("***")
+    }
+
+    /// True when the spec carries secret material: sandbox file contents or secret environment
+    /// values (not yet blanked).
+    pub fn has_secrets(&self) -> bool {
+        self.files.iter().any(|f| !f.content.is_empty())
+            || self.secret_env.values().any(|v| !v.is_empty())
+    }
+
+    /// A copy to keep once the secrets have been delivered: file contents and secret
+    /// environment values emptied (paths and names stay, for display).
+    pub fn without_secrets(&self) -> TaskSpec {
+        self.with_secrets_as("")
+    }
+
+    fn with_secrets_as(&self, placeholder: &str) -> TaskSpec {
         let mut s = self.clone();
         for f in &mut s.files {
-            f.content = "***".to_string();
+            f.content = placeholder.to_string();
+        }
+        for v in s.secret_env.values_mut() {
+            *v = placeholder.to_string();
         }
         s
     }
+}
+
+/// A POSIX shell variable name: `[A-Za-z_][A-Za-z0-9_]*`.
+fn is_shell_name(k: &str) -> bool {
+    let mut b = k.bytes();
+    b.next()
+        .is_some_and(|c| c == b'_' || c.is_ascii_alphabetic())
+        && b.all(|c| c == b'_' || c.is_ascii_alphanumeric())
 }
 
 /// One alternative of an agent constraint: attribute (or `hostname`) `name` must equal `value`
@@ -589,6 +672,8 @@ mod tests {
             disk: 0.0,
             max_mem: Some(4096.0),
             max_cpus: None,
+            containerizer: Containerizer::Docker,
+            uncontainerized: true,
         }
     }
 
@@ -672,6 +757,56 @@ mod tests {
             ..defaults()
         };
         assert_eq!(no_image.normalize(&d).unwrap_err().field, "image");
+        // Without a container (Mesos's command executor on the agent) no image is needed...
+        let mut bare = TaskSpec::shell("airflow tasks run x");
+        bare.containerizer = Some(Containerizer::None);
+        bare.normalize(&d).unwrap();
+        let by_default = SpecDefaults {
+            containerizer: Containerizer::None,
+            ..d.clone()
+        };
+        TaskSpec::shell("x").normalize(&by_default).unwrap();
+        // ...but the local Docker backend has nowhere to run it.
+        let local = SpecDefaults {
+            uncontainerized: false,
+            ..d
+        };
+        assert_eq!(bare.normalize(&local).unwrap_err().field, "containerizer");
+    }
+
+    #[test]
+    fn secret_env_is_checked_and_never_shown() {
+        let mut s = TaskSpec::shell("run");
+        s.secret_env.insert("DB_PASSWORD".into(), "hunter2".into());
+        s.normalize(&defaults()).unwrap();
+        assert!(s.has_secrets());
+        let shown = serde_json::to_string(&s.redacted()).unwrap();
+        assert!(
+            !shown.contains("hunter2") && shown.contains("DB_PASSWORD"),
+            "{shown}"
+        );
+        assert!(!s.without_secrets().has_secrets());
+        for (name, field) in [
+            ("1X", "secret_env.1X"),
+            ("A-B", "secret_env.A-B"),
+            ("", "secret_env."),
+        ] {
+            let mut bad = TaskSpec::shell("run");
+            bad.secret_env.insert(name.into(), "v".into());
+            assert_eq!(bad.normalize(&defaults()).unwrap_err().field, field);
+        }
+        let mut both = s.clone();
+        both.env.insert("DB_PASSWORD".into(), "x".into());
+        assert_eq!(
+            both.normalize(&defaults()).unwrap_err().field,
+            "secret_env.DB_PASSWORD"
+        );
+        let mut no_command = s.clone();
+        no_command.command = None;
+        assert_eq!(
+            no_command.normalize(&defaults()).unwrap_err().field,
+            "secret_env"
+        );
     }
 
     #[test]
