@@ -4,7 +4,7 @@
 //! on each server, so tests run in parallel. With `CI=true` a missing variable fails the test;
 //! otherwise the server is skipped with a notice.
 
-use airflow_mesos::store::{Change, Store, StoreError, TaskFilter};
+use airflow_mesos::store::{Change, Store, StoreError, TaskFilter, TaskPageQuery};
 use airflow_mesos::task::{
     attempt_task_id, Command, NetworkMode, PortSpec, SandboxFile, TaskEvent, TaskRecord, TaskSpec,
     TaskState, VolumeMode, VolumeSpec,
@@ -1120,6 +1120,208 @@ async fn a_head_remembered_at_insert_is_checked_before_it_is_trusted() {
         );
         a.close().await;
         b.close().await;
+        db.drop_database().await;
+    }
+}
+
+/// Every page of `q` in turn, concatenated (at most 1000 pages).
+async fn all_pages(s: &Store, mut q: TaskPageQuery) -> (Vec<String>, usize) {
+    let mut ids = Vec::new();
+    let mut pages = 0;
+    loop {
+        let page = s.task_page(&q).await.unwrap();
+        pages += 1;
+        assert!(page.tasks.len() <= q.limit as usize);
+        assert!(
+            page.tasks.windows(2).all(|w| w[0].seq > w[1].seq),
+            "newest change first"
+        );
+        ids.extend(page.tasks.iter().map(|t| t.id.clone()));
+        match page.next_before {
+            Some(b) if pages < 1000 => q.before = Some(b),
+            _ => return (ids, pages),
+        }
+    }
+}
+
+#[tokio::test]
+async fn task_pages_walk_every_filter_newest_first_without_misses() {
+    for db in databases().await {
+        let k = db.kind;
+        let s = Store::connect(&db.url).await.unwrap();
+        let recs: Vec<TaskRecord> = (0..40)
+            .map(|n| {
+                let mut spec = TaskSpec::shell("true");
+                spec.labels
+                    .insert("team".into(), if n % 3 == 0 { "a" } else { "b" }.into());
+                spec.external_key = Some(format!("key-{}", n % 4));
+                record(&format!("t-{n:02}"), spec)
+            })
+            .collect();
+        s.insert_tasks(&recs, 1).await.unwrap();
+        // Move some tasks on, so that seq order differs from insertion order.
+        let mut changes = Vec::new();
+        for n in (0..40).step_by(5) {
+            let id = format!("t-{n:02}");
+            changes.push(launch(&id, 1, 10));
+            changes.push(change(
+                &id,
+                if n % 2 == 0 {
+                    TaskState::Failed
+                } else {
+                    TaskState::Running
+                },
+                1,
+                20,
+            ));
+        }
+        s.commit(&changes).await.unwrap();
+        let mut all = s.list_tasks(&TaskFilter::default()).await.unwrap();
+        all.reverse();
+        let expect = |keep: &dyn Fn(&TaskRecord) -> bool| -> Vec<String> {
+            all.iter()
+                .filter(|t| keep(t))
+                .map(|t| t.id.clone())
+                .collect()
+        };
+        let q = |filter: TaskFilter| TaskPageQuery {
+            filter,
+            limit: 7,
+            ..TaskPageQuery::default()
+        };
+
+        let (ids, pages) = all_pages(&s, q(TaskFilter::default())).await;
+        assert_eq!(ids, expect(&|_| true), "{k}: no filter");
+        assert_eq!(pages, 6, "{k}: 40 tasks in pages of 7");
+
+        let states = TaskFilter {
+            states: vec![TaskState::Failed, TaskState::Running],
+            ..TaskFilter::default()
+        };
+        let (ids, _) = all_pages(&s, q(states)).await;
+        assert_eq!(
+            ids,
+            expect(&|t| matches!(t.state, TaskState::Failed | TaskState::Running)),
+            "{k}: states"
+        );
+        assert_eq!(ids.len(), 8, "{k}");
+
+        let label = TaskFilter {
+            label: Some(("team".into(), "a".into())),
+            ..TaskFilter::default()
+        };
+        let (ids, _) = all_pages(&s, q(label.clone())).await;
+        assert_eq!(ids, expect(&|t| t.spec.labels["team"] == "a"), "{k}: label");
+        // A window smaller than the table: pages stop at each window, nothing is missed.
+        let (ids, pages) = all_pages(
+            &s,
+            TaskPageQuery {
+                scan_window: Some(4),
+                ..q(label)
+            },
+        )
+        .await;
+        assert_eq!(
+            ids,
+            expect(&|t| t.spec.labels["team"] == "a"),
+            "{k}: label, windowed"
+        );
+        assert!(pages >= 12, "{k}: {pages} pages of at most 4 positions");
+
+        let key_and_state = TaskFilter {
+            external_key: Some("key-0".into()),
+            states: vec![TaskState::Queued],
+            since: Some(3),
+            ..TaskFilter::default()
+        };
+        let (ids, _) = all_pages(&s, q(key_and_state)).await;
+        assert_eq!(
+            ids,
+            expect(&|t| t.spec.external_key.as_deref() == Some("key-0")
+                && t.state == TaskState::Queued
+                && t.seq > 3),
+            "{k}: external key, state and since"
+        );
+        assert!(!ids.is_empty(), "{k}");
+        s.close().await;
+        db.drop_database().await;
+    }
+}
+
+#[tokio::test]
+async fn a_task_history_has_each_change_with_its_reason_and_message() {
+    for db in databases().await {
+        let k = db.kind;
+        let s = Store::connect(&db.url).await.unwrap();
+        s.insert_tasks(
+            &[
+                record("t-h", TaskSpec::shell("x")),
+                record("t-other", TaskSpec::shell("y")),
+            ],
+            1,
+        )
+        .await
+        .unwrap();
+        let mut dropped = change("t-h", TaskState::Queued, 1, 20);
+        dropped.message = Some("offer rescinded".into());
+        dropped.reason = Some("REASON_INVALID_OFFERS".into());
+        s.commit(&[launch("t-h", 1, 10), launch("t-other", 1, 10), dropped])
+            .await
+            .unwrap();
+        let mut failed = change("t-h", TaskState::Failed, 2, 50);
+        failed.message = Some("Command exited with status 3".into());
+        failed.reason = Some("REASON_COMMAND_EXECUTOR_FAILED".into());
+        s.commit(&[
+            launch("t-h", 2, 30),
+            change("t-other", TaskState::Running, 1, 35),
+            change("t-h", TaskState::Running, 2, 40),
+        ])
+        .await
+        .unwrap();
+        s.commit(&[failed]).await.unwrap();
+
+        let t = s.get_task("t-h").await.unwrap().unwrap();
+        let h = s.task_history(&t, 50).await.unwrap();
+        let seen: Vec<_> = h
+            .events
+            .iter()
+            .map(|e| {
+                (
+                    e.state,
+                    e.attempt,
+                    e.reason.as_deref(),
+                    e.message.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                (TaskState::Queued, 0, None, None),
+                (TaskState::Launching, 1, None, None),
+                (
+                    TaskState::Queued,
+                    1,
+                    Some("REASON_INVALID_OFFERS"),
+                    Some("offer rescinded")
+                ),
+                (TaskState::Launching, 2, None, None),
+                (TaskState::Running, 2, None, None),
+                (
+                    TaskState::Failed,
+                    2,
+                    Some("REASON_COMMAND_EXECUTOR_FAILED"),
+                    Some("Command exited with status 3")
+                ),
+            ],
+            "{k}"
+        );
+        assert!(h.events.iter().all(|e| e.task_id == "t-h"), "{k}");
+        assert!(!h.truncated, "{k}");
+        let last3 = s.task_history(&t, 3).await.unwrap();
+        assert_eq!(last3.events, h.events[3..].to_vec(), "{k}");
+        assert!(last3.truncated, "{k}");
+        s.close().await;
         db.drop_database().await;
     }
 }

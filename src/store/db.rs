@@ -141,11 +141,11 @@ macro_rules! insert_events {
     ($d:expr, $tx:ident, $events:expr, $op:expr) => {{
         let events: &[TaskEvent] = $events;
         let sizes: Vec<usize> = events.iter().map(event_size).collect();
-        for r in chunks(&sizes, $d.max_params() / 7, MAX_STATEMENT_BYTES) {
+        for r in chunks(&sizes, $d.max_params() / 9, MAX_STATEMENT_BYTES) {
             let sql = $d
                 .sql(&format!(
                     "INSERT INTO task_events ({EVENT_COLS}) VALUES {}",
-                    values_list(r.len(), 7)
+                    values_list(r.len(), 9)
                 ))
                 .into_owned();
             let mut q = sqlx::query(&sql);
@@ -157,7 +157,9 @@ macro_rules! insert_events {
                     .bind(i64::from(e.attempt))
                     .bind(&e.message)
                     .bind(e.at)
-                    .bind(&e.external_key);
+                    .bind(&e.external_key)
+                    .bind(e.prev_seq)
+                    .bind(&e.reason);
             }
             q.execute(&mut *$tx).await.map_err(StoreError::query($op))?;
         }
@@ -165,8 +167,9 @@ macro_rules! insert_events {
 }
 
 fn event_size(e: &TaskEvent) -> usize {
-    64 + e.task_id.len()
+    80 + e.task_id.len()
         + e.message.as_ref().map_or(0, String::len)
+        + e.reason.as_ref().map_or(0, String::len)
         + e.external_key.as_ref().map_or(0, String::len)
 }
 
@@ -211,7 +214,8 @@ const JOINED_ATTEMPT_COLS: &str =
     a.agent_id AS a_agent_id, a.hostname AS a_hostname, a.agent_url AS a_agent_url, \
     a.state AS a_state, a.message AS a_message, a.reason AS a_reason, \
     a.started_at AS a_started_at, a.updated_at AS a_updated_at";
-const EVENT_COLS: &str = "seq, task_id, state, attempt, message, at, external_key";
+const EVENT_COLS: &str =
+    "seq, task_id, state, attempt, message, at, external_key, prev_seq, reason";
 const TERMINAL: &str = "('succeeded', 'failed', 'killed')";
 
 /// A text column, decoded as a string whatever collation flags the server reports: MySQL marks
@@ -329,6 +333,8 @@ struct EventRow {
     message: Option<Text>,
     at: i64,
     external_key: Option<Text>,
+    prev_seq: Option<i64>,
+    reason: Option<Text>,
 }
 
 fn parse_state(s: &str, whose: &str) -> Result<TaskState, StoreError> {
@@ -461,6 +467,8 @@ impl TryFrom<EventRow> for TaskEvent {
             message: opt(r.message),
             at: r.at,
             external_key: opt(r.external_key),
+            reason: opt(r.reason),
+            prev_seq: r.prev_seq,
         })
     }
 }
@@ -685,6 +693,8 @@ impl Store {
                     message: n.rec.message.clone(),
                     at: at_ms,
                     external_key: n.rec.spec.external_key.clone(),
+                    reason: n.rec.reason.clone(),
+                    prev_seq: None,
                 })
                 .collect();
 
@@ -1137,6 +1147,9 @@ impl Store {
         Ok(out)
     }
 }
+
+mod browse;
+pub use browse::{TaskHistory, TaskPage, TaskPageQuery, MAX_PAGE, SCAN_WINDOW};
 
 /// Opens (and closes) one connection, so that an unreachable server, a refused login or a bad
 /// SQLite path fails `connect` with the database's own words rather than a pool timeout later.

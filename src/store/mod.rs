@@ -6,6 +6,8 @@
 //! # Layout
 //! - [`Store`] (`db.rs`): connect + migrate, and every read and write, written once for the
 //!   three databases.
+//! - `db/browse.rs`: the bounded reads of the web UI ([`Store::task_page`],
+//!   [`Store::task_history`]).
 //! - `plan.rs`: the pure rules of [`Store::commit`] (which rows change, which events append).
 //! - `sql.rs`: the little SQL that differs by dialect, placeholders and chunking.
 //! - `url.rs`: [`translate_url`] (SQLAlchemy → sqlx) and [`redact_url`].
@@ -18,7 +20,7 @@ mod plan;
 mod sql;
 mod url;
 
-pub use db::Store;
+pub use db::{Store, TaskHistory, TaskPage, TaskPageQuery, MAX_PAGE, SCAN_WINDOW};
 pub use error::StoreError;
 pub use url::{dialect_of, redact_url, translate_url, Dialect};
 

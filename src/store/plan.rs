@@ -172,6 +172,8 @@ pub(crate) fn plan_commit(
                 message: c.message.clone(),
                 at: c.at,
                 external_key: head.external_key.clone(),
+                reason: c.reason.clone(),
+                prev_seq: Some(before.seq),
             });
             seq += 1;
         }

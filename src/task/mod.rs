@@ -114,4 +114,9 @@ pub struct TaskEvent {
     pub message: Option<String>,
     pub at: i64,
     pub external_key: Option<String>,
+    /// The Mesos reason of the change (e.g. `REASON_COMMAND_EXECUTOR_FAILED`), if any.
+    pub reason: Option<String>,
+    /// `seq` of the task's previous event: `None` for its first event (and for events stored
+    /// before the store kept this link). A task's history is read by following it.
+    pub prev_seq: Option<i64>,
 }
