@@ -70,6 +70,8 @@ pub struct Metrics {
     pub matching_rounds: AtomicU64,
     /// Highest committed change-feed sequence number.
     pub last_seq: AtomicI64,
+    /// What the driver sees of the cluster (subscription, agents, latest offers).
+    pub cluster: crate::cluster::ClusterView,
 }
 
 /// What the API holds to talk to the driver.
@@ -241,7 +243,9 @@ impl Driver {
         let mut offers_seen = false;
         let started = Instant::now();
         let n_events = events.len();
+        let received_ms = chrono::Utc::now().timestamp_millis();
         for ev in events {
+            self.metrics.cluster.observe(&ev, received_ms);
             match &ev {
                 Event::Subscribed {
                     framework_id,
@@ -413,6 +417,7 @@ impl Driver {
             }
         }
         for action in step.actions {
+            self.metrics.cluster.observe_action(&action);
             match &action {
                 Action::Launch { tasks, .. } => {
                     self.metrics

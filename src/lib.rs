@@ -14,6 +14,7 @@
 //! | [`docker`] | bollard: image build/push, and the local Docker backend (`backend = docker`) |
 //! | [`store`] | durable state: [`store::Store`], one sqlx implementation for SQLite, PostgreSQL and MySQL/MariaDB |
 //! | [`driver`] | the async loop that owns all I/O and connects backend, core, store, timers and shutdown |
+//! | [`cluster`] | what the driver currently sees of the cluster (subscription, agents, latest offers), for the web UI |
 //! | [`onetime`] | one-time files (workload JSON, registry credentials) that agents fetch into a sandbox |
 //! | [`registry`] | registry credentials as docker config JSON, `docker.tar.gz`, or user/password for the engine |
 //! | [`api`] | the axum HTTP API (token auth), `/metrics`, `/healthz` |
@@ -28,6 +29,7 @@
 pub mod api;
 pub mod cli;
 pub mod client;
+pub mod cluster;
 pub mod commands;
 pub mod config;
 pub mod docker;
