@@ -47,6 +47,71 @@ pub async fn read(
     })
 }
 
+/// The end of the current attempt's stdout (or stderr): at most `max` bytes, from the start
+/// of a line when the log is longer. Returns the offset the chunk starts at.
+pub async fn tail(
+    st: &AppState,
+    task: &TaskRecord,
+    stderr: bool,
+    max: usize,
+) -> Result<(u64, LogChunk), LogError> {
+    let size = log_size(st, task, stderr).await?;
+    let mut start = size.saturating_sub(max as u64);
+    let mut chunk = read(st, task, stderr, start, max).await?;
+    if start > 0 {
+        // Drop the partial first line (unless the chunk is one long line).
+        if let Some(nl) = chunk.data.iter().position(|b| *b == b'\n') {
+            chunk.data.drain(..=nl);
+            start += nl as u64 + 1;
+        }
+    }
+    Ok((start, chunk))
+}
+
+/// Where the current attempt's logs are: the local sandbox directory, or an agent's URL and
+/// the attempt's sandbox directory on it.
+enum Sandbox {
+    Local(std::path::PathBuf),
+    Agent { url: String, dir: String },
+}
+
+async fn sandbox(st: &AppState, task: &TaskRecord) -> Result<Sandbox, LogError> {
+    let Some(backend_id) = task.current_attempt_id.as_deref() else {
+        return Err(LogError::NotLaunched);
+    };
+    match &st.logs {
+        LogSource::Local(dir) => {
+            // Our own `<task id>.<attempt>` names; never a path.
+            if backend_id.contains(['/', '\\']) || backend_id.starts_with('.') {
+                return Err(LogError::NotLaunched);
+            }
+            let sandbox = dir.join(backend_id);
+            if task.state.is_terminal() && !sandbox.exists() {
+                return Err(LogError::SandboxRemoved(backend_id.to_string()));
+            }
+            Ok(Sandbox::Local(sandbox))
+        }
+        LogSource::Agents => {
+            let url = agent_of(st, task, backend_id).await?;
+            let dir = agent_sandbox(&st.http, &url, backend_id).await?;
+            Ok(Sandbox::Agent { url, dir })
+        }
+    }
+}
+
+/// The size in bytes of the current attempt's stdout (or stderr).
+pub async fn log_size(st: &AppState, task: &TaskRecord, stderr: bool) -> Result<u64, LogError> {
+    let name = if stderr { "stderr" } else { "stdout" };
+    match sandbox(st, task).await? {
+        Sandbox::Local(dir) => Ok(tokio::fs::metadata(dir.join(name)).await?.len()),
+        Sandbox::Agent { url, dir } => {
+            // `offset=-1` asks the agent for the file's length only.
+            let resp = files_read(&st.http, &url, &format!("{dir}/{name}"), -1, 0).await?;
+            Ok(resp.get("offset").and_then(|v| v.as_u64()).unwrap_or(0))
+        }
+    }
+}
+
 async fn read_raw(
     st: &AppState,
     task: &TaskRecord,
@@ -72,21 +137,26 @@ async fn read_raw(
             }
         }
         LogSource::Agents => {
-            let attempt = st
-                .store
-                .find_by_backend_task_id(backend_id)
-                .await
-                .ok()
-                .flatten()
-                .map(|(_, a)| a);
-            let agent = attempt
-                .as_ref()
-                .and_then(|a| a.agent_url.clone())
-                .or_else(|| task.hostname.as_ref().map(|h| format!("http://{h}:5051")))
-                .ok_or(LogError::NotLaunched)?;
+            let agent = agent_of(st, task, backend_id).await?;
             read_from_agent(&st.http, &agent, backend_id, stderr, offset, length).await
         }
     }
+}
+
+/// The URL of the agent that runs (or ran) the attempt.
+async fn agent_of(st: &AppState, task: &TaskRecord, backend_id: &str) -> Result<String, LogError> {
+    let attempt = st
+        .store
+        .find_by_backend_task_id(backend_id)
+        .await
+        .ok()
+        .flatten()
+        .map(|(_, a)| a);
+    attempt
+        .as_ref()
+        .and_then(|a| a.agent_url.clone())
+        .or_else(|| task.hostname.as_ref().map(|h| format!("http://{h}:5051")))
+        .ok_or(LogError::NotLaunched)
 }
 
 fn agent_err(agent: &str, message: impl Into<String>) -> LogError {
@@ -129,18 +199,14 @@ pub fn sandbox_directory(state: &serde_json::Value, task_id: &str) -> Option<Str
     None
 }
 
-/// Reads through an agent's files API.
-pub async fn read_from_agent(
+/// The sandbox directory of `backend_task_id` on the agent at `agent`, from its `/state`.
+async fn agent_sandbox(
     http: &reqwest::Client,
     agent: &str,
     backend_task_id: &str,
-    stderr: bool,
-    offset: u64,
-    length: usize,
-) -> Result<LogChunk, LogError> {
+) -> Result<String, LogError> {
     let base = agent.trim_end_matches('/');
     // `/slave(1)/state` is the agent's own route; `/state` reaches it too on a real agent.
-    let mut dir = None;
     let mut last_error = String::new();
     for path in ["/slave(1)/state", "/state"] {
         let state = match http.get(format!("{base}{path}")).send().await {
@@ -153,21 +219,29 @@ pub async fn read_from_agent(
         };
         match state {
             Ok(state) => {
-                dir = sandbox_directory(&state, backend_task_id);
-                if dir.is_some() {
-                    break;
+                if let Some(dir) = sandbox_directory(&state, backend_task_id) {
+                    return Ok(dir);
                 }
                 last_error = format!("no sandbox for task {backend_task_id} in {path}");
             }
             Err(e) => last_error = format!("GET {path} failed: {e}"),
         }
     }
-    let dir = dir.ok_or_else(|| agent_err(agent, last_error))?;
-    let path = format!("{dir}/{}", if stderr { "stderr" } else { "stdout" });
-    let resp: serde_json::Value = http
-        .get(format!("{base}/files/read"))
+    Err(agent_err(agent, last_error))
+}
+
+/// One call of an agent's `/files/read` (`offset = -1`: the file's length only).
+async fn files_read(
+    http: &reqwest::Client,
+    agent: &str,
+    path: &str,
+    offset: i64,
+    length: usize,
+) -> Result<serde_json::Value, LogError> {
+    let base = agent.trim_end_matches('/');
+    http.get(format!("{base}/files/read"))
         .query(&[
-            ("path", path.as_str()),
+            ("path", path),
             ("offset", &offset.to_string()),
             ("length", &length.to_string()),
         ])
@@ -177,7 +251,22 @@ pub async fn read_from_agent(
         .map_err(|e| agent_err(agent, format!("GET /files/read failed: {e}")))?
         .json()
         .await
-        .map_err(|e| agent_err(agent, format!("GET /files/read: bad JSON: {e}")))?;
+        .map_err(|e| agent_err(agent, format!("GET /files/read: bad JSON: {e}")))
+}
+
+/// Reads through an agent's files API.
+pub async fn read_from_agent(
+    http: &reqwest::Client,
+    agent: &str,
+    backend_task_id: &str,
+    stderr: bool,
+    offset: u64,
+    length: usize,
+) -> Result<LogChunk, LogError> {
+    let dir = agent_sandbox(http, agent, backend_task_id).await?;
+    let path = format!("{dir}/{}", if stderr { "stderr" } else { "stdout" });
+    let offset_i = i64::try_from(offset).unwrap_or(i64::MAX);
+    let resp = files_read(http, agent, &path, offset_i, length).await?;
     let data = resp
         .get("data")
         .and_then(|v| v.as_str())

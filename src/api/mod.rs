@@ -16,6 +16,7 @@
 //! | `POST /v1/tasks/{id}/kill` | kill a queued or running task |
 //! | `GET /v1/tasks/{id}/logs?stream=stdout\|stderr&offset=&length=` | sandbox output |
 //! | `GET /v1/files/{attempt}/{slot}/{mac}/{name}` | a sandbox file, for Mesos agents (signed URL) |
+//! | `/ui/…` | the web UI (`crate::web`): HTML pages behind a login with the API token |
 
 pub mod logs;
 mod views;
@@ -98,6 +99,8 @@ pub struct AppState {
     pub http: reqwest::Client,
     /// The backend name for `/healthz` and `/metrics`.
     pub backend: &'static str,
+    /// The web UI's settings (`src/web`).
+    pub web: crate::web::WebConfig,
 }
 
 /// Builds the router.
@@ -115,6 +118,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/v1/files/{attempt}/{slot}/{mac}/{name}", get(sandbox_file))
         .merge(protected)
+        .merge(crate::web::routes(state.clone()))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)

@@ -116,11 +116,15 @@ pub async fn run(args: SchedulerArgs, cfg: &Config) -> anyhow::Result<i32> {
             .timeout(Duration::from_secs(30))
             .build()?,
         backend: backend_name,
+        web: crate::web::WebConfig::new(
+            &store.daemon_key(crate::web::SESSION_KEY_NAME).await?,
+            &crate::web::ui_url(cfg),
+        ),
     };
     let listener = tokio::net::TcpListener::bind(cfg.api_listen)
         .await
         .with_context(|| format!("cannot listen on [mesos] api_listen = {}", cfg.api_listen))?;
-    tracing::info!(addr = %listener.local_addr()?, "API listening");
+    tracing::info!(addr = %listener.local_addr()?, ui = %crate::web::ui_url(cfg), "API listening");
     let api_shutdown = shutdown.clone();
     let server = tokio::spawn(async move {
         axum::serve(listener, api::router(state))

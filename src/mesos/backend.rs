@@ -149,7 +149,7 @@ impl MesosBackendConfig {
                 failover_timeout: c.failover_timeout,
                 principal: c.default_principal.clone(),
                 hostname: local_hostname(),
-                webui_url: Some(c.api_url.clone()),
+                webui_url: Some(crate::web::ui_url(c)),
             },
             client: ClientConfig {
                 credentials,
@@ -949,6 +949,32 @@ mod tests {
         let sys = crate::config::source::NoSystem;
         let src = crate::config::source::Sources::new(env, &sys).with_file("airflow.cfg", ini);
         crate::config::load(&src).expect("valid test config").config
+    }
+
+    #[test]
+    fn the_registered_webui_url_is_the_ui_a_browser_can_reach() {
+        let ui = |ini: &str| {
+            MesosBackendConfig::from_config(&load(&format!("[mesos]\nmaster = m1:5050\n{ini}")))
+                .unwrap()
+                .framework
+                .webui_url
+        };
+        assert_eq!(
+            ui("public_url = https://ops.example/airflow-mesos/\napi_listen = 0.0.0.0:11000\napi_token = t\n")
+                .as_deref(),
+            Some("https://ops.example/airflow-mesos/ui/")
+        );
+        assert_eq!(ui("").as_deref(), Some("http://127.0.0.1:11000/ui/"));
+        assert_eq!(
+            ui("api_url = http://sched.example:8080\n").as_deref(),
+            Some("http://sched.example:8080/ui/")
+        );
+        // Listening on every address: the loopback default would not reach a browser elsewhere.
+        let host = crate::docker::local::hostname();
+        assert_eq!(
+            ui("api_listen = 0.0.0.0:11000\napi_token = t\n").as_deref(),
+            Some(format!("http://{host}:11000/ui/").as_str())
+        );
     }
 
     #[test]

@@ -1,0 +1,185 @@
+//! The web UI, served by the daemon under `/ui/` and registered with Mesos as the framework's
+//! `webui_url`: server-rendered HTML (maud, which escapes every interpolated value), no
+//! JavaScript, usable on a phone.
+//!
+//! | path | page |
+//! |---|---|
+//! | `/ui/` | overview: backend, subscription, framework id, tasks by state, recent failures |
+//! | `/ui/tasks?state=&label=k=v&external_key=&since=&before=` | tasks, newest change first, paged |
+//! | `/ui/tasks/{id}` | one task: spec (secrets as `***`), attempts, history, log tails; kill |
+//! | `/ui/tasks/{id}/log?stream=&offset=` | a task's stdout or stderr, 64 KiB at a time |
+//! | `/ui/agents` | the agents and the latest offers the daemon has seen |
+//! | `/ui/login` | the login form (the API token) |
+//!
+//! # Access
+//! Every page but the login form and the stylesheet needs a session. The login form takes the
+//! API token and sets a cookie (`HttpOnly`, `SameSite=Strict`, `Secure` when the UI's URL is
+//! https) holding an expiry and an HMAC of it and of the token, under a key kept in the state
+//! database: changing the token ends every session, and nothing else is stored. Forms that
+//! change something (kill, logout) carry a CSRF token derived from the session; a browser's
+//! `Origin`, when sent, must be the UI's own. Pages are sent with a `Content-Security-Policy`
+//! that allows no script at all.
+//!
+//! # Links
+//! Every page names the UI's root in `<base href>` relatively (`./`, `../`), and every link
+//! and redirect is relative, so the UI works unchanged behind a proxy that serves it under a
+//! path of its own.
+//!
+//! # Cost
+//! No page reads more than a bounded number of rows, whatever the number of tasks stored
+//! (`store::db::browse`); the counts by state (an index-only count) are shared by the pages
+//! for [`COUNTS_TTL`].
+
+mod html;
+mod pages;
+mod session;
+
+use crate::api::AppState;
+use crate::config::Config;
+use crate::task::TaskState;
+use axum::http::{header, HeaderValue};
+use axum::middleware;
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long the counts by state are reused before being counted again.
+pub const COUNTS_TTL: Duration = Duration::from_secs(2);
+
+/// Name of the key in the state database that signs session cookies and CSRF tokens.
+pub const SESSION_KEY_NAME: &str = "web-sessions";
+
+/// What the UI needs beyond the API's state. Cheap to clone.
+#[derive(Clone)]
+pub struct WebConfig(Arc<Inner>);
+
+struct Inner {
+    key: Vec<u8>,
+    /// Cookies get `Secure` (the UI is reached over https).
+    secure: bool,
+    /// `host[:port]` of the UI's URL: a browser `Origin` that may post forms, besides the
+    /// request's own `Host`.
+    authority: Option<String>,
+    counts: Mutex<Option<(Instant, BTreeMap<TaskState, u64>)>>,
+}
+
+impl std::fmt::Debug for WebConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebConfig")
+            .field("secure", &self.0.secure)
+            .field("authority", &self.0.authority)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WebConfig {
+    /// `key` signs sessions; `ui_url` is where browsers reach the UI ([`ui_url`]).
+    pub fn new(key: &[u8], ui_url: &str) -> WebConfig {
+        let parsed = url::Url::parse(ui_url).ok();
+        WebConfig(Arc::new(Inner {
+            key: key.to_vec(),
+            secure: parsed.as_ref().is_some_and(|u| u.scheme() == "https"),
+            authority: parsed.as_ref().and_then(|u| {
+                let host = u.host_str()?;
+                Some(match u.port() {
+                    Some(p) => format!("{host}:{p}"),
+                    None => host.to_string(),
+                })
+            }),
+            counts: Mutex::new(None),
+        }))
+    }
+}
+
+/// The URL at which browsers reach the UI, registered as `FrameworkInfo.webui_url`:
+/// `<public_url>/ui/` when `public_url` is set (the address agents, and so the cluster's
+/// operators, reach the daemon at), else `<api_url>/ui/`; a loopback `api_url` of a daemon
+/// listening beyond loopback is replaced by the machine's hostname, which other machines can
+/// reach.
+pub fn ui_url(cfg: &Config) -> String {
+    if let Some(p) = &cfg.public_url {
+        return format!("{}/ui/", p.trim_end_matches('/'));
+    }
+    let base = cfg.api_url.trim_end_matches('/');
+    if let Ok(mut u) = url::Url::parse(base) {
+        let loopback = match u.host() {
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            Some(url::Host::Domain(d)) => d == "localhost",
+            None => false,
+        };
+        if loopback && !cfg.api_listen.ip().is_loopback() {
+            let host = crate::docker::local::hostname();
+            if u.set_host(Some(&host)).is_ok() {
+                return format!("{}/ui/", u.as_str().trim_end_matches('/'));
+            }
+        }
+    }
+    format!("{base}/ui/")
+}
+
+/// The UI's routes, merged into the API's router.
+pub fn routes(state: AppState) -> Router<AppState> {
+    let protected = Router::new()
+        .route("/ui/", get(pages::overview))
+        .route("/ui/tasks", get(pages::tasks))
+        .route("/ui/tasks/{id}", get(pages::task))
+        .route("/ui/tasks/{id}/log", get(pages::log))
+        .route("/ui/tasks/{id}/kill", post(pages::kill))
+        .route("/ui/agents", get(pages::agents))
+        .route("/ui/logout", post(session::logout))
+        .route_layer(middleware::from_fn_with_state(
+            state,
+            session::require_session,
+        ));
+    Router::new()
+        .route("/ui", get(|| async { session::see_other("ui/") }))
+        .route("/ui/style.css", get(html::stylesheet))
+        .route("/ui/login", get(session::login_form).post(session::login))
+        .merge(protected)
+        .layer(middleware::map_response(security_headers))
+}
+
+/// Headers every UI answer carries: no script, no framing, no caching, no sniffing.
+async fn security_headers(mut r: Response) -> Response {
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
+             base-uri 'self'; frame-ancestors 'none'",
+        ),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    r
+}
+
+/// The counts by state, counted at most every [`COUNTS_TTL`].
+async fn counts(st: &AppState) -> Result<BTreeMap<TaskState, u64>, crate::store::StoreError> {
+    let cache = &st.web.0.counts;
+    if let Some((at, c)) = cache.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        if at.elapsed() < COUNTS_TTL {
+            return Ok(c.clone());
+        }
+    }
+    let c = st.store.counts().await?;
+    *cache.lock().unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), c.clone()));
+    Ok(c)
+}
+
+#[cfg(test)]
+mod tests;

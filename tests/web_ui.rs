@@ -1,0 +1,352 @@
+//! The web UI over HTTP, against the real daemon on the local Docker backend (image from
+//! `AM_TEST_BUSYBOX`): what is reachable without a session, the login and its cookie, CSRF and
+//! origin checks on kill, escaping of user input, secrets kept out of the pages. The browser
+//! test (tests/web_browser.rs) drives the same pages through Chromium.
+
+mod common;
+
+use common::{eventually, require_env, Daemon};
+use reqwest::header::{COOKIE, LOCATION, ORIGIN, SET_COOKIE};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+const TOKEN: &str = "web-ui-test-token-0123456789";
+
+fn daemon() -> Option<Daemon> {
+    let image = require_env("AM_TEST_BUSYBOX", "a local busybox image")?;
+    Some(Daemon::start(
+        &format!("backend = docker\ndocker_image_slave = {image}\ntask_cpu = 0.1\ntask_memory = 32\nkill_grace_period = 1\n"),
+        Some(TOKEN),
+    ))
+}
+
+/// A client that shows redirects instead of following them.
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+async fn submit(d: &Daemon, spec: Value) -> String {
+    let r = client()
+        .post(d.url("/v1/tasks"))
+        .bearer_auth(TOKEN)
+        .json(&spec)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let v: Value = r.json().await.unwrap();
+    v["tasks"][0]["id"].as_str().unwrap().to_string()
+}
+
+async fn task_state(d: &Daemon, id: &str) -> String {
+    let v: Value = client()
+        .get(d.url(&format!("/v1/tasks/{id}")))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["state"].as_str().unwrap().to_string()
+}
+
+/// Logs in; returns the `name=value` of the session cookie.
+async fn login(d: &Daemon) -> String {
+    let r = client()
+        .post(d.url("/ui/login"))
+        .form(&[("token", TOKEN), ("next", "")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let set = r.headers()[SET_COOKIE].to_str().unwrap().to_string();
+    set.split(';').next().unwrap().to_string()
+}
+
+async fn page(d: &Daemon, path: &str, cookie: &str) -> (StatusCode, String) {
+    let r = client()
+        .get(d.url(path))
+        .header(COOKIE, cookie)
+        .send()
+        .await
+        .unwrap();
+    (r.status(), r.text().await.unwrap())
+}
+
+/// The CSRF token in a page's forms.
+fn csrf_of(html: &str) -> String {
+    let at = html
+        .find("name=\"csrf\" value=\"")
+        .expect("a form with a CSRF token")
+        + 19;
+    html[at..].split('"').next().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_a_session_no_page_shows_task_data() {
+    let Some(d) = daemon() else { return };
+    let id = submit(&d, json!({"name": "secret-name-42", "command": "true"})).await;
+    let c = client();
+    for path in [
+        "/ui/".to_string(),
+        "/ui/tasks".into(),
+        "/ui/tasks?state=queued".into(),
+        format!("/ui/tasks/{id}"),
+        format!("/ui/tasks/{id}/log?stream=stdout"),
+        "/ui/agents".into(),
+    ] {
+        let r = c.get(d.url(&path)).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "{path}");
+        let to = r.headers()[LOCATION].to_str().unwrap().to_string();
+        assert!(to.contains("login"), "{path} -> {to}");
+        let body = r.text().await.unwrap();
+        assert!(
+            !body.contains(&id) && !body.contains("secret-name-42"),
+            "{path}: {body}"
+        );
+        // A forged cookie is no session either.
+        let r = c
+            .get(d.url(&path))
+            .header(COOKIE, "airflow_mesos_ui=99999999999.00ff")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "{path}, forged cookie");
+    }
+    for path in [format!("/ui/tasks/{id}/kill"), "/ui/logout".into()] {
+        let r = c
+            .post(d.url(&path))
+            .form(&[("csrf", "x")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{path}");
+        assert!(!r.text().await.unwrap().contains("secret-name-42"));
+    }
+    assert_ne!(task_state(&d, &id).await, "killed");
+    // What is open: the login form and the stylesheet, neither with task data.
+    for path in ["/ui/login", "/ui/style.css"] {
+        let r = c.get(d.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+        assert!(!r.text().await.unwrap().contains("secret-name-42"));
+    }
+    // The Mesos UI's link (`/ui`) leads to the overview.
+    let r = c.get(d.url("/ui")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()[LOCATION], "ui/");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn login_takes_the_api_token_and_sets_a_strict_http_only_cookie() {
+    let Some(d) = daemon() else { return };
+    let c = client();
+    let wrong = c
+        .post(d.url("/ui/login"))
+        .form(&[("token", "not-the-token"), ("next", "tasks")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    assert!(wrong.headers().get(SET_COOKIE).is_none());
+    assert!(wrong.text().await.unwrap().contains("Wrong token"));
+
+    let r = c
+        .post(d.url("/ui/login"))
+        .form(&[("token", TOKEN), ("next", "tasks?state=queued")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()[LOCATION], "tasks?state=queued");
+    let set = r.headers()[SET_COOKIE].to_str().unwrap().to_string();
+    assert!(set.starts_with("airflow_mesos_ui="), "{set}");
+    assert!(set.contains("; HttpOnly"), "{set}");
+    assert!(set.contains("; SameSite=Strict"), "{set}");
+    assert!(!set.contains("Secure"), "plain http: no Secure flag: {set}");
+    assert!(!set.contains(TOKEN), "the cookie does not hold the token");
+    let cookie = set.split(';').next().unwrap().to_string();
+
+    let (status, body) = page(&d, "/ui/", &cookie).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("id=\"backend\">docker<"), "{body}");
+    // Redirects after login stay on this UI.
+    for evil in [
+        "//evil.example/x",
+        "https://evil.example",
+        "/v1/tasks",
+        "../../x",
+    ] {
+        let r = c
+            .post(d.url("/ui/login"))
+            .form(&[("token", TOKEN), ("next", evil)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.headers()[LOCATION], "./", "{evil}");
+    }
+    // A login posted from another site is refused.
+    let r = c
+        .post(d.url("/ui/login"))
+        .header(ORIGIN, "http://evil.example")
+        .form(&[("token", TOKEN)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(r.headers().get(SET_COOKIE).is_none());
+    // Pages forbid scripts and framing.
+    let r = c
+        .get(d.url("/ui/tasks"))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    let csp = r.headers()["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"));
+    assert!(
+        !csp.contains("script-src"),
+        "no script allowed at all: {csp}"
+    );
+    // Logging out ends the cookie.
+    let (_, body) = page(&d, "/ui/", &cookie).await;
+    let r = c
+        .post(d.url("/ui/logout"))
+        .header(COOKIE, &cookie)
+        .form(&[("csrf", csrf_of(&body))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert!(r.headers()[SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .contains("Max-Age=0"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killing_from_the_ui_needs_the_csrf_token_of_the_session_and_this_origin() {
+    let Some(d) = daemon() else { return };
+    let id = submit(&d, json!({"name": "sleeper", "command": "sleep 60"})).await;
+    eventually(60, "the task running", || {
+        let out = d.cli_json(&["status", &id, "--json"]);
+        (out["state"] == "running").then_some(())
+    });
+    let cookie = login(&d).await;
+    let (status, body) = page(&d, &format!("/ui/tasks/{id}"), &cookie).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("id=\"kill\""), "a kill button: {body}");
+    let token = csrf_of(&body);
+    let c = client();
+    let kill = |csrf: String, origin: Option<&'static str>| {
+        let mut req = c
+            .post(d.url(&format!("/ui/tasks/{id}/kill")))
+            .header(COOKIE, &cookie)
+            .form(&[("csrf", csrf)]);
+        if let Some(o) = origin {
+            req = req.header(ORIGIN, o);
+        }
+        req.send()
+    };
+    let r = kill(String::new(), None).await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN, "no CSRF token");
+    let other_session = csrf_of(&page(&d, "/ui/", &login(&d).await).await.1);
+    let r = kill(other_session, None).await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN, "another session's token");
+    let r = kill(token.clone(), Some("http://evil.example"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN, "another site");
+    assert_eq!(task_state(&d, &id).await, "running", "nothing was killed");
+
+    let own_origin: &'static str =
+        Box::leak(format!("http://127.0.0.1:{}", d.port).into_boxed_str());
+    let r = kill(token, Some(own_origin)).await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        r.headers()[LOCATION].to_str().unwrap(),
+        format!("../{}", id.replace('-', "%2D"))
+    );
+    eventually(30, "the task killed", || {
+        let out = d.cli_json(&["status", &id, "--json"]);
+        (out["state"] == "killed").then_some(())
+    });
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn user_input_is_shown_escaped_and_secrets_are_not_shown() {
+    let Some(d) = daemon() else { return };
+    let evil = "<script>document.title='pwned'</script><img src=x onerror=alert(1)>";
+    let id = submit(
+        &d,
+        json!({
+            "name": evil,
+            "command": "echo '<b>out</b>'; exit 3",
+            "labels": {"team": "\"><svg onload=alert(2)>"},
+            "secret_env": {"DB_PASSWORD": "hunter2-very-secret"},
+        }),
+    )
+    .await;
+    eventually(60, "the task failed", || {
+        let out = d.cli_json(&["status", &id, "--json"]);
+        (out["state"] == "failed").then_some(())
+    });
+    let cookie = login(&d).await;
+    for path in [
+        "/ui/".to_string(),
+        "/ui/tasks".into(),
+        format!("/ui/tasks/{id}"),
+        format!("/ui/tasks/{id}/log?stream=stdout"),
+    ] {
+        let (status, body) = page(&d, &path, &cookie).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        assert!(!body.contains("<script>document"), "{path}: {body}");
+        assert!(!body.contains("<img src=x"), "{path}");
+        assert!(!body.contains("<svg"), "{path}");
+        assert!(!body.contains("<b>out"), "{path}");
+        assert!(
+            !body.contains("hunter2-very-secret"),
+            "{path}: the secret is shown"
+        );
+        if path != "/ui/tasks" || body.contains(&id) {
+            assert!(
+                body.contains("&lt;script&gt;document.title=") || body.contains("&lt;b&gt;out"),
+                "{path}: the text itself is shown, escaped"
+            );
+        }
+    }
+    let (_, body) = page(&d, &format!("/ui/tasks/{id}"), &cookie).await;
+    assert!(body.contains("DB_PASSWORD"), "secret names are shown");
+    assert!(
+        body.contains("&lt;b&gt;out&lt;/b&gt;"),
+        "stdout tail: {body}"
+    );
+    assert!(body.contains("id=\"exit-code\">3<"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_filters_are_named_and_unknown_tasks_are_404() {
+    let Some(d) = daemon() else { return };
+    let cookie = login(&d).await;
+    for (path, field) in [
+        ("/ui/tasks?state=sleeping", "state"),
+        ("/ui/tasks?label=nokey", "label"),
+        ("/ui/tasks?since=abc", "since"),
+        ("/ui/tasks?before=1e3", "before"),
+    ] {
+        let (status, body) = page(&d, path, &cookie).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}");
+        assert!(body.contains(&format!("{field}: ")), "{path}: {body}");
+    }
+    let (status, _) = page(&d, "/ui/tasks/t-nope", &cookie).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, body) = page(&d, "/ui/agents", &cookie).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        body.contains("id=\"agents\""),
+        "the local agent made offers: {body}"
+    );
+}
