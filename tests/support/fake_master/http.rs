@@ -773,6 +773,19 @@ async fn files_read(
         }
     };
     let data = shared.with_state(|s, _| {
+        // An executing agent's sandbox is a real directory: any file in it.
+        let known = s.sandboxes.keys().find(|d| {
+            path.strip_prefix(d.as_str())
+                .is_some_and(|r| r.starts_with('/'))
+        })?;
+        let disk = std::path::Path::new(known.as_str());
+        if disk.is_dir() {
+            let rel = &path[known.len() + 1..];
+            if rel.split('/').any(|c| c == ".." || c.is_empty()) {
+                return None;
+            }
+            return std::fs::read(disk.join(rel)).ok().map(Bytes::from);
+        }
         let (dir, file) = path.rsplit_once('/')?;
         let (_, tid) = s.sandboxes.get(dir)?;
         let (out, err) = s.files.get(tid).cloned().unwrap_or_default();

@@ -30,7 +30,16 @@
 //!
 //! Time (heartbeats, update resends, decline filters, failover timeouts, scripted sleeps) runs
 //! on the tokio clock, so `#[tokio::test(start_paused = true)]` tests need no real waiting.
+//!
+//! Executing agents: after [`FakeMaster::execute_tasks`], the agents no longer play scripts but
+//! run every launched `TaskInfo` as a real agent does ([`exec`]): they fetch its URIs into a
+//! real sandbox, pull its image (with the fetched registry credentials), compose `docker run`
+//! as the Docker containerizer does (or the command executor's argv for the unified
+//! containerizer and for tasks without a container), run it on the local Docker engine, and
+//! report STARTING, RUNNING and the real exit status; `/files/read` serves the sandbox. Tests of
+//! what a task's command line becomes use it (`tests/mesos_agent.rs`).
 
+pub mod exec;
 pub mod http;
 pub mod mesos_json;
 pub mod resources;
@@ -325,12 +334,17 @@ pub struct FakeMaster {
     shared: Arc<Shared>,
     server: JoinHandle<()>,
     ticker: JoinHandle<()>,
+    /// The executing agents' sandbox root and container label, once [`FakeMaster::execute_tasks`].
+    exec: Mutex<Option<(tempfile::TempDir, String)>>,
 }
 
 impl Drop for FakeMaster {
     fn drop(&mut self) {
         self.server.abort();
         self.ticker.abort();
+        if let Some((_, label)) = self.exec.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            exec::remove_containers(&label);
+        }
     }
 }
 
@@ -397,6 +411,7 @@ impl FakeMaster {
             files: Default::default(),
             stats: Stats::default(),
             completed_keep: opts.completed_tasks_kept,
+            exec: None,
         };
         let shared = Arc::new(Shared {
             state: Mutex::new(state),
@@ -417,6 +432,7 @@ impl FakeMaster {
             shared,
             server,
             ticker,
+            exec: Mutex::new(None),
         };
         for a in opts.agents {
             master.add_agent(a);
@@ -735,6 +751,39 @@ impl FakeMaster {
     }
 
     /// Stops the server and its timers.
+    /// From now on the agents run every task they are given, as a real agent does (see
+    /// [`exec`]): fetch, pull, `docker run` or the command executor, real output and exit
+    /// status. Needs the Docker engine for containerized tasks. Task scripts no longer apply.
+    pub fn execute_tasks(&self) {
+        let root = tempfile::Builder::new()
+            .prefix("am-fake-agent-")
+            .tempdir()
+            .expect("a sandbox root for the fake agents");
+        let label = self.shared.lock().master_info.id.clone();
+        let executor = exec::start(
+            Arc::downgrade(&self.shared),
+            root.path().to_path_buf(),
+            label.clone(),
+        );
+        self.shared.with_state(|s, _| s.exec = Some(executor));
+        *self.exec.lock().unwrap() = Some((root, label));
+    }
+
+    /// The command line an executing agent ran for `task_id`: the `docker` arguments, or the
+    /// argv of a task without a container.
+    pub fn executed_command(&self, task_id: &str) -> Option<Vec<String>> {
+        let record = self.shared.lock().exec.as_ref()?.record.clone();
+        let commands = &record.lock().unwrap().commands;
+        commands.get(task_id).cloned()
+    }
+
+    /// The host directory of a task's sandbox (executing agents).
+    pub fn sandbox_path(&self, task_id: &str) -> Option<std::path::PathBuf> {
+        let dir = self.sandbox_dir(task_id)?;
+        let p = std::path::PathBuf::from(dir);
+        p.is_dir().then_some(p)
+    }
+
     pub async fn shutdown(self) {
         self.drop_streams();
         self.server.abort();

@@ -211,6 +211,8 @@ pub struct State {
     pub files: HashMap<String, (Bytes, Bytes)>,
     pub stats: Stats,
     pub completed_keep: usize,
+    /// When set, agents run the tasks they are given ([`super::exec`]) instead of scripts.
+    pub exec: Option<super::exec::Executor>,
 }
 
 pub fn now_secs() -> f64 {
@@ -945,11 +947,18 @@ impl State {
         self.agents[agent].used.add(&resources);
         self.stats.tasks_launched += 1;
         let container_id = uuid::Uuid::new_v4().to_string();
-        let dir = format!(
-            "/var/lib/mesos/agent/slaves/{}/frameworks/{fid}/executors/{tid}/runs/{container_id}",
-            self.agents[agent].spec.id
-        );
-        self.sandboxes.insert(dir, (fid.to_string(), tid.clone()));
+        let agent_id = self.agents[agent].spec.id.clone();
+        let dir = match &self.exec {
+            Some(e) => e
+                .sandbox_dir(&agent_id, fid, &tid, &container_id)
+                .display()
+                .to_string(),
+            None => format!(
+                "/var/lib/mesos/agent/slaves/{agent_id}/frameworks/{fid}/executors/{tid}/runs/{container_id}"
+            ),
+        };
+        self.sandboxes
+            .insert(dir.clone(), (fid.to_string(), tid.clone()));
         let script = self
             .scripts
             .get(&tid)
@@ -973,6 +982,15 @@ impl State {
         };
         if let Some(fw) = self.frameworks.get_mut(fid) {
             fw.tasks.insert(tid.clone(), task);
+        }
+        if let Some(e) = &self.exec {
+            let _ = e.tx.send(super::exec::Job::Launch {
+                fid: fid.to_string(),
+                tid,
+                info: Box::new(t.clone()),
+                sandbox: dir.into(),
+            });
+            return;
         }
         self.run_script(fid, &tid, script.0, now);
     }
@@ -1048,6 +1066,21 @@ impl State {
         reason: Option<Reason>,
         now: Instant,
     ) -> bool {
+        self.agent_update_from(fid, tid, state, message, reason, Source::Executor, now)
+    }
+
+    /// [`State::agent_update`] from a given source (the agent itself for launch failures).
+    #[allow(clippy::too_many_arguments)]
+    pub fn agent_update_from(
+        &mut self,
+        fid: &str,
+        tid: &str,
+        state: TaskState,
+        message: Option<String>,
+        reason: Option<Reason>,
+        source: Source,
+        now: Instant,
+    ) -> bool {
         let retry = self.update_retry;
         let Some(fw) = self.frameworks.get_mut(fid) else {
             return false;
@@ -1067,7 +1100,7 @@ impl State {
             },
             state: state as i32,
             message,
-            source: Some(Source::Executor as i32),
+            source: Some(source as i32),
             reason: reason.map(|r| r as i32),
             agent_id: Some(pb::AgentId { value: agent_id }),
             executor_id: Some(pb::ExecutorId {
@@ -1170,6 +1203,18 @@ impl State {
             .and_then(|f| f.tasks.get(&tid))
             .map(|t| t.terminal);
         match known {
+            Some(false) if self.exec.is_some() => {
+                // The executor stops the container and reports TASK_KILLED.
+                let grace = k
+                    .kill_policy
+                    .as_ref()
+                    .and_then(|p| p.grace_period.as_ref())
+                    .map(|d| Duration::from_nanos(d.nanoseconds.max(0) as u64))
+                    .unwrap_or(Duration::from_secs(3));
+                if let Some(e) = &self.exec {
+                    let _ = e.tx.send(super::exec::Job::Kill { tid, grace });
+                }
+            }
             Some(false) => {
                 if let Some(task) = self.task_mut(fid, &tid) {
                     task.remaining.clear();
