@@ -928,8 +928,11 @@ docker_registry_password = only-password
         .collect();
     assert!(lines.windows(2).all(|w| w[0] <= w[1]), "{lines:?}");
     let msg_of = |k: &str| got.iter().find(|(x, _)| *x == Some(k)).unwrap().1.clone();
-    assert!(msg_of("task_cpu").contains("= \"abc\": expected a number greater than 0, in CPUs"));
-    assert!(msg_of("task_memory").contains("= \"-5\": expected a number greater than 0, in MB"));
+    assert!(msg_of("task_cpu").contains(
+        "= \"abc\": expected a number of at least 0.01 (the smallest container), in CPUs"
+    ));
+    assert!(msg_of("task_memory")
+        .contains("= \"-5\": expected a number of at least 32 (the smallest container), in MB"));
     assert!(
         msg_of("master").contains("= \"zk://host\"") && msg_of("master").contains("znode path")
     );

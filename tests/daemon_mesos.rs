@@ -392,7 +392,7 @@ async fn api_stays_responsive_while_ten_thousand_tasks_are_submitted() {
     }
     let d = daemon_for(&m.host_port());
     let specs: Vec<Value> = (0..10_000)
-        .map(|i| serde_json::json!({"command": format!("echo {i}"), "cpus": 0.01, "mem": 1}))
+        .map(|i| serde_json::json!({"command": format!("echo {i}"), "cpus": 0.01, "mem": 32}))
         .collect();
     let body = serde_json::json!({ "tasks": specs });
     let http = reqwest::Client::builder()

@@ -140,6 +140,8 @@ enum Resolved {
 enum Bound {
     Positive,
     NonNegative,
+    /// At least this much (a task resource's minimum).
+    AtLeast(f64),
 }
 
 struct Cx<'s> {
@@ -545,7 +547,7 @@ impl Cx<'_> {
             .number(
                 "task_cpu",
                 Some(1.0),
-                Bound::Positive,
+                Bound::AtLeast(crate::task::spec::MIN_CPUS),
                 "CPUs (e.g. 1 or 0.5)",
             )
             .unwrap_or(1.0);
@@ -553,7 +555,7 @@ impl Cx<'_> {
             .number(
                 "task_memory",
                 Some(256.0),
-                Bound::Positive,
+                Bound::AtLeast(crate::task::spec::MIN_MEM_MB),
                 "MB (e.g. 256 or 1024.5)",
             )
             .unwrap_or(256.0);
@@ -977,12 +979,17 @@ fn parse_number(t: &str, bound: Bound, unit: &str) -> Result<f64, String> {
     let expected = match bound {
         Bound::Positive => format!("a number greater than 0, in {unit}"),
         Bound::NonNegative => format!("a number, 0 or more, in {unit}"),
+        Bound::AtLeast(min) => format!(
+            "a number of at least {} (the smallest container), in {unit}",
+            fmt_num(min)
+        ),
     };
     let v: f64 = t.parse().map_err(|_| expected.clone())?;
     let ok = v.is_finite()
         && match bound {
             Bound::Positive => v > 0.0,
             Bound::NonNegative => v >= 0.0,
+            Bound::AtLeast(min) => v >= min,
         };
     if ok {
         Ok(v)

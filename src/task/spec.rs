@@ -227,6 +227,12 @@ pub struct TaskSpec {
     pub executor_config: Option<serde_json::Value>,
 }
 
+/// The fewest cpus a task may ask for (the Mesos Docker containerizer's `MIN_CPUS`: it would
+/// give a container no less).
+pub const MIN_CPUS: f64 = 0.01;
+/// The least memory a task may ask for, in MB (the Docker containerizer's `MIN_MEMORY`).
+pub const MIN_MEM_MB: f64 = 32.0;
+
 /// Defaults and limits a spec is checked against (from the `[mesos]` block and what the
 /// backend knows of its agents).
 #[derive(Debug, Clone, PartialEq)]
@@ -468,6 +474,20 @@ impl TaskSpec {
                 return Err(SpecError::new(
                     field,
                     format!("must be a positive number, got {v}"),
+                ));
+            }
+            let min = if field == "cpus" {
+                MIN_CPUS
+            } else {
+                MIN_MEM_MB
+            };
+            if v < min {
+                return Err(SpecError::new(
+                    field,
+                    format!(
+                        "{v}{unit} is less than the smallest container ({min}{unit}, the Mesos \
+                         Docker containerizer's minimum): ask for at least that"
+                    ),
                 ));
             }
             if let Some(max) = max {
@@ -807,6 +827,32 @@ mod tests {
             no_command.normalize(&defaults()).unwrap_err().field,
             "secret_env"
         );
+    }
+
+    #[test]
+    fn resources_below_the_smallest_container_are_refused_naming_the_field() {
+        for (cpus, mem, field) in [
+            (0.0001, 64.0, "cpus"),
+            (0.5, 16.0, "mem"),
+            (0.5, 0.0001, "mem"),
+        ] {
+            let mut s = TaskSpec::shell("x");
+            s.cpus = Some(cpus);
+            s.mem = Some(mem);
+            let e = s.normalize(&defaults()).unwrap_err();
+            assert_eq!(e.field, field);
+            assert!(e.message.contains("smallest container"), "{e}");
+        }
+        // executor_config too (Airflow users write mem_limit).
+        let mut s: TaskSpec = serde_json::from_value(
+            serde_json::json!({"command": "x", "executor_config": {"mem_limit": "16m"}}),
+        )
+        .unwrap();
+        assert_eq!(s.normalize(&defaults()).unwrap_err().field, "mem");
+        let mut ok = TaskSpec::shell("x");
+        ok.cpus = Some(MIN_CPUS);
+        ok.mem = Some(MIN_MEM_MB);
+        ok.normalize(&defaults()).unwrap();
     }
 
     #[test]
