@@ -340,10 +340,17 @@ async fn bad_filters_are_named_and_unknown_tasks_are_404() {
     }
     let (status, _) = page(&d, "/ui/tasks/t-nope", &cookie).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    // Once a task has run, the local agent has made an offer: the agents page shows it.
+    let id = submit(&d, json!({"command": "true"})).await;
+    eventually(60, "the task done", || {
+        let out = d.cli_json(&["status", &id, "--json"]);
+        (out["state"] == "succeeded").then_some(())
+    });
     let (status, body) = page(&d, "/ui/agents", &cookie).await;
     assert_eq!(status, StatusCode::OK);
     assert!(
         body.contains("id=\"agents\""),
         "the local agent made offers: {body}"
     );
+    assert!(body.contains("used: 1 task"), "the offer's outcome: {body}");
 }
