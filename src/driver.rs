@@ -145,11 +145,13 @@ pub enum DriverError {
     BackendGone,
 }
 
-/// Runs the driver until shutdown. Restores active tasks from the store first.
+/// Runs the driver until shutdown. Restores active tasks from the store first. `requests`
+/// outlives one run: a daemon that loses and regains the leadership runs the driver again on
+/// the same channel.
 pub async fn run(
     mut parts: DriverParts,
     metrics: Arc<Metrics>,
-    mut requests: mpsc::Receiver<Request>,
+    requests: &mut mpsc::Receiver<Request>,
 ) -> Result<(), DriverError> {
     metrics
         .last_seq

@@ -15,6 +15,7 @@
 //! | [`store`] | durable state: [`store::Store`], one sqlx implementation for SQLite, PostgreSQL and MySQL/MariaDB |
 //! | [`driver`] | the async loop that owns all I/O and connects backend, core, store, timers and shutdown |
 //! | [`cluster`] | what the driver currently sees of the cluster (subscription, agents, latest offers), for the web UI |
+//! | [`leader`] | leadership among daemons sharing one database: a lease in it, renewal, stepping down, fencing |
 //! | [`onetime`] | one-time files (workload JSON, registry credentials) that agents fetch into a sandbox |
 //! | [`registry`] | registry credentials as docker config JSON, `docker.tar.gz`, or user/password for the engine |
 //! | [`api`] | the axum HTTP API (token auth), `/metrics`, `/healthz` |
@@ -35,6 +36,7 @@ pub mod commands;
 pub mod config;
 pub mod docker;
 pub mod driver;
+pub mod leader;
 pub mod mesos;
 pub mod onetime;
 pub mod registry;

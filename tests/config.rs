@@ -192,6 +192,8 @@ fn no_file_no_env_gives_every_default() {
         local_memory: None,
         sandbox_dir: home.join("airflow-mesos/sandboxes"),
         sandbox_retention: 604_800.0,
+        leader_election: false,
+        leader_lease: 10.0,
     };
     assert_eq!(l.config, expected);
     assert_eq!(l.entries.len(), KEYS.len());
@@ -277,6 +279,8 @@ local_cpus = 2
 local_memory = 2048
 sandbox_dir = ~/sandboxes
 sandbox_retention = 3600
+leader_election = database
+leader_lease = 4.5
 "#;
 
 const SECRETS: [&str; 5] = [
@@ -357,6 +361,8 @@ fn all_keys_expected(path: Option<PathBuf>) -> Config {
         local_memory: Some(2048.0),
         sandbox_dir: "/home/af/sandboxes".into(),
         sandbox_retention: 3600.0,
+        leader_election: true,
+        leader_lease: 4.5,
     }
 }
 
@@ -1002,6 +1008,37 @@ fn containerizer_none_is_for_mesos_only() {
     let text = err.to_string();
     assert!(
         text.contains("[mesos] containerizer") && text.contains("backend = mesos"),
+        "{text}"
+    );
+}
+
+#[test]
+fn leader_election_follows_the_database() {
+    let sqlite = ok(Some("[mesos]\n"), &[]);
+    assert!(!sqlite.config.leader_election, "SQLite: one daemon");
+    let pg = ok(
+        Some("[mesos]\ndatabase_url = postgresql://u:p@db/am\n"),
+        &[],
+    );
+    assert!(pg.config.leader_election, "PostgreSQL: elected by default");
+    assert_eq!(pg.config.leader_lease, 10.0);
+    let off = ok(
+        Some("[mesos]\ndatabase_url = mysql://u:p@db/am\nleader_election = none\n"),
+        &[],
+    );
+    assert!(!off.config.leader_election);
+    let text = errs(Some("[mesos]\nleader_election = database\n"), &[]).to_string();
+    assert!(
+        text.contains("[mesos] leader_election") && text.contains("SQLite"),
+        "{text}"
+    );
+    let text = errs(
+        Some("[mesos]\ndatabase_url = postgresql://u:p@db/am\nleader_lease = 0.5\n"),
+        &[],
+    )
+    .to_string();
+    assert!(
+        text.contains("[mesos] leader_lease") && text.contains("from 1 to 3600"),
         "{text}"
     );
 }

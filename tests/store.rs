@@ -11,7 +11,7 @@ use airflow_mesos::task::{
 };
 use sqlx::Connection;
 use std::collections::{BTreeMap, HashSet};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// A fresh database for one test on one server.
 struct TestDb {
@@ -780,6 +780,98 @@ async fn a_change_can_replace_the_stored_spec() {
         assert_eq!(got.spec, *blanked, "{k}");
         assert_eq!(got.spec.secret_env["DB_PASSWORD"], "", "{k}");
         s.close().await;
+        db.drop_database().await;
+    }
+}
+
+#[tokio::test]
+async fn the_leader_lease_has_one_holder_and_fences_a_deposed_one() {
+    use airflow_mesos::store::Fence;
+    for db in databases().await {
+        let k = db.kind;
+        let a = Store::connect(&db.url).await.unwrap();
+        let b = Store::connect(&db.url).await.unwrap();
+        let ttl = Duration::from_millis(600);
+        let ta = a
+            .acquire_lease("fw", "daemon-a", "http://a:1", ttl)
+            .await
+            .unwrap()
+            .expect("a free lease is taken");
+        assert_eq!(
+            b.acquire_lease("fw", "daemon-b", "http://b:1", ttl)
+                .await
+                .unwrap(),
+            None,
+            "{k}: held"
+        );
+        let l = b.lease("fw").await.unwrap().unwrap();
+        assert_eq!(
+            (l.holder.as_str(), l.term, l.address.as_str()),
+            ("daemon-a", ta, "http://a:1")
+        );
+        assert!(l.remaining_ms > 0 && l.remaining_ms <= 600, "{k}: {l:?}");
+        // Another framework's lease is another row.
+        assert!(b
+            .acquire_lease("other", "daemon-b", "http://b:1", ttl)
+            .await
+            .unwrap()
+            .is_some());
+        // The holder writes under its fence.
+        a.set_fence(Some(Fence {
+            name: "fw".into(),
+            holder: "daemon-a".into(),
+            term: ta,
+        }));
+        a.insert_tasks(&[record("t-1", TaskSpec::shell("true"))], 1)
+            .await
+            .unwrap();
+        assert!(a.renew_lease("fw", "daemon-a", ta, ttl).await.unwrap());
+        // It lets the lease run out (a pause, a lost connection): the other takes over...
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        assert!(
+            !a.renew_lease("fw", "daemon-a", ta, ttl).await.unwrap(),
+            "{k}: expired"
+        );
+        let tb = b
+            .acquire_lease("fw", "daemon-b", "http://b:1", ttl)
+            .await
+            .unwrap()
+            .expect("an expired lease is taken");
+        assert_eq!(tb, ta + 1, "{k}");
+        // ...and the old holder can no longer write anything.
+        let err = a.commit(&[launch("t-1", 1, 2)]).await.unwrap_err();
+        assert!(matches!(err, StoreError::Deposed { .. }), "{k}: {err}");
+        let err = a
+            .insert_tasks(&[record("t-2", TaskSpec::shell("true"))], 3)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Deposed { .. }), "{k}: {err}");
+        assert!(
+            b.get_task("t-2").await.unwrap().is_none(),
+            "{k}: nothing written"
+        );
+        assert_eq!(
+            b.get_task("t-1").await.unwrap().unwrap().state,
+            TaskState::Queued,
+            "{k}"
+        );
+        // The new holder writes; a release hands the lease over at once.
+        b.set_fence(Some(Fence {
+            name: "fw".into(),
+            holder: "daemon-b".into(),
+            term: tb,
+        }));
+        b.commit(&[launch("t-1", 1, 4)]).await.unwrap();
+        b.release_lease("fw", "daemon-b", tb).await.unwrap();
+        assert_eq!(
+            a.acquire_lease("fw", "daemon-a", "http://a:1", ttl)
+                .await
+                .unwrap(),
+            Some(tb + 1),
+            "{k}"
+        );
+        a.close().await;
+        b.close().await;
         db.drop_database().await;
     }
 }

@@ -18,6 +18,7 @@
 //! | `GET /v1/files/{attempt}/{slot}/{mac}/{name}` | a sandbox file, for Mesos agents (signed URL) |
 //! | `/ui/…` | the web UI (`crate::web`): HTML pages behind a login with the API token |
 
+mod forward;
 pub mod logs;
 mod views;
 
@@ -101,14 +102,23 @@ pub struct AppState {
     pub backend: &'static str,
     /// The web UI's settings (`src/web`).
     pub web: crate::web::WebConfig,
+    /// Leader or standby (and where the leader is): writes on a standby are forwarded.
+    pub role: tokio::sync::watch::Receiver<crate::leader::Role>,
 }
 
 /// Builds the router.
 pub fn router(state: AppState) -> Router {
-    let protected = Router::new()
-        .route("/v1/tasks", post(submit).get(list))
-        .route("/v1/tasks/{id}", get(get_task))
+    let writes = Router::new()
+        .route("/v1/tasks", post(submit))
         .route("/v1/tasks/{id}/kill", post(kill))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            forward::writes_to_the_leader,
+        ));
+    let protected = Router::new()
+        .merge(writes)
+        .route("/v1/tasks", get(list))
+        .route("/v1/tasks/{id}", get(get_task))
         .route("/v1/tasks/{id}/logs", get(task_logs))
         .route("/v1/events", get(events))
         .route("/v1/events/head", get(events_head))
@@ -187,12 +197,24 @@ async fn healthz(State(st): State<AppState>) -> impl IntoResponse {
         .subscribed
         .load(std::sync::atomic::Ordering::Relaxed)
         == 1;
-    Json(json!({ "status": "ok", "backend": st.backend, "subscribed": subscribed }))
+    let role = st.role.borrow().clone();
+    let leader = match &role {
+        crate::leader::Role::Leader { .. } => None,
+        crate::leader::Role::Standby { leader } => leader.clone(),
+    };
+    Json(json!({
+        "status": "ok",
+        "backend": st.backend,
+        "subscribed": subscribed,
+        "role": role.name(),
+        "leader": leader,
+    }))
 }
 
 async fn metrics(State(st): State<AppState>) -> Result<Response, ApiError> {
     let counts = st.store.counts().await?;
-    let body = views::render_metrics(&st.driver.metrics, &counts, st.backend);
+    let leading = matches!(*st.role.borrow(), crate::leader::Role::Leader { .. });
+    let body = views::render_metrics(&st.driver.metrics, &counts, st.backend, leading);
     Ok((
         [(
             header::CONTENT_TYPE,
@@ -355,11 +377,18 @@ async fn events(
             let views: Vec<EventView> = evs.iter().map(EventView::from).collect();
             return Ok(Json(json!({ "events": views, "cursor": cursor })).into_response());
         }
-        // Poll cheaply: only hit the store again once the driver committed something new.
+        // Poll cheaply: only hit the store again once the driver committed something new
+        // (a standby's driver commits nothing: it asks the store every quarter second).
         let last = &st.driver.metrics.last_seq;
         let step = Duration::from_millis(50);
+        let standby_until = Instant::now() + Duration::from_millis(250);
         while last.load(std::sync::atomic::Ordering::Relaxed) <= since && Instant::now() < deadline
         {
+            if matches!(*st.role.borrow(), crate::leader::Role::Standby { .. })
+                && Instant::now() >= standby_until
+            {
+                break;
+            }
             tokio::time::sleep(step).await;
         }
     }

@@ -96,7 +96,12 @@ impl From<&TaskEvent> for EventView {
 }
 
 /// Prometheus text exposition of the driver's counters and the per-state task counts.
-pub fn render_metrics(m: &Metrics, counts: &BTreeMap<TaskState, u64>, backend: &str) -> String {
+pub fn render_metrics(
+    m: &Metrics,
+    counts: &BTreeMap<TaskState, u64>,
+    backend: &str,
+    leading: bool,
+) -> String {
     let mut out = String::new();
     let mut metric = |name: &str, kind: &str, help: &str, value: String| {
         let _ = writeln!(out, "# HELP airflow_mesos_{name} {help}");
@@ -189,6 +194,12 @@ pub fn render_metrics(m: &Metrics, counts: &BTreeMap<TaskState, u64>, backend: &
         "airflow_mesos_info{{version=\"{}\",backend=\"{backend}\"}} 1",
         env!("CARGO_PKG_VERSION")
     );
+    let _ = writeln!(
+        out,
+        "# HELP airflow_mesos_leader 1 on the leading daemon, 0 on a standby."
+    );
+    let _ = writeln!(out, "# TYPE airflow_mesos_leader gauge");
+    let _ = writeln!(out, "airflow_mesos_leader {}", u8::from(leading));
     out
 }
 
@@ -202,7 +213,8 @@ mod tests {
         m.launches.store(3, Ordering::Relaxed);
         let mut counts = BTreeMap::new();
         counts.insert(TaskState::Running, 2);
-        let text = render_metrics(&m, &counts, "mesos");
+        let text = render_metrics(&m, &counts, "mesos", true);
+        assert!(text.contains("airflow_mesos_leader 1\n"));
         assert!(text.contains("airflow_mesos_launches_total 3\n"));
         assert!(text.contains("airflow_mesos_tasks{state=\"running\"} 2\n"));
         assert!(text.contains("airflow_mesos_tasks{state=\"queued\"} 0\n"));

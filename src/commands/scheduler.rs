@@ -7,6 +7,7 @@ use crate::api::{self, AppState, Auth, LogSource};
 use crate::cli::SchedulerArgs;
 use crate::config::{Backend, Config};
 use crate::driver::{self, DriverParts};
+use crate::leader::{Election, Role};
 use crate::onetime::OneTimeFiles;
 use crate::scheduler::{Core, CoreConfig};
 use crate::store::Store;
@@ -14,6 +15,7 @@ use crate::task::SpecDefaults;
 use anyhow::{bail, Context};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 /// Name of the state database's key that signs sandbox file URLs.
@@ -49,9 +51,19 @@ pub fn check_listen(cfg: &Config) -> anyhow::Result<()> {
 
 pub async fn run(args: SchedulerArgs, cfg: &Config) -> anyhow::Result<i32> {
     check_listen(cfg)?;
-    let store = Store::connect(&cfg.database_url)
-        .await
-        .context("cannot open the state store ([mesos] database_url)")?;
+    // One daemon per SQLite file: held until the process ends.
+    let _sqlite_lock = match crate::store::sqlite_path(&cfg.database_url) {
+        Some(path) => Some(crate::leader::lock_sqlite(&path)?),
+        None => None,
+    };
+    let store = Store::connect_with(
+        &cfg.database_url,
+        &crate::store::StoreOptions {
+            stuck_transaction: Duration::from_secs_f64(cfg.leader_lease),
+        },
+    )
+    .await
+    .context("cannot open the state store ([mesos] database_url)")?;
     let shutdown = CancellationToken::new();
     let files = Arc::new(OneTimeFiles::new(
         cfg.public_url.clone(),
@@ -59,51 +71,34 @@ pub async fn run(args: SchedulerArgs, cfg: &Config) -> anyhow::Result<i32> {
         crate::registry::served_docker_tar_gz(&cfg.registry)
             .context("invalid docker registry settings in [mesos]")?,
     ));
-    let framework_id = store.framework_id(&cfg.framework_name).await?;
-    let (backend, logs, backend_name) = match cfg.backend {
-        Backend::Mesos => {
-            tracing::info!(framework = %cfg.framework_name, id = framework_id.as_deref().unwrap_or("(new)"), "starting the Mesos backend");
-            (
-                mesos_backend(cfg, files.clone(), framework_id, shutdown.child_token())?,
-                LogSource::Agents,
-                "mesos",
-            )
-        }
-        Backend::Docker => {
-            let mut lcfg = crate::docker::local::LocalBackendConfig::from_config(cfg);
-            lcfg.framework_id = Some(local_framework_id(&store, &cfg.framework_name).await?);
-            tracing::info!(sandboxes = %cfg.sandbox_dir.display(), "starting the local Docker backend");
-            (
-                crate::docker::local::spawn(lcfg, shutdown.child_token()),
-                LogSource::Local(cfg.sandbox_dir.clone()),
-                "docker",
-            )
-        }
-    };
-    let (handle, requests) = driver::channel();
-    let mut core_cfg = CoreConfig::from_config(cfg);
-    if cfg.backend == Backend::Docker {
-        // Reviving the local engine costs nothing: new work starts at once.
-        core_cfg.revive_interval = Duration::from_millis(100);
+    // Fail on bad Mesos settings at start, not at the first election won.
+    if cfg.backend == Backend::Mesos {
+        crate::mesos::backend::MesosBackendConfig::from_config(cfg)
+            .context("invalid Mesos settings in [mesos]")?;
     }
-    let parts = DriverParts {
-        core: Core::new(core_cfg),
-        store: store.clone(),
-        backend,
-        defaults: spec_defaults(cfg),
-        framework_name: match cfg.backend {
-            Backend::Mesos => cfg.framework_name.clone(),
-            Backend::Docker => local_framework_key(&cfg.framework_name),
-        },
-        shutdown: shutdown.clone(),
+    let election = cfg.leader_election.then(|| {
+        Election::new(
+            store.clone(),
+            &cfg.framework_name,
+            &advertised_url(cfg),
+            Duration::from_secs_f64(cfg.leader_lease),
+        )
+    });
+    let (role_tx, role_rx) = watch::channel(match election {
+        None => Role::Leader { term: 0 },
+        Some(_) => Role::Standby { leader: None },
+    });
+    let (logs, backend_name) = match cfg.backend {
+        Backend::Mesos => (LogSource::Agents, "mesos"),
+        Backend::Docker => (LogSource::Local(cfg.sandbox_dir.clone()), "docker"),
     };
+    let (handle, mut requests) = driver::channel();
     let metrics = handle.metrics.clone();
-    let driver_task = tokio::spawn(driver::run(parts, metrics, requests));
 
     let state = AppState {
         store: store.clone(),
         driver: handle,
-        files,
+        files: files.clone(),
         auth: Auth {
             token: cfg.api_token.as_ref().map(|t| t.expose().to_string()),
             basic: match (&cfg.api_username, &cfg.api_password) {
@@ -119,8 +114,8 @@ pub async fn run(args: SchedulerArgs, cfg: &Config) -> anyhow::Result<i32> {
         web: crate::web::WebConfig::new(
             &store.daemon_key(crate::web::SESSION_KEY_NAME).await?,
             &crate::web::ui_url(cfg),
-            spec_defaults(cfg),
         ),
+        role: role_rx,
     };
     let listener = tokio::net::TcpListener::bind(cfg.api_listen)
         .await
@@ -147,16 +142,125 @@ pub async fn run(args: SchedulerArgs, cfg: &Config) -> anyhow::Result<i32> {
         signals.cancel();
     });
 
-    let result = driver_task.await.context("driver task panicked")?;
+    // Lead whenever this daemon holds the leadership; stand by otherwise.
+    let result = loop {
+        let term = match &election {
+            None => 0,
+            Some(e) => match e.campaign(&role_tx, &shutdown).await {
+                Some(term) => term,
+                None => break Ok(()),
+            },
+        };
+        let term_stop = shutdown.child_token();
+        let holding = election.clone().map(|e| {
+            let (lost, stop) = (term_stop.clone(), term_stop.clone());
+            tokio::spawn(async move { e.hold(term, lost, stop).await })
+        });
+        let led = lead(
+            cfg,
+            &store,
+            &files,
+            election.as_ref().map(Election::clock),
+            term_stop.clone(),
+            &mut requests,
+            metrics.clone(),
+        )
+        .await;
+        term_stop.cancel();
+        if let Some(h) = holding {
+            let _ = h.await;
+        }
+        // Requests that reached this term's driver too late get no answer: their senders see
+        // the daemon stopping (503), and clients try again, on the new leader.
+        while requests.try_recv().is_ok() {}
+        let Some(e) = &election else {
+            break led;
+        };
+        if shutdown.is_cancelled() {
+            e.release(term).await;
+            break led;
+        }
+        match led {
+            Ok(()) => tracing::warn!(term, "no longer leading; standing by"),
+            Err(err) => tracing::warn!(term, error = %err, "no longer leading; standing by"),
+        }
+        store.set_fence(None);
+        role_tx.send_replace(Role::Standby { leader: None });
+    };
     shutdown.cancel();
     let _ = tokio::time::timeout(driver::SHUTDOWN_GRACE, server).await;
     match result {
         Ok(()) => Ok(0),
         Err(e) => {
             tracing::error!(error = %e, "driver stopped");
-            Err(e.into())
+            Err(e)
         }
     }
+}
+
+/// The URL at which other daemons reach this one's API (where standbys forward writes):
+/// `public_url`, else `http://<api_listen>` (the host name when it listens on every address).
+fn advertised_url(cfg: &Config) -> String {
+    if let Some(u) = &cfg.public_url {
+        return u.trim_end_matches('/').to_string();
+    }
+    let addr = cfg.api_listen;
+    if addr.ip().is_unspecified() {
+        format!(
+            "http://{}:{}",
+            crate::docker::local::hostname(),
+            addr.port()
+        )
+    } else {
+        format!("http://{addr}")
+    }
+}
+
+/// One term of leadership: the backend and the driver, until `stop` (shutdown, or the lease
+/// lost) or an error. The framework id is read now: a previous leader may have stored it.
+async fn lead(
+    cfg: &Config,
+    store: &Store,
+    files: &Arc<OneTimeFiles>,
+    lease: Option<Arc<crate::leader::LeaseClock>>,
+    stop: CancellationToken,
+    requests: &mut tokio::sync::mpsc::Receiver<driver::Request>,
+    metrics: Arc<driver::Metrics>,
+) -> anyhow::Result<()> {
+    let backend = match cfg.backend {
+        Backend::Mesos => {
+            let framework_id = store.framework_id(&cfg.framework_name).await?;
+            tracing::info!(framework = %cfg.framework_name, id = framework_id.as_deref().unwrap_or("(new)"), "starting the Mesos backend");
+            let mut mcfg = crate::mesos::backend::MesosBackendConfig::from_config(cfg)
+                .context("invalid Mesos settings in [mesos]")?;
+            mcfg.lease = lease;
+            crate::mesos::backend::spawn(mcfg, files.clone(), framework_id, stop.child_token())
+        }
+        Backend::Docker => {
+            let mut lcfg = crate::docker::local::LocalBackendConfig::from_config(cfg);
+            lcfg.framework_id = Some(local_framework_id(store, &cfg.framework_name).await?);
+            tracing::info!(sandboxes = %cfg.sandbox_dir.display(), "starting the local Docker backend");
+            crate::docker::local::spawn(lcfg, stop.child_token())
+        }
+    };
+    let mut core_cfg = CoreConfig::from_config(cfg);
+    if cfg.backend == Backend::Docker {
+        // Reviving the local engine costs nothing: new work starts at once.
+        core_cfg.revive_interval = Duration::from_millis(100);
+    }
+    let parts = DriverParts {
+        core: Core::new(core_cfg),
+        store: store.clone(),
+        backend,
+        defaults: spec_defaults(cfg),
+        framework_name: match cfg.backend {
+            Backend::Mesos => cfg.framework_name.clone(),
+            Backend::Docker => local_framework_key(&cfg.framework_name),
+        },
+        shutdown: stop,
+    };
+    driver::run(parts, metrics, requests).await?;
+    Ok(())
 }
 
 /// The key under which the local backend's framework id is stored (apart from the Mesos
@@ -180,22 +284,6 @@ async fn local_framework_id(store: &Store, framework_name: &str) -> anyhow::Resu
     );
     store.set_framework_id(&key, &id).await?;
     Ok(id)
-}
-
-fn mesos_backend(
-    cfg: &Config,
-    files: Arc<OneTimeFiles>,
-    framework_id: Option<String>,
-    shutdown: CancellationToken,
-) -> anyhow::Result<crate::scheduler::types::BackendChannels> {
-    let mcfg = crate::mesos::backend::MesosBackendConfig::from_config(cfg)
-        .context("invalid Mesos settings in [mesos]")?;
-    Ok(crate::mesos::backend::spawn(
-        mcfg,
-        files,
-        framework_id,
-        shutdown,
-    ))
 }
 
 async fn wait_for_signal() {

@@ -57,6 +57,8 @@ impl fmt::Debug for Config {
             local_memory,
             sandbox_dir,
             sandbox_retention,
+            leader_election,
+            leader_lease,
         } = self;
         let env_names: Vec<String> = docker_environment
             .iter()
@@ -110,6 +112,8 @@ impl fmt::Debug for Config {
             .field("local_memory", local_memory)
             .field("sandbox_dir", sandbox_dir)
             .field("sandbox_retention", sandbox_retention)
+            .field("leader_election", leader_election)
+            .field("leader_lease", leader_lease)
             .finish()
     }
 }

@@ -112,6 +112,8 @@ pub const KEYS: &[KeySpec] = &[
     key("local_memory", N),
     key("sandbox_dir", N),
     key("sandbox_retention", N),
+    key("leader_election", N),
+    key("leader_lease", N),
 ];
 
 /// The spec of `name` (lower-case), if known.

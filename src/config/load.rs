@@ -778,7 +778,7 @@ impl Cx<'_> {
                 "api_url",
                 Some(default_api_url.clone()),
                 Some(default_api_url.clone()),
-                parse_http_url,
+                parse_http_urls,
             )
             .unwrap_or(default_api_url);
         let public_url = self.typed("public_url", None, None, parse_http_url);
@@ -871,6 +871,36 @@ impl Cx<'_> {
                 "seconds",
             )
             .unwrap_or(604_800.0);
+        let sqlite = database_url.starts_with("sqlite:");
+        let leader_election = self
+            .typed(
+                "leader_election",
+                Some(!sqlite),
+                Some("auto".into()),
+                |t| match t.to_ascii_lowercase().as_str() {
+                    "auto" => Ok(!sqlite),
+                    "database" if sqlite => Err("none with a SQLite database_url (SQLite is \
+                         for one daemon: run several on PostgreSQL or MySQL)"
+                        .into()),
+                    "database" => Ok(true),
+                    "none" => Ok(false),
+                    _ => Err("auto, database or none".into()),
+                },
+            )
+            .unwrap_or(!sqlite);
+        let leader_lease = self
+            .typed(
+                "leader_lease",
+                Some(10.0),
+                Some("10".into()),
+                |t| match parse_number(t, Bound::Positive, "seconds") {
+                    Ok(v) if !(1.0..=3600.0).contains(&v) => {
+                        Err("a number of seconds from 1 to 3600".into())
+                    }
+                    other => other,
+                },
+            )
+            .unwrap_or(10.0);
 
         Config {
             path,
@@ -926,6 +956,8 @@ impl Cx<'_> {
             local_memory,
             sandbox_dir,
             sandbox_retention,
+            leader_election,
+            leader_lease,
         }
     }
 }
@@ -1145,6 +1177,20 @@ fn parse_http_url(t: &str) -> Result<String, String> {
         return Err(EXPECTED.into());
     }
     Ok(t.trim_end_matches('/').to_string())
+}
+
+/// `api_url`: one URL, or several daemons' comma-separated (clients try them in turn).
+fn parse_http_urls(t: &str) -> Result<String, String> {
+    let urls = t
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(parse_http_url)
+        .collect::<Result<Vec<_>, _>>()?;
+    if urls.is_empty() {
+        return Err("one or more http:// URLs, comma-separated".into());
+    }
+    Ok(urls.join(","))
 }
 
 /// `docker_registry`: `host[:port]` (a scheme and path are dropped).

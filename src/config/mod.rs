@@ -168,7 +168,8 @@ pub struct Config {
     pub database_url: String,
     pub api_listen: SocketAddr,
     pub api_token: Option<Secret>,
-    /// Base URL clients (CLI, Airflow shim) use to reach the daemon.
+    /// Base URL clients (CLI, Airflow shim) use to reach the daemon; several daemons'
+    /// comma-separated (clients try them in turn).
     pub api_url: String,
     /// Base URL Mesos agents use to fetch one-time files from the daemon.
     pub public_url: Option<String>,
@@ -196,4 +197,9 @@ pub struct Config {
     pub sandbox_dir: PathBuf,
     /// Seconds a finished task's local sandbox is kept (default one week; 0 = forever).
     pub sandbox_retention: f64,
+    /// Daemons sharing the (PostgreSQL or MySQL) state database elect one leader through a
+    /// lease in it (`leader_election`; off for SQLite, which is for one daemon).
+    pub leader_election: bool,
+    /// Seconds the leader lease lasts without renewal.
+    pub leader_lease: f64,
 }

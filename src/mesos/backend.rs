@@ -82,6 +82,9 @@ pub struct MesosBackendConfig {
     pub zk_retry: Duration,
     /// Capacity of the events and actions channels.
     pub channel_capacity: usize,
+    /// With several daemons: this daemon's hold on the leadership. No SUBSCRIBE goes out unless
+    /// it is valid, so a leader that lost its lease never takes the framework back.
+    pub lease: Option<std::sync::Arc<crate::leader::LeaseClock>>,
 }
 
 /// A configuration the Mesos backend cannot work with, naming the `[mesos]` key.
@@ -193,6 +196,7 @@ impl MesosBackendConfig {
             send_registry_credentials: true,
             zk_retry: Duration::from_secs(2),
             channel_capacity: 1024,
+            lease: None,
         }
     }
 
@@ -599,9 +603,19 @@ impl SubscriptionLoop {
                             .subscribe_call(self.framework_id.as_deref(), &self.suppressed);
                         let client = self.client.clone();
                         let candidates = self.masters.candidates();
-                        connecting = async move { client.subscribe(&candidates, &call).await }
-                            .boxed()
-                            .fuse();
+                        let lease = self.cfg.lease.clone();
+                        connecting = async move {
+                            if lease.is_some_and(|l| !l.valid()) {
+                                // Deposed: the daemon is stepping down; wait for the stop.
+                                tracing::warn!(
+                                    "not subscribing: this daemon no longer holds the leader lease"
+                                );
+                                std::future::pending::<()>().await;
+                            }
+                            client.subscribe(&candidates, &call).await
+                        }
+                        .boxed()
+                        .fuse();
                     }
                     Effect::CloseStream => {
                         self.pending = None;

@@ -28,7 +28,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{ConnectOptions, Connection};
+use sqlx::Connection;
 use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -62,6 +62,8 @@ pub struct Store {
     heads: Arc<HeadCache>,
     /// The URL with its password redacted, for messages.
     url: Arc<str>,
+    /// While set, every write first checks that this daemon still holds the leader lease.
+    fence: Arc<std::sync::RwLock<Option<Fence>>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -132,6 +134,29 @@ macro_rules! on_pool {
             Pools::Sqlite($pool) => $body,
             Pools::Postgres($pool) => $body,
             Pools::MySql($pool) => $body,
+        }
+    };
+}
+
+/// Inside transaction `$tx`, right before it commits: fails with [`StoreError::Deposed`]
+/// (dropping, so rolling back, the transaction) unless the leader lease `$fence` (if any) is
+/// still held. On PostgreSQL and MySQL the lease row stays locked until the commit, so a
+/// standby cannot take the lease between the check and the commit; a daemon that stops in
+/// that moment (SIGSTOP, a frozen VM) loses its session to the server's stuck-transaction
+/// timeout ([`StoreOptions::stuck_transaction`]), which releases the lock.
+macro_rules! check_fence {
+    ($d:expr, $tx:ident, $fence:expr, $op:expr) => {
+        if let Some(f) = $fence {
+            let held = sqlx::query_scalar::<_, i64>(&lease::fence_check_sql($d))
+                .bind(&f.name)
+                .bind(&f.holder)
+                .bind(f.term)
+                .fetch_optional(&mut *$tx)
+                .await
+                .map_err(StoreError::query($op))?;
+            if held.is_none() {
+                return Err(StoreError::Deposed { term: f.term });
+            }
         }
     };
 }
@@ -477,6 +502,23 @@ fn collect<R, T: TryFrom<R, Error = StoreError>>(rows: Vec<R>) -> Result<Vec<T>,
     rows.into_iter().map(T::try_from).collect()
 }
 
+/// How a [`Store`] connects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// How long PostgreSQL or MySQL lets one of this daemon's transactions sit idle (the
+    /// process stopped or cut off mid-transaction) before it ends the session, rolling it back
+    /// and releasing its locks. Several daemons on one database set it to the leader lease.
+    pub stuck_transaction: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            stuck_transaction: Duration::from_secs(30),
+        }
+    }
+}
+
 /// A task prepared for insertion.
 struct NewTask<'a> {
     rec: &'a TaskRecord,
@@ -492,6 +534,11 @@ impl Store {
     /// A SQLite file and its parent directories are created when missing; SQLite runs in WAL
     /// mode with a busy timeout. Errors name the URL with its password redacted.
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        Store::connect_with(url, &StoreOptions::default()).await
+    }
+
+    /// [`Store::connect`] with `options`.
+    pub async fn connect_with(url: &str, options: &StoreOptions) -> Result<Store, StoreError> {
         let (dialect, sqlx_url) = normalize_server_url(url.trim())?;
         let shown: Arc<str> = redact_url(url.trim()).into();
         let invalid = |e: sqlx::Error| StoreError::InvalidUrl {
@@ -541,7 +588,10 @@ impl Store {
                 Pools::Sqlite(pool_opts.connect_lazy_with(opts))
             }
             Dialect::Postgres => {
-                let opts = PgConnectOptions::from_str(&sqlx_url).map_err(invalid)?;
+                let stuck = options.stuck_transaction.as_millis().max(1000).to_string();
+                let opts = PgConnectOptions::from_str(&sqlx_url)
+                    .map_err(invalid)?
+                    .options([("idle_in_transaction_session_timeout", stuck.as_str())]);
                 probe(&opts, url, &shown).await?;
                 Pools::Postgres(
                     PgPoolOptions::new()
@@ -553,10 +603,22 @@ impl Store {
             Dialect::MySql => {
                 let opts = MySqlConnectOptions::from_str(&sqlx_url).map_err(invalid)?;
                 probe(&opts, url, &shown).await?;
+                // MySQL has no timeout for a transaction left idle, only for an idle session:
+                // the pool retires its idle connections before the server would.
+                let stuck = options.stuck_transaction.as_secs().max(2);
+                let set = format!("SET SESSION wait_timeout = {stuck}");
                 Pools::MySql(
                     MySqlPoolOptions::new()
                         .max_connections(MAX_CONNECTIONS)
                         .acquire_timeout(CONNECT_TIMEOUT)
+                        .idle_timeout(Some(Duration::from_secs(stuck - 1)))
+                        .after_connect(move |conn, _| {
+                            let set = set.clone();
+                            Box::pin(async move {
+                                sqlx::Executor::execute(conn, set.as_str()).await?;
+                                Ok(())
+                            })
+                        })
                         .connect_lazy_with(opts),
                 )
             }
@@ -566,6 +628,7 @@ impl Store {
             dialect,
             url: shown,
             heads: Arc::default(),
+            fence: Arc::default(),
         };
         store.migrate(url).await?;
         tracing::debug!(url = %store.url, dialect = dialect.name(), "store connected");
@@ -663,6 +726,7 @@ impl Store {
         }
         let op = "inserting tasks";
         let d = self.dialect;
+        let fence = self.fence();
         on_pool!(self, |p| {
             let mut tx = p.begin_write().await.map_err(StoreError::query(op))?;
             let max: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM task_events")
@@ -764,6 +828,8 @@ impl Store {
             }
 
             insert_events!(d, tx, &events, op);
+            // Last, so that the lease row is locked only for the commit itself.
+            check_fence!(d, tx, &fence, op);
             tx.commit().await.map_err(StoreError::query(op))?;
             // The driver commits these tasks' launches next: their heads are known exactly.
             let heads: Vec<TaskHead> = new
@@ -840,6 +906,7 @@ impl Store {
         let mut ids: Vec<&str> = changes.iter().map(|c| c.task_id.as_str()).collect();
         ids.sort_unstable();
         ids.dedup();
+        let fence = self.fence();
         on_pool!(self, |p| {
             let t0 = std::time::Instant::now();
             let mut tx = p.begin_write().await.map_err(StoreError::query(op))?;
@@ -964,6 +1031,8 @@ impl Store {
             let t_rows = t0.elapsed();
             insert_events!(d, tx, &plan.events, op);
             let t_events = t0.elapsed();
+            // Last, so that the lease row is locked only for the commit itself.
+            check_fence!(d, tx, &fence, op);
             tx.commit().await.map_err(StoreError::query(op))?;
             self.heads.remember(read, &plan.tasks);
             tracing::trace!(
@@ -1148,14 +1217,27 @@ impl Store {
     }
 }
 
+/// The file of a SQLite `url` (sqlx syntax, as `database_url` holds it); `None` for another
+/// database or an in-memory one.
+pub fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
+    let url = url.trim();
+    if !url.starts_with("sqlite:") || url.contains(":memory:") || url.contains("mode=memory") {
+        return None;
+    }
+    let opts = SqliteConnectOptions::from_str(url).ok()?;
+    Some(opts.get_filename().to_path_buf())
+}
+
 mod browse;
 pub use browse::{TaskHistory, TaskPage, TaskPageQuery, MAX_PAGE, SCAN_WINDOW};
+mod lease;
+pub use lease::{Fence, Lease};
 
 /// Opens (and closes) one connection, so that an unreachable server, a refused login or a bad
 /// SQLite path fails `connect` with the database's own words rather than a pool timeout later.
 async fn probe<O>(opts: &O, raw_url: &str, shown: &str) -> Result<(), StoreError>
 where
-    O: ConnectOptions,
+    O: sqlx::ConnectOptions,
     O::Connection: Sized,
 {
     let conn = tokio::time::timeout(CONNECT_TIMEOUT, opts.connect())

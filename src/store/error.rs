@@ -48,6 +48,13 @@ pub enum StoreError {
          (is a second scheduler using this database?)"
     )]
     ConcurrentWriter,
+    /// This daemon no longer holds the leader lease (it expired, or another daemon took it):
+    /// nothing was written.
+    #[error(
+        "this daemon is no longer the leader (its lease of term {term} expired or was taken \
+         over): nothing was written"
+    )]
+    Deposed { term: i64 },
     /// A change names a task that was never inserted.
     #[error("a change names task `{task_id}`, which is not in the store")]
     UnknownTask { task_id: String },

@@ -20,7 +20,10 @@ mod plan;
 mod sql;
 mod url;
 
-pub use db::{Store, TaskHistory, TaskPage, TaskPageQuery, MAX_PAGE, SCAN_WINDOW};
+pub use db::{
+    sqlite_path, Fence, Lease, Store, StoreOptions, TaskHistory, TaskPage, TaskPageQuery, MAX_PAGE,
+    SCAN_WINDOW,
+};
 pub use error::StoreError;
 pub use url::{dialect_of, redact_url, translate_url, Dialect};
 

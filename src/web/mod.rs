@@ -64,8 +64,6 @@ struct Inner {
     /// request's own `Host`.
     authority: Option<String>,
     counts: Mutex<Option<(Instant, BTreeMap<TaskState, u64>)>>,
-    /// What a task that names no image or resources gets (`[mesos]` defaults).
-    defaults: crate::task::SpecDefaults,
 }
 
 impl std::fmt::Debug for WebConfig {
@@ -78,9 +76,8 @@ impl std::fmt::Debug for WebConfig {
 }
 
 impl WebConfig {
-    /// `key` signs sessions; `ui_url` is where browsers reach the UI ([`ui_url`]); `defaults`
-    /// are shown for what a task's spec leaves out.
-    pub fn new(key: &[u8], ui_url: &str, defaults: crate::task::SpecDefaults) -> WebConfig {
+    /// `key` signs sessions; `ui_url` is where browsers reach the UI ([`ui_url`]).
+    pub fn new(key: &[u8], ui_url: &str) -> WebConfig {
         let parsed = url::Url::parse(ui_url).ok();
         WebConfig(Arc::new(Inner {
             key: key.to_vec(),
@@ -93,7 +90,6 @@ impl WebConfig {
                 })
             }),
             counts: Mutex::new(None),
-            defaults,
         }))
     }
 }
@@ -107,7 +103,13 @@ pub fn ui_url(cfg: &Config) -> String {
     if let Some(p) = &cfg.public_url {
         return format!("{}/ui/", p.trim_end_matches('/'));
     }
-    let base = cfg.api_url.trim_end_matches('/');
+    // `api_url` may list several daemons: the first one's.
+    let base = cfg
+        .api_url
+        .split(',')
+        .next()
+        .unwrap_or("")
+        .trim_end_matches('/');
     if let Ok(mut u) = url::Url::parse(base) {
         let loopback = match u.host() {
             Some(url::Host::Ipv4(ip)) => ip.is_loopback(),

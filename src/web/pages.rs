@@ -316,27 +316,22 @@ pub async fn task(
     let spec = t.spec.redacted();
     let spec_json = serde_json::to_string_pretty(&spec).unwrap_or_default();
     let id_seg = seg(&t.id);
-    let defaults = &st.web.0.defaults;
-    let qty = |name: &str, unit: &str, v: Option<f64>, d: f64| match v {
-        Some(v) => format!("{name} {v}{unit}"),
-        None => format!("{name} {d}{unit} (default)"),
+    let resources = {
+        let mut r = Vec::new();
+        if let Some(c) = spec.cpus {
+            r.push(format!("cpus {c}"));
+        }
+        if let Some(m) = spec.mem {
+            r.push(format!("mem {m} MB"));
+        }
+        if let Some(d) = spec.disk {
+            r.push(format!("disk {d} MB"));
+        }
+        for p in &spec.ports {
+            r.push(format!("port {}/{}", p.container_port, p.protocol));
+        }
+        r.join(" · ")
     };
-    let image = match (&spec.image, &defaults.image) {
-        (Some(i), _) => i.clone(),
-        (None, Some(d)) => format!("{d} (default)"),
-        (None, None) => "—".to_string(),
-    };
-    let mut resources = vec![
-        qty("cpus", "", spec.cpus, defaults.cpus),
-        qty("mem", " MB", spec.mem, defaults.mem),
-    ];
-    if spec.disk.is_some() || defaults.disk > 0.0 {
-        resources.push(qty("disk", " MB", spec.disk, defaults.disk));
-    }
-    for p in &spec.ports {
-        resources.push(format!("port {}/{}", p.container_port, p.protocol));
-    }
-    let resources = resources.join(" · ");
     let log_block = |name: &str, tail: &Result<(u64, String), String>| {
         html! {
             h2 { (name) }
@@ -373,8 +368,8 @@ pub async fn task(
                 @if let Some(a) = &t.current_attempt_id { dt { "Mesos task id" } dd { code { (a) } } }
                 @if let Some(a) = &t.agent_id { dt { "Agent" } dd { code { (a) } } }
                 @if let Some(h) = &t.hostname { dt { "Host" } dd { (h) } }
-                dt { "Image" } dd #image { code { (image) } }
-                dt { "Resources" } dd #resources { (resources) }
+                dt { "Image" } dd { code { (spec.image.as_deref().unwrap_or("—")) } }
+                dt { "Resources" } dd { (resources) }
                 @if let Some(c) = &spec.command { dt { "Command" } dd { code { (c.display()) } } }
                 @if !spec.labels.is_empty() {
                     dt { "Labels" }

@@ -45,8 +45,12 @@ impl Daemon {
     /// Writes `airflow.cfg` with `extra` lines in `[mesos]` (plus `api_listen`; `{api_port}` in
     /// `extra` becomes the daemon's port) and starts the daemon, waiting until it listens.
     pub fn start(extra: &str, token: Option<&str>) -> Daemon {
+        Daemon::start_on(free_port(), extra, token)
+    }
+
+    /// [`Daemon::start`] on a port chosen beforehand (several daemons that name each other).
+    pub fn start_on(port: u16, extra: &str, token: Option<&str>) -> Daemon {
         let home = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
         let extra = extra.replace("{api_port}", &port.to_string());
         let mut cfg = format!("[mesos]\napi_listen = 127.0.0.1:{port}\n{extra}\n");
         if let Some(t) = token {
@@ -103,6 +107,15 @@ impl Daemon {
                 self.log_text()
             );
             std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`, ...) to the daemon process.
+    pub fn signal(&self, signal: &str) {
+        if let Some(c) = self.child.as_ref() {
+            let _ = Command::new("kill")
+                .args([&format!("-{signal}"), &c.id().to_string()])
+                .status();
         }
     }
 

@@ -2,11 +2,17 @@
 
 Every ``/v1`` request carries ``Authorization: Bearer <token>`` when a token is configured. The
 token is never part of an error message or a ``repr``.
+
+``api_url`` may list several daemons, comma-separated (several daemons on one database, one of
+them leading): a request goes to the daemon that answered last, and to the next one when a
+daemon cannot be connected to or answers 503 (no leader yet). A write goes elsewhere only when
+the daemon cannot have taken it (no connection was made, or it answered 503).
 """
 
 from __future__ import annotations
 
 import json
+import socket
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -36,6 +42,10 @@ class DaemonUnavailable(Exception):
     """The daemon could not be reached (connection refused, timeout, bad answer)."""
 
 
+class _NeverSent(DaemonUnavailable):
+    """No connection was made: the request may go to another daemon, even a write."""
+
+
 class DaemonClient:
     """Talks to ``<api_url>/v1/...``.
 
@@ -44,18 +54,26 @@ class DaemonClient:
     """
 
     def __init__(self, api_url: str, token: Optional[str] = None, timeout: float = 10.0):
-        if not api_url:
+        urls = [u.strip().rstrip("/") for u in (api_url or "").split(",") if u.strip()]
+        if not urls:
             raise ValueError("the airflow-mesos API URL is empty ([mesos] api_url)")
-        parsed = urllib.parse.urlsplit(api_url)
-        if parsed.scheme not in ("http", "https") or not parsed.netloc:
-            raise ValueError(f"[mesos] api_url must be an http(s) URL, got {api_url!r}")
-        self.api_url = api_url.rstrip("/")
+        for u in urls:
+            parsed = urllib.parse.urlsplit(u)
+            if parsed.scheme not in ("http", "https") or not parsed.netloc:
+                raise ValueError(f"[mesos] api_url must be http(s) URLs, got {u!r}")
+        self.api_urls = urls
+        self._current = 0
         self._token = token or None
         self.timeout = timeout
 
+    @property
+    def api_url(self) -> str:
+        """The daemon that answered last."""
+        return self.api_urls[self._current]
+
     def __repr__(self) -> str:
         auth = "token" if self._token else "no token"
-        return f"DaemonClient({self.api_url!r}, {auth})"
+        return f"DaemonClient({','.join(self.api_urls)!r}, {auth})"
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -67,7 +85,38 @@ class DaemonClient:
         body: Any = None,
         timeout: Optional[float] = None,
     ) -> Any:
-        url = self.api_url + path
+        last: Optional[Exception] = None
+        n = len(self.api_urls)
+        for i in range(n):
+            idx = (self._current + i) % n
+            try:
+                answer = self._request_at(self.api_urls[idx], method, path, query, body, timeout)
+            except DaemonError as e:
+                if e.status != 503:
+                    raise
+                last = e
+            except _NeverSent as e:
+                last = DaemonUnavailable(str(e))
+            except DaemonUnavailable as e:
+                if method != "GET":
+                    raise
+                last = e
+            else:
+                self._current = idx
+                return answer
+        assert last is not None
+        raise last
+
+    def _request_at(
+        self,
+        base: str,
+        method: str,
+        path: str,
+        query: Optional[Mapping[str, Any]],
+        body: Any,
+        timeout: Optional[float],
+    ) -> Any:
+        url = base + path
         if query:
             pairs = [(k, str(v)) for k, v in query.items() if v is not None]
             if pairs:
@@ -89,14 +138,17 @@ class DaemonClient:
             raise DaemonError(method, path, e.code, err, field) from None
         except (urllib.error.URLError, OSError) as e:
             reason = getattr(e, "reason", e)
-            raise DaemonUnavailable(f"airflow-mesos at {self.api_url}: {method} {path} failed: {reason}") from None
+            message = f"airflow-mesos at {base}: {method} {path} failed: {reason}"
+            if isinstance(reason, (ConnectionRefusedError, socket.gaierror)):
+                raise _NeverSent(message) from None
+            raise DaemonUnavailable(message) from None
         if not raw:
             return None
         try:
             return json.loads(raw)
         except ValueError:
             raise DaemonUnavailable(
-                f"airflow-mesos at {self.api_url}: {method} {path} answered with non-JSON data"
+                f"airflow-mesos at {base}: {method} {path} answered with non-JSON data"
             ) from None
 
     # -- API ------------------------------------------------------------------------------

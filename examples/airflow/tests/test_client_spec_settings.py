@@ -76,6 +76,30 @@ def test_client_unreachable_daemon():
     assert "127.0.0.1:9" in str(e.value)
 
 
+def test_client_with_several_daemons_goes_to_one_that_answers(daemon):
+    from fake_daemon import FakeDaemon
+
+    # The first daemon is down (nothing listens): even a write goes on, it was never sent.
+    c = DaemonClient(f"http://127.0.0.1:9, {daemon.url}", daemon.token, timeout=2)
+    [view] = c.submit([{"command": ["true"]}])
+    assert c.api_url == daemon.url
+    assert c.get(view["id"])["id"] == view["id"]
+    # A standby with no leader yet answers 503: the next daemon is asked.
+    standby = FakeDaemon(token=daemon.token).start()
+    try:
+        standby.down = True
+        c = DaemonClient(f"{standby.url},{daemon.url}", daemon.token, timeout=2)
+        assert len(c.submit([{"command": ["true"]}])) == 1
+        assert c.api_url == daemon.url
+        # Every daemon refusing: the 503 is the caller's to see.
+        daemon.down = True
+        with pytest.raises(DaemonError) as e:
+            c.list()
+        assert e.value.status == 503
+    finally:
+        standby.stop()
+
+
 def test_client_rejects_bad_url():
     with pytest.raises(ValueError, match="api_url"):
         DaemonClient("127.0.0.1:11000")
