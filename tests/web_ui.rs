@@ -343,8 +343,17 @@ async fn bad_filters_are_named_and_unknown_tasks_are_404() {
     }
     let (status, _) = page(&d, "/ui/tasks/t-nope", &cookie).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, body) = page(&d, "/ui/agents", &cookie).await;
-    assert_eq!(status, StatusCode::OK);
+    // The local agent offers once the backend is up (moments after the API).
+    let mut body = String::new();
+    for _ in 0..100 {
+        let (status, b) = page(&d, "/ui/agents", &cookie).await;
+        assert_eq!(status, StatusCode::OK);
+        body = b;
+        if body.contains("id=\"agents\"") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     assert!(
         body.contains("id=\"agents\""),
         "the local agent made offers: {body}"
