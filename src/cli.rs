@@ -47,6 +47,29 @@ pub enum Command {
     Config(crate::commands::config::ConfigArgs),
     /// Build and push the project's Docker images (docker/Dockerfile) through the Docker Engine API.
     Images(crate::commands::images::ImagesArgs),
+    /// Print a shell completion script, or write the man pages (made from these definitions).
+    Generate(GenerateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// `man` (the man page on stdout, or every page with --out-dir), or the completion script
+    /// of a shell.
+    #[arg(value_enum)]
+    pub what: Generate,
+    /// Write the man pages (airflow-mesos.1 and one per verb) into this directory.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Generate {
+    Man,
+    Bash,
+    Zsh,
+    Fish,
+    Elvish,
+    Powershell,
 }
 
 #[derive(Debug, Args)]

@@ -94,6 +94,21 @@ impl ClusterView {
         self.seen().clone()
     }
 
+    /// A copy of what has been seen, without the agents (cheap however many there are).
+    pub fn summary(&self) -> Seen {
+        let s = self.seen();
+        Seen {
+            subscribed: s.subscribed,
+            framework_id: s.framework_id.clone(),
+            master: s.master.clone(),
+            since_ms: s.since_ms,
+            last_error: s.last_error.clone(),
+            suppressed: s.suppressed,
+            agents: BTreeMap::new(),
+            offers: s.offers.clone(),
+        }
+    }
+
     /// Notes a backend event received at `now_ms`.
     pub fn observe(&self, ev: &Event, now_ms: i64) {
         match ev {
@@ -306,7 +321,16 @@ mod tests {
         });
         v.observe(&Event::Rescind("o3".into()), 3_500);
         v.observe_action(&Action::Suppress(vec![]));
+        let summary = v.summary();
+        assert!(summary.agents.is_empty());
         let s = v.snapshot();
+        assert_eq!(
+            Seen {
+                agents: s.agents.clone(),
+                ..summary
+            },
+            s
+        );
         assert!(s.subscribed && s.suppressed);
         assert_eq!(s.framework_id.as_deref(), Some("fw-1"));
         assert_eq!(s.master.as_deref(), Some("m1:5050"));

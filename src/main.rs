@@ -53,6 +53,9 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 }
 
 fn run(cli: Cli) -> anyhow::Result<i32> {
+    if let Command::Generate(args) = &cli.command {
+        return commands::generate::run(args, &mut std::io::stdout());
+    }
     let loaded = config::load_from_process(cli.config.as_deref());
     if let Command::Config(args) = &cli.command {
         return Ok(commands::config::run(args, loaded, &mut std::io::stdout()));
@@ -79,7 +82,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             Command::Kill(a) => commands::kill::run(a, &cfg).await,
             Command::Logs(a) => commands::logs::run(a, &cfg).await,
             Command::Images(a) => commands::images::run(a, &cfg).await,
-            Command::Config(_) => unreachable!("handled above"),
+            Command::Config(_) | Command::Generate(_) => unreachable!("handled above"),
         }
     })
 }

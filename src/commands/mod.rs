@@ -2,6 +2,7 @@
 //! sets up logging, loads the configuration and dispatches.
 
 pub mod config;
+pub mod generate;
 pub mod images;
 pub mod kill;
 pub mod list;

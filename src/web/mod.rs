@@ -27,8 +27,11 @@
 //!
 //! # Cost
 //! No page reads more than a bounded number of rows, whatever the number of tasks stored
-//! (`store::db::browse`); the counts by state (an index-only count) are shared by the pages
-//! for [`COUNTS_TTL`].
+//! (`store::db::browse`). The counts by state are the one read that grows with the table (an
+//! index-only count): pages never wait for it. They show the last count, and a count older
+//! than [`COUNTS_TTL`] (or twenty times as long as counting took) is redone in the background,
+//! one at a time; only the first view after a start waits for it, at most
+//! [`FIRST_COUNT_WAIT`].
 
 mod html;
 mod pages;
@@ -46,8 +49,10 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// How long the counts by state are reused before being counted again.
+/// The least time the counts by state are shown before they are counted again.
 pub const COUNTS_TTL: Duration = Duration::from_secs(2);
+/// How long the first view after a start waits for the first count.
+pub const FIRST_COUNT_WAIT: Duration = Duration::from_millis(50);
 
 /// Name of the key in the state database that signs session cookies and CSRF tokens.
 pub const SESSION_KEY_NAME: &str = "web-sessions";
@@ -63,7 +68,12 @@ struct Inner {
     /// `host[:port]` of the UI's URL: a browser `Origin` that may post forms, besides the
     /// request's own `Host`.
     authority: Option<String>,
-    counts: Mutex<Option<(Instant, BTreeMap<TaskState, u64>)>>,
+    counts: Mutex<Option<Counted>>,
+    /// [`COUNTS_TTL`] (shorter in tests).
+    counts_ttl: Duration,
+    /// A count is under way.
+    counting: std::sync::atomic::AtomicBool,
+    counted: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for WebConfig {
@@ -90,6 +100,9 @@ impl WebConfig {
                 })
             }),
             counts: Mutex::new(None),
+            counts_ttl: COUNTS_TTL,
+            counting: std::sync::atomic::AtomicBool::new(false),
+            counted: tokio::sync::Notify::new(),
         }))
     }
 }
@@ -174,17 +187,58 @@ async fn security_headers(mut r: Response) -> Response {
     r
 }
 
-/// The counts by state, counted at most every [`COUNTS_TTL`].
-async fn counts(st: &AppState) -> Result<BTreeMap<TaskState, u64>, crate::store::StoreError> {
-    let cache = &st.web.0.counts;
-    if let Some((at, c)) = cache.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
-        if at.elapsed() < COUNTS_TTL {
-            return Ok(c.clone());
-        }
+/// The tasks by state, as last counted.
+#[derive(Debug, Clone)]
+pub struct Counted {
+    pub counts: BTreeMap<TaskState, u64>,
+    pub at: Instant,
+    /// How long counting took.
+    pub took: Duration,
+}
+
+/// The last counts by state (None until the first count is done); starts a count in the
+/// background when they are older than [`COUNTS_TTL`] or twenty times what counting takes.
+async fn counts(st: &AppState) -> Option<Counted> {
+    use std::sync::atomic::Ordering;
+    let inner = &st.web.0;
+    let last = inner
+        .counts
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let stale = last
+        .as_ref()
+        .is_none_or(|c| c.at.elapsed() > inner.counts_ttl.max(c.took * 20));
+    let notified = inner.counted.notified();
+    tokio::pin!(notified);
+    notified.as_mut().enable();
+    if stale && !inner.counting.swap(true, Ordering::AcqRel) {
+        let (store, web) = (st.store.clone(), st.web.clone());
+        tokio::spawn(async move {
+            let t = Instant::now();
+            match store.counts().await {
+                Ok(counts) => {
+                    *web.0.counts.lock().unwrap_or_else(|e| e.into_inner()) = Some(Counted {
+                        counts,
+                        at: Instant::now(),
+                        took: t.elapsed(),
+                    });
+                }
+                Err(e) => tracing::warn!(error = %e, "web UI: counting tasks by state failed"),
+            }
+            web.0.counting.store(false, Ordering::Release);
+            web.0.counted.notify_waiters();
+        });
     }
-    let c = st.store.counts().await?;
-    *cache.lock().unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), c.clone()));
-    Ok(c)
+    if last.is_some() {
+        return last;
+    }
+    let _ = tokio::time::timeout(FIRST_COUNT_WAIT, notified).await;
+    inner
+        .counts
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
 }
 
 #[cfg(test)]

@@ -25,6 +25,8 @@ pub const HISTORY: u32 = 100;
 pub const TAIL: usize = 8 * 1024;
 /// Bytes of a log per page of the log view.
 pub const LOG_CHUNK: usize = 64 * 1024;
+/// Agents per page of the agents page (sorted by hostname).
+pub const AGENTS_PAGE: usize = 200;
 /// How long a task's page waits for an agent's logs before showing the page without them.
 pub const LOG_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -55,11 +57,8 @@ fn title_of(t: &TaskRecord) -> &str {
 
 pub async fn overview(State(st): State<AppState>, Extension(s): Extension<Session>) -> Response {
     let now = now_ms();
-    let seen = st.driver.metrics.cluster.snapshot();
-    let counts = match super::counts(&st).await {
-        Ok(c) => c,
-        Err(e) => return store_error("", e),
-    };
+    let seen = st.driver.metrics.cluster.summary();
+    let counted = super::counts(&st).await;
     let failed = TaskPageQuery {
         filter: TaskFilter {
             states: vec![TaskState::Failed],
@@ -72,7 +71,7 @@ pub async fn overview(State(st): State<AppState>, Extension(s): Extension<Sessio
         Ok(p) => p.tasks,
         Err(e) => return store_error("", e),
     };
-    let total: u64 = counts.values().sum();
+
     let body = html! {
         h1 { "Overview" }
         div.card #scheduler {
@@ -81,13 +80,18 @@ pub async fn overview(State(st): State<AppState>, Extension(s): Extension<Sessio
         }
         div.card #counts {
             h2 { "Tasks" }
-            div.counts {
-                a href="tasks" { span.n #count-all { (total) } "all" }
-                @for (s, n) in &counts {
-                    a href={ "tasks?" (query(&[("state", s.as_str())])) } {
-                        span.n id={ "count-" (s.as_str()) } { (n) } (state(*s))
+            @if let Some(c) = &counted {
+                div.counts {
+                    a href="tasks" { span.n #count-all { (c.counts.values().sum::<u64>()) } "all" }
+                    @for (s, n) in &c.counts {
+                        a href={ "tasks?" (query(&[("state", s.as_str())])) } {
+                            span.n id={ "count-" (s.as_str()) } { (n) } (state(*s))
+                        }
                     }
                 }
+                p.muted { "Counted " (c.at.elapsed().as_secs()) " s ago." }
+            } @else {
+                p.muted #counting { "Counting the tasks… (this page reloads itself)" }
             }
         }
         div.card #failures {
@@ -546,16 +550,40 @@ pub async fn kill(
     }
 }
 
-pub async fn agents(State(st): State<AppState>, Extension(s): Extension<Session>) -> Response {
+#[derive(Debug, Deserialize)]
+pub struct AgentsQuery {
+    #[serde(default)]
+    page: String,
+}
+
+pub async fn agents(
+    State(st): State<AppState>,
+    Extension(s): Extension<Session>,
+    Query(q): Query<AgentsQuery>,
+) -> Response {
+    let page = match q.page.trim() {
+        "" => 0,
+        p => match p.parse::<usize>() {
+            Ok(p) => p,
+            Err(_) => return bad_request("", "page", format!("`{p}` is not a page number")),
+        },
+    };
     let now = now_ms();
     let seen = st.driver.metrics.cluster.snapshot();
+    let total = seen.agents.len();
     let mut agents: Vec<_> = seen.agents.values().collect();
     agents.sort_by(|a, b| a.hostname.cmp(&b.hostname).then(a.id.cmp(&b.id)));
+    let agents: Vec<_> = agents
+        .into_iter()
+        .skip(page * AGENTS_PAGE)
+        .take(AGENTS_PAGE)
+        .collect();
+    let more = total > (page + 1) * AGENTS_PAGE;
     let body = html! {
         h1 { "Agents and offers" }
         div.card { (subscription(&st, &seen, now)) }
         div.card {
-            h2 { "Agents (" (agents.len()) ")" }
+            h2 { "Agents (" (total) ")" }
             p.muted { "The agents that made an offer since the daemon started, with what they offered last." }
             @if agents.is_empty() {
                 p.muted #no-agents { "No offer yet." }
@@ -575,6 +603,10 @@ pub async fn agents(State(st): State<AppState>, Extension(s): Extension<Session>
                             }
                         }
                     }
+                }
+                div.pager {
+                    @if page > 0 { a href={ "agents?" (query(&[("page", &(page - 1).to_string())])) } { "← Previous" } }
+                    @if more { a #more-agents href={ "agents?" (query(&[("page", &(page + 1).to_string())])) } { "Next →" } }
                 }
             }
         }

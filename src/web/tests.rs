@@ -1,6 +1,11 @@
-use super::html;
 use super::session::{check_csrf, cookie, csrf, issue, root_from, verify, SESSION_SECS};
+use super::{counts, html, WebConfig};
+use crate::api::{AppState, Auth, LogSource};
+use crate::store::Store;
+use crate::task::{TaskRecord, TaskSpec, TaskState};
 use axum::http::{header, HeaderMap, HeaderValue};
+use std::sync::Arc;
+use std::time::Duration;
 
 const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
 
@@ -90,4 +95,74 @@ fn values_are_escaped_and_urls_encoded() {
     );
     assert_eq!(html::clip("héllo wörld", 5), "héllo…");
     assert_eq!(html::clip("short", 10), "short");
+}
+
+fn app_state(store: Store, counts_ttl: Duration) -> AppState {
+    let defaults = crate::task::SpecDefaults {
+        image: None,
+        cpus: 1.0,
+        mem: 256.0,
+        disk: 0.0,
+        max_mem: None,
+        max_cpus: None,
+        containerizer: crate::task::Containerizer::Docker,
+        uncontainerized: false,
+    };
+    let _ = defaults;
+    let mut web = WebConfig::new(KEY, "http://127.0.0.1:11000/ui/");
+    Arc::get_mut(&mut web.0).unwrap().counts_ttl = counts_ttl;
+    AppState {
+        store,
+        driver: crate::driver::channel().0,
+        files: Arc::new(crate::onetime::OneTimeFiles::new(None, KEY, None)),
+        auth: Auth {
+            token: Some("tok".into()),
+            basic: None,
+        },
+        logs: LogSource::Agents,
+        http: reqwest::Client::new(),
+        backend: "mesos",
+        web,
+        role: tokio::sync::watch::channel(crate::leader::Role::Leader { term: 0 }).1,
+    }
+}
+
+#[tokio::test]
+async fn counts_are_the_last_ones_while_a_new_count_runs_in_the_background() {
+    let store = Store::connect("sqlite::memory:").await.unwrap();
+    let st = app_state(store.clone(), Duration::ZERO);
+    let first = counts(&st)
+        .await
+        .expect("the first view waits for the first count");
+    assert_eq!(first.counts.values().sum::<u64>(), 0);
+    // (Counting is redone after twenty times what it took: make that now.)
+    st.web.0.counts.lock().unwrap().as_mut().unwrap().took = Duration::ZERO;
+    store
+        .insert_tasks(&[TaskRecord::queued("t-1", TaskSpec::shell("true"), 1)], 1)
+        .await
+        .unwrap();
+    let done = st.web.0.counted.notified();
+    tokio::pin!(done);
+    done.as_mut().enable();
+    let second = counts(&st).await.unwrap();
+    assert_eq!(
+        second.counts.values().sum::<u64>(),
+        0,
+        "the last count, at once"
+    );
+    tokio::time::timeout(Duration::from_secs(10), done)
+        .await
+        .expect("a count in the background");
+    let third = counts(&st).await.unwrap();
+    assert_eq!(
+        third.counts[&TaskState::Queued],
+        1,
+        "the background count's"
+    );
+
+    // Within the TTL, no new count starts.
+    let st = app_state(store.clone(), Duration::from_secs(3600));
+    counts(&st).await.unwrap();
+    counts(&st).await.unwrap();
+    assert!(!st.web.0.counting.load(std::sync::atomic::Ordering::Acquire));
 }
