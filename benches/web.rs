@@ -235,7 +235,7 @@ fn state(f: &Fixture, key: &[u8]) -> AppState {
         logs: LogSource::Local(f.sandboxes.path().to_path_buf()),
         http: reqwest::Client::new(),
         backend: "mesos",
-        web: WebConfig::new(key, "http://127.0.0.1:11000/ui/"),
+        web: WebConfig::new(key, "http://127.0.0.1:11000/ui/", defaults()),
         role: tokio::sync::watch::channel(airflow_mesos::leader::Role::Leader { term: 0 }).1,
     }
 }

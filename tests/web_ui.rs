@@ -24,6 +24,7 @@ fn daemon() -> Option<Daemon> {
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
+        .timeout(std::time::Duration::from_secs(30))
         .build()
         .unwrap()
 }
@@ -266,10 +267,7 @@ async fn killing_from_the_ui_needs_the_csrf_token_of_the_session_and_this_origin
         Box::leak(format!("http://127.0.0.1:{}", d.port).into_boxed_str());
     let r = kill(token, Some(own_origin)).await.unwrap();
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
-    assert_eq!(
-        r.headers()[LOCATION].to_str().unwrap(),
-        format!("../{}", id.replace('-', "%2D"))
-    );
+    assert_eq!(r.headers()[LOCATION].to_str().unwrap(), format!("../{id}"));
     eventually(30, "the task killed", || {
         let out = d.cli_json(&["status", &id, "--json"]);
         (out["state"] == "killed").then_some(())
@@ -358,4 +356,97 @@ async fn bad_filters_are_named_and_unknown_tasks_are_404() {
         body.contains("id=\"agents\""),
         "the local agent made offers: {body}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_standbys_ui_reads_the_shared_database_and_sends_kills_to_the_leader() {
+    use sqlx::Connection;
+    let Some(image) = require_env("AM_TEST_BUSYBOX", "a local busybox image") else {
+        return;
+    };
+    let Some(admin) = require_env("AM_TEST_PG_URL", "PostgreSQL (.ci/setup-databases.sh)") else {
+        return;
+    };
+    let name = format!("amweb_{}", uuid::Uuid::new_v4().simple());
+    let mut c = sqlx::PgConnection::connect(&admin).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut c)
+        .await
+        .unwrap();
+    let mut db = url::Url::parse(&admin).unwrap();
+    db.set_path(&format!("/{name}"));
+    let ports = [common::free_port(), common::free_port()];
+    let daemons: Vec<Daemon> = ports
+        .iter()
+        .map(|&p| {
+            Daemon::start_on(
+                p,
+                &format!(
+                    "backend = docker\ndocker_image_slave = {image}\ntask_cpu = 0.1\ntask_memory = 32\n\
+                     kill_grace_period = 1\ndatabase_url = {db}\nleader_election = database\n\
+                     leader_lease = 2\npublic_url = http://127.0.0.1:{p}\n"
+                ),
+                Some(TOKEN),
+            )
+        })
+        .collect();
+    let role = |d: &Daemon| {
+        let url = d.url("/healthz");
+        async move {
+            let v: Value = reqwest::get(url).await.ok()?.json().await.ok()?;
+            v["role"].as_str().map(str::to_string)
+        }
+    };
+    let mut leader = None;
+    for _ in 0..100 {
+        for (i, d) in daemons.iter().enumerate() {
+            if role(d).await.as_deref() == Some("leader") {
+                leader = Some(i);
+            }
+        }
+        if leader.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let leader = leader.expect("a leader within 10 s");
+    let (lead, standby) = (&daemons[leader], &daemons[1 - leader]);
+    let id = submit(lead, json!({"name": "sleeper", "command": "sleep 60"})).await;
+    eventually(60, "the task running", || {
+        let out = lead.cli_json(&["status", &id, "--json"]);
+        (out["state"] == "running").then_some(())
+    });
+
+    let cookie = login(standby).await;
+    let (_, overview) = page(standby, "/ui/", &cookie).await;
+    assert!(
+        overview.contains("standby: the leading daemon"),
+        "{overview}"
+    );
+    assert!(
+        overview.contains(&format!("href=\"http://127.0.0.1:{}/ui/\"", lead.port)),
+        "a link to the leader's UI: {overview}"
+    );
+    let (status, body) = page(standby, &format!("/ui/tasks/{id}"), &cookie).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        body.contains("id=\"state\"><span class=\"state state-running\""),
+        "{body}"
+    );
+    let r = client()
+        .post(standby.url(&format!("/ui/tasks/{id}/kill")))
+        .header(COOKIE, &cookie)
+        .form(&[("csrf", csrf_of(&body))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER, "{:?}", r.text().await);
+    eventually(30, "the task killed by the leader", || {
+        let out = lead.cli_json(&["status", &id, "--json"]);
+        (out["state"] == "killed").then_some(())
+    });
+    drop(daemons);
+    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut c)
+        .await;
 }

@@ -22,6 +22,8 @@ mod forward;
 pub mod logs;
 mod views;
 
+/// The web UI forwards a kill made on a standby to the leader, marked like the API's own.
+pub(crate) use forward::FORWARDED;
 pub use views::{EventView, TaskView};
 
 use crate::driver::{DriverHandle, SubmitError};

@@ -114,6 +114,7 @@ pub async fn run(args: SchedulerArgs, cfg: &Config) -> anyhow::Result<i32> {
         web: crate::web::WebConfig::new(
             &store.daemon_key(crate::web::SESSION_KEY_NAME).await?,
             &crate::web::ui_url(cfg),
+            spec_defaults(cfg),
         ),
         role: role_rx,
     };

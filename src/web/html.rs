@@ -126,9 +126,16 @@ pub fn ago(ms: i64, now_ms: i64) -> String {
     }
 }
 
+/// What a path segment keeps as is: letters, digits, `-`, `_` and `~` (task ids are
+/// `t-<hex>`); a `.` is encoded so that no id becomes a `..` segment.
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'~');
+
 /// One path segment, percent-encoded.
 pub fn seg(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+    percent_encoding::utf8_percent_encode(s, SEGMENT).to_string()
 }
 
 /// `name=value&...`, form-encoded, the empty values left out.

@@ -69,6 +69,8 @@ struct Inner {
     /// request's own `Host`.
     authority: Option<String>,
     counts: Mutex<Option<Counted>>,
+    /// What a task that names no image or resources gets (`[mesos]` defaults).
+    defaults: crate::task::SpecDefaults,
     /// [`COUNTS_TTL`] (shorter in tests).
     counts_ttl: Duration,
     /// A count is under way.
@@ -86,8 +88,9 @@ impl std::fmt::Debug for WebConfig {
 }
 
 impl WebConfig {
-    /// `key` signs sessions; `ui_url` is where browsers reach the UI ([`ui_url`]).
-    pub fn new(key: &[u8], ui_url: &str) -> WebConfig {
+    /// `key` signs sessions; `ui_url` is where browsers reach the UI ([`ui_url`]); `defaults`
+    /// are shown for what a task's spec leaves out.
+    pub fn new(key: &[u8], ui_url: &str, defaults: crate::task::SpecDefaults) -> WebConfig {
         let parsed = url::Url::parse(ui_url).ok();
         WebConfig(Arc::new(Inner {
             key: key.to_vec(),
@@ -100,6 +103,7 @@ impl WebConfig {
                 })
             }),
             counts: Mutex::new(None),
+            defaults,
             counts_ttl: COUNTS_TTL,
             counting: std::sync::atomic::AtomicBool::new(false),
             counted: tokio::sync::Notify::new(),

@@ -6,6 +6,7 @@ use super::html::{self, clip, query, seg, state, when, Page};
 use super::session::{check_form, CsrfForm, Session};
 use crate::api::{logs, AppState};
 use crate::cluster::Seen;
+use crate::leader::Role;
 use crate::scheduler::KillError;
 use crate::store::{StoreError, TaskFilter, TaskPageQuery};
 use crate::task::{TaskRecord, TaskState};
@@ -126,22 +127,40 @@ pub async fn overview(State(st): State<AppState>, Extension(s): Extension<Sessio
 
 /// The subscription as a definition list (overview and agents pages).
 fn subscription(st: &AppState, seen: &Seen, now: i64) -> Markup {
+    let standby = match st.role.borrow().clone() {
+        Role::Leader { .. } => None,
+        Role::Standby { leader } => Some(leader),
+    };
     html! {
         dl.kv {
             dt { "Backend" } dd #backend { (st.backend) }
-            dt { "Subscription" }
-            dd #subscription {
-                @if seen.subscribed { "subscribed" } @else { span.error { "not subscribed" } }
-                @if let Some(t) = seen.since_ms { " since " (when(t, now)) }
-            }
-            dt { "Master" } dd #master { (seen.master.as_deref().unwrap_or("—")) }
-            dt { "Framework id" } dd #framework-id { code { (seen.framework_id.as_deref().unwrap_or("—")) } }
-            dt { "Offers" }
-            dd {
-                @if seen.suppressed { "suppressed (nothing queued)" } @else { "wanted" }
-            }
-            @if let Some((t, e)) = &seen.last_error {
-                dt { "Last error" } dd.error { (e) " " (when(*t, now)) }
+            @if let Some(leader) = standby {
+                // A standby runs no backend: what its driver saw belongs to an old term.
+                dt { "Role" }
+                dd #role {
+                    "standby: the leading daemon"
+                    @if let Some(l) = leader.filter(|l| l.starts_with("http://") || l.starts_with("https://")) {
+                        " (" a href={ (l.trim_end_matches('/')) "/ui/" } { (l) } ")"
+                    }
+                    " runs the backend; the tasks shown here are read from the shared database, \
+                     and kills are sent to the leader"
+                }
+            } @else {
+                dt { "Role" } dd #role { "leader" }
+                dt { "Subscription" }
+                dd #subscription {
+                    @if seen.subscribed { "subscribed" } @else { span.error { "not subscribed" } }
+                    @if let Some(t) = seen.since_ms { " since " (when(t, now)) }
+                }
+                dt { "Master" } dd #master { (seen.master.as_deref().unwrap_or("—")) }
+                dt { "Framework id" } dd #framework-id { code { (seen.framework_id.as_deref().unwrap_or("—")) } }
+                dt { "Offers" }
+                dd {
+                    @if seen.suppressed { "suppressed (nothing queued)" } @else { "wanted" }
+                }
+                @if let Some((t, e)) = &seen.last_error {
+                    dt { "Last error" } dd.error { (e) " " (when(*t, now)) }
+                }
             }
         }
     }
@@ -320,22 +339,27 @@ pub async fn task(
     let spec = t.spec.redacted();
     let spec_json = serde_json::to_string_pretty(&spec).unwrap_or_default();
     let id_seg = seg(&t.id);
-    let resources = {
-        let mut r = Vec::new();
-        if let Some(c) = spec.cpus {
-            r.push(format!("cpus {c}"));
-        }
-        if let Some(m) = spec.mem {
-            r.push(format!("mem {m} MB"));
-        }
-        if let Some(d) = spec.disk {
-            r.push(format!("disk {d} MB"));
-        }
-        for p in &spec.ports {
-            r.push(format!("port {}/{}", p.container_port, p.protocol));
-        }
-        r.join(" · ")
+    let defaults = &st.web.0.defaults;
+    let qty = |name: &str, unit: &str, v: Option<f64>, d: f64| match v {
+        Some(v) => format!("{name} {v}{unit}"),
+        None => format!("{name} {d}{unit} (default)"),
     };
+    let image = match (&spec.image, &defaults.image) {
+        (Some(i), _) => i.clone(),
+        (None, Some(d)) => format!("{d} (default)"),
+        (None, None) => "—".to_string(),
+    };
+    let mut resources = vec![
+        qty("cpus", "", spec.cpus, defaults.cpus),
+        qty("mem", " MB", spec.mem, defaults.mem),
+    ];
+    if spec.disk.is_some() || defaults.disk > 0.0 {
+        resources.push(qty("disk", " MB", spec.disk, defaults.disk));
+    }
+    for p in &spec.ports {
+        resources.push(format!("port {}/{}", p.container_port, p.protocol));
+    }
+    let resources = resources.join(" · ");
     let log_block = |name: &str, tail: &Result<(u64, String), String>| {
         html! {
             h2 { (name) }
@@ -372,8 +396,8 @@ pub async fn task(
                 @if let Some(a) = &t.current_attempt_id { dt { "Mesos task id" } dd { code { (a) } } }
                 @if let Some(a) = &t.agent_id { dt { "Agent" } dd { code { (a) } } }
                 @if let Some(h) = &t.hostname { dt { "Host" } dd { (h) } }
-                dt { "Image" } dd { code { (spec.image.as_deref().unwrap_or("—")) } }
-                dt { "Resources" } dd { (resources) }
+                dt { "Image" } dd #image { code { (image) } }
+                dt { "Resources" } dd #resources { (resources) }
                 @if let Some(c) = &spec.command { dt { "Command" } dd { code { (c.display()) } } }
                 @if !spec.labels.is_empty() {
                     dt { "Labels" }
@@ -534,20 +558,77 @@ pub async fn kill(
     if let Err(e) = check_form(&st, &headers, &f) {
         return html::error_page(root, StatusCode::FORBIDDEN, e);
     }
-    match st.driver.kill(&id).await {
-        Ok(_) => {
-            tracing::info!(task = %id, "kill requested from the web UI");
-            super::session::see_other(&format!("../{}", seg(&id)))
-        }
-        Err(KillError::NotFound) => {
-            html::error_page(root, StatusCode::NOT_FOUND, &format!("no task `{id}`"))
-        }
-        Err(KillError::AlreadyTerminal(s)) => html::error_page(
+    let leader = match st.role.borrow().clone() {
+        Role::Leader { .. } => None,
+        Role::Standby { leader } => Some(leader),
+    };
+    let done = super::session::see_other(&format!("../{}", seg(&id)));
+    match leader {
+        None => match st.driver.kill(&id).await {
+            Ok(_) => {
+                tracing::info!(task = %id, "kill requested from the web UI");
+                done
+            }
+            Err(KillError::NotFound) => {
+                html::error_page(root, StatusCode::NOT_FOUND, &format!("no task `{id}`"))
+            }
+            Err(KillError::AlreadyTerminal(s)) => html::error_page(
+                root,
+                StatusCode::CONFLICT,
+                &format!("task `{id}` already ended ({s})"),
+            ),
+        },
+        Some(None) => html::error_page(
             root,
-            StatusCode::CONFLICT,
-            &format!("task `{id}` already ended ({s})"),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this daemon stands by and no leader is elected yet: try again in a few seconds",
         ),
+        Some(Some(leader)) => match kill_on_the_leader(&st, &leader, &id).await {
+            Ok(()) => {
+                tracing::info!(task = %id, %leader, "kill requested from the web UI, sent to the leader");
+                done
+            }
+            Err((status, message)) => html::error_page(root, status, &message),
+        },
     }
+}
+
+/// A kill made on a standby: the leader's API does it (as the API forwards its own writes).
+async fn kill_on_the_leader(
+    st: &AppState,
+    leader: &str,
+    id: &str,
+) -> Result<(), (StatusCode, String)> {
+    let url = format!("{}/v1/tasks/{}/kill", leader.trim_end_matches('/'), seg(id));
+    let mut req = st
+        .http
+        .post(&url)
+        .header(crate::api::FORWARDED, "1")
+        .header(axum::http::header::CONTENT_TYPE, "application/json")
+        .body("{}");
+    if let Some(t) = &st.auth.token {
+        req = req.bearer_auth(t);
+    }
+    let unreachable = |e: String| {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("this daemon stands by and cannot reach the leader at {leader} ({e}): try again in a few seconds"),
+        )
+    };
+    let resp = req.send().await.map_err(|e| unreachable(e.to_string()))?;
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(());
+    }
+    let body: serde_json::Value = resp.json().await.unwrap_or_default();
+    let message = body["error"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("the leader answered {status}"));
+    Err((
+        StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY),
+        message,
+    ))
 }
 
 #[derive(Debug, Deserialize)]

@@ -88,7 +88,8 @@ fn values_are_escaped_and_urls_encoded() {
     assert!(!page.0.contains("<script>x"), "{}", page.0);
     assert!(!page.0.contains("<img src=x"), "{}", page.0);
     assert!(page.0.contains("&lt;img src=x onerror=alert(1)&gt;"));
-    assert_eq!(html::seg("t-1/../x y"), "t%2D1%2F%2E%2E%2Fx%20y");
+    assert_eq!(html::seg("t-1/../x y"), "t-1%2F%2E%2E%2Fx%20y");
+    assert_eq!(html::seg(".."), "%2E%2E");
     assert_eq!(
         html::query(&[("label", "a=b&c"), ("state", ""), ("x", "\"")]),
         "label=a%3Db%26c&x=%22"
@@ -108,8 +109,7 @@ fn app_state(store: Store, counts_ttl: Duration) -> AppState {
         containerizer: crate::task::Containerizer::Docker,
         uncontainerized: false,
     };
-    let _ = defaults;
-    let mut web = WebConfig::new(KEY, "http://127.0.0.1:11000/ui/");
+    let mut web = WebConfig::new(KEY, "http://127.0.0.1:11000/ui/", defaults);
     Arc::get_mut(&mut web.0).unwrap().counts_ttl = counts_ttl;
     AppState {
         store,
