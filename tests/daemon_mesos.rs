@@ -684,3 +684,70 @@ async fn registry_credentials_reach_the_mesos_containerizer_as_an_image_secret()
     assert!(!env.contains("hunter2") && !env.contains("cm9ib3Q6aHVudGVyMi1yZWdpc3RyeQ"));
     m.shutdown().await;
 }
+
+/// The web UI on the Mesos backend: the overview shows the master and the framework id, the
+/// agents page the fake master's agent and its offers, and a task's page the end of a long
+/// stdout read through the agent's `/files/read` (its size asked with `offset=-1`).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_web_ui_shows_the_master_the_agents_and_an_agents_log_tail() {
+    let m = master().await;
+    let token = "mesos-ui-token-0123456789";
+    let d = Daemon::start(
+        &format!(
+            "master = {}\nbackend = mesos\ndocker_image_slave = example/airflow:1\n\
+             task_cpu = 0.5\ntask_memory = 128\nframework_name = am-ui\n",
+            m.host_port()
+        ),
+        Some(token),
+    );
+    m.set_task_script_fn(|_| TaskScript::run_until_released());
+    let id = task_ids(&cli_json(&d, &["submit", "--json", "--shell", "hold"]).await).remove(0);
+    wait_state(&d, &id, "running").await;
+    let lines: String = (0..2000).map(|i| format!("line {i:04}\n")).collect();
+    m.set_task_output(&format!("{id}.1"), &lines, "");
+
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let login = http
+        .post(d.url("/ui/login"))
+        .form(&[("token", token)])
+        .send()
+        .await
+        .unwrap();
+    let cookie = login.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let get = |path: &str| {
+        let req = http.get(d.url(path)).header("cookie", cookie.clone());
+        async move {
+            let r = req.send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            r.text().await.unwrap()
+        }
+    };
+    let task = get(&format!("/ui/tasks/{id}")).await;
+    assert!(
+        task.contains("line 1999\n</pre>"),
+        "the end of stdout: {task}"
+    );
+    assert!(
+        !task.contains("line 0000"),
+        "only the tail (8 KiB of 20 KB)"
+    );
+    assert!(task.contains("… the last"), "{task}");
+    let overview = get("/ui/").await;
+    assert!(overview.contains(&m.host_port()), "the master: {overview}");
+    let agents = get("/ui/agents").await;
+    assert!(agents.contains("agent-1"), "{agents}");
+    assert!(
+        agents.contains("used: 1 task") || agents.contains("declined"),
+        "{agents}"
+    );
+    m.shutdown().await;
+}
