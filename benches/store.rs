@@ -12,18 +12,15 @@
 //! with `AM_TEST_PG_URL` / `AM_TEST_MYSQL_URL` set, the same on a fresh PostgreSQL / MySQL
 //! database too. `AM_BENCH_STORE_TASKS` sets N (default 10,000).
 
+mod common;
+
+use common::{env_usize, fresh_database};
+
 use airflow_mesos::store::{Change, Store};
 use airflow_mesos::task::{new_task_id, SpecDefaults, TaskRecord, TaskSpec, TaskState};
 use std::time::Instant;
 
 const SUBMISSION: usize = 500;
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn spec(i: usize) -> TaskSpec {
     let mut spec: TaskSpec = serde_json::from_value(serde_json::json!({
@@ -149,30 +146,9 @@ async fn main() {
             continue;
         };
         println!("{label}: (using a fresh database on {var})");
-        match fresh_database(&base).await {
+        match fresh_database(&base, "am_bench_store").await {
             Ok(url) => run(label, &url, n, batch).await,
             Err(e) => println!("{label}: cannot make a fresh database: {e}"),
         }
     }
-}
-
-/// Makes an empty database next to the one `base` names; returns its URL.
-async fn fresh_database(base: &str) -> Result<String, sqlx::Error> {
-    use sqlx::{Connection, Executor};
-    let name = format!("am_bench_store_{}", std::process::id());
-    let (prefix, _) = base.rsplit_once('/').expect("a database URL with a path");
-    if base.starts_with("postgres") {
-        let mut c = sqlx::PgConnection::connect(base).await?;
-        c.execute(format!("DROP DATABASE IF EXISTS {name}").as_str())
-            .await?;
-        c.execute(format!("CREATE DATABASE {name}").as_str())
-            .await?;
-    } else {
-        let mut c = sqlx::MySqlConnection::connect(base).await?;
-        c.execute(format!("DROP DATABASE IF EXISTS {name}").as_str())
-            .await?;
-        c.execute(format!("CREATE DATABASE {name}").as_str())
-            .await?;
-    }
-    Ok(format!("{prefix}/{name}"))
 }

@@ -18,6 +18,10 @@
 //! The tables are analyzed after filling (as autovacuum or `PRAGMA optimize` would) unless
 //! `AM_BENCH_WEB_NO_ANALYZE` is set.
 
+mod common;
+
+use common::{env_usize, fresh_database};
+
 use airflow_mesos::api::{router, AppState, Auth, LogSource};
 use airflow_mesos::onetime::OneTimeFiles;
 use airflow_mesos::scheduler::types::{Event, Flavour, Offer, Quantity, Resource};
@@ -32,13 +36,6 @@ use tower::ServiceExt;
 
 const TOKEN: &str = "bench-token";
 const TEAMS: usize = 8;
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn defaults() -> SpecDefaults {
     SpecDefaults {
@@ -384,27 +381,13 @@ async fn main() {
         let Ok(base) = std::env::var(var) else {
             continue;
         };
-        match fresh_database(&base).await {
+        match fresh_database(&base, "am_bench_web").await {
             Ok(url) => {
                 run(label, &url, n, runs).await;
-                drop_database(&base, &url).await;
+                common::drop_database(&base, &url).await;
             }
             Err(e) => println!("{label}: cannot make a fresh database: {e}"),
         }
-    }
-}
-
-/// Drops the database `url` made by [`fresh_database`] next to `base`.
-async fn drop_database(base: &str, url: &str) {
-    use sqlx::{Connection, Executor};
-    let name = url.rsplit('/').next().unwrap_or_default();
-    let sql = format!("DROP DATABASE IF EXISTS {name}");
-    if base.starts_with("postgres") {
-        if let Ok(mut c) = sqlx::PgConnection::connect(base).await {
-            let _ = c.execute(format!("{sql} WITH (FORCE)").as_str()).await;
-        }
-    } else if let Ok(mut c) = sqlx::MySqlConnection::connect(base).await {
-        let _ = c.execute(sql.as_str()).await;
     }
 }
 
@@ -423,25 +406,4 @@ async fn analyze(url: &str) -> Result<(), sqlx::Error> {
             .await?;
     }
     Ok(())
-}
-
-/// Makes an empty database next to the one `base` names; returns its URL.
-async fn fresh_database(base: &str) -> Result<String, sqlx::Error> {
-    use sqlx::{Connection, Executor};
-    let name = format!("am_bench_web_{}", std::process::id());
-    let (prefix, _) = base.rsplit_once('/').expect("a database URL with a path");
-    if base.starts_with("postgres") {
-        let mut c = sqlx::PgConnection::connect(base).await?;
-        c.execute(format!("DROP DATABASE IF EXISTS {name}").as_str())
-            .await?;
-        c.execute(format!("CREATE DATABASE {name}").as_str())
-            .await?;
-    } else {
-        let mut c = sqlx::MySqlConnection::connect(base).await?;
-        c.execute(format!("DROP DATABASE IF EXISTS {name}").as_str())
-            .await?;
-        c.execute(format!("CREATE DATABASE {name}").as_str())
-            .await?;
-    }
-    Ok(format!("{prefix}/{name}"))
 }

@@ -710,19 +710,7 @@ async fn the_web_ui_shows_the_master_the_agents_and_an_agents_log_tail() {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    let login = http
-        .post(d.url("/ui/login"))
-        .form(&[("token", token)])
-        .send()
-        .await
-        .unwrap();
-    let cookie = login.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
+    let cookie = d.ui_login().await;
     let get = |path: &str| {
         let req = http.get(d.url(path)).header("cookie", cookie.clone());
         async move {

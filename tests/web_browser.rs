@@ -71,35 +71,18 @@ async fn browser(driver: &Driver, chromium: &str) -> Client {
         .expect("a WebDriver session with Chromium")
 }
 
-fn api(d: &Daemon) -> reqwest::Client {
-    let _ = d;
-    reqwest::Client::new()
-}
-
-async fn submit(d: &Daemon, spec: Value) -> String {
-    let r = api(d)
-        .post(d.url("/v1/tasks"))
-        .bearer_auth(TOKEN)
-        .json(&spec)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let v: Value = r.json().await.unwrap();
-    v["tasks"][0]["id"].as_str().unwrap().to_string()
-}
-
-async fn api_state(d: &Daemon, id: &str) -> String {
-    let v: Value = api(d)
-        .get(d.url(&format!("/v1/tasks/{id}")))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    v["state"].as_str().unwrap_or_default().to_string()
+/// Waits (up to 30 s) until the API says task `id` is in state `want`.
+async fn wait_api_state(d: &Daemon, id: &str, want: &str) {
+    for _ in 0..300 {
+        if d.api_state(id).await == want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "task {id} is not {want} after 30 s: {}",
+        d.api_state(id).await
+    );
 }
 
 /// The text of `css`, waiting up to 10 s for it to appear (a click may return before the
@@ -161,6 +144,16 @@ async fn log_in(c: &Client, token: &str) {
         .unwrap();
 }
 
+/// True when the page does not scroll sideways (tables scroll inside their boxes).
+async fn fits_the_width(c: &Client) -> Value {
+    c.execute(
+        "return document.documentElement.scrollWidth <= window.innerWidth;",
+        vec![],
+    )
+    .await
+    .unwrap()
+}
+
 fn artifacts() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("web-ui");
     std::fs::create_dir_all(&dir).unwrap();
@@ -215,26 +208,16 @@ async fn an_operator_logs_in_watches_a_task_reads_its_log_and_kills_another() {
     assert_eq!(format!("{:?}", cookies[0].same_site()), "Some(Strict)");
 
     // Something for the overview to show: one success, one failure with its message.
-    submit(&d, json!({"name": "extract-orders", "command": "echo extracted 1200 rows", "labels": {"team": "data"}})).await;
-    let failing = submit(&d, json!({"name": "load-warehouse", "command": "echo 'connection refused' >&2; exit 3", "labels": {"team": "data"}})).await;
-    for _ in 0..300 {
-        if api_state(&d, &failing).await == "failed" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    d.api_submit(&json!({"name": "extract-orders", "command": "echo extracted 1200 rows", "labels": {"team": "data"}})).await;
+    let failing = d.api_submit(&json!({"name": "load-warehouse", "command": "echo 'connection refused' >&2; exit 3", "labels": {"team": "data"}})).await;
+    wait_api_state(&d, &failing, "failed").await;
 
     // A blocker holds the only CPU; the watched task waits queued behind it.
-    let blocker = submit(&d, json!({"name": "long-backfill", "command": "sleep 600"})).await;
-    for _ in 0..300 {
-        if api_state(&d, &blocker).await == "running" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let watched = submit(
-        &d,
-        json!({"name": "report-daily", "command": "sleep 1; echo hello-from-the-browser-test; echo done >&2"}),
+    let blocker = d
+        .api_submit(&json!({"name": "long-backfill", "command": "sleep 600"}))
+        .await;
+    wait_api_state(&d, &blocker, "running").await;
+    let watched = d.api_submit(&json!({"name": "report-daily", "command": "sleep 1; echo hello-from-the-browser-test; echo done >&2"}),
     )
     .await;
     c.goto(&format!("{ui}tasks/{watched}")).await.unwrap();
@@ -298,7 +281,9 @@ async fn an_operator_logs_in_watches_a_task_reads_its_log_and_kills_another() {
 
     // HTML in a task's name is text, not markup, in the browser too.
     let name = "<img src=x onerror=\"document.title='pwned'\">";
-    let evil = submit(&d, json!({"name": name, "command": "true"})).await;
+    let evil = d
+        .api_submit(&json!({"name": name, "command": "true"}))
+        .await;
     c.goto(&format!("{ui}tasks/{evil}")).await.unwrap();
     assert!(text(&c, "h1").await.starts_with(name));
     assert!(c.find_all(Locator::Css("img")).await.unwrap().is_empty());
@@ -320,13 +305,7 @@ async fn an_operator_logs_in_watches_a_task_reads_its_log_and_kills_another() {
     std::fs::write(dir.join("overview.png"), c.screenshot().await.unwrap()).unwrap();
     c.set_window_size(390, 844).await.unwrap();
     c.refresh().await.unwrap();
-    let fits = c
-        .execute(
-            "return document.documentElement.scrollWidth <= window.innerWidth;",
-            vec![],
-        )
-        .await
-        .unwrap();
+    let fits = fits_the_width(&c).await;
     assert_eq!(fits, Value::Bool(true), "the overview fits a phone's width");
     std::fs::write(
         dir.join("overview-phone.png"),
@@ -334,13 +313,7 @@ async fn an_operator_logs_in_watches_a_task_reads_its_log_and_kills_another() {
     )
     .unwrap();
     c.goto(&format!("{ui}tasks")).await.unwrap();
-    let fits = c
-        .execute(
-            "return document.documentElement.scrollWidth <= window.innerWidth;",
-            vec![],
-        )
-        .await
-        .unwrap();
+    let fits = fits_the_width(&c).await;
     assert_eq!(
         fits,
         Value::Bool(true),

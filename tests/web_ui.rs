@@ -29,45 +29,6 @@ fn client() -> reqwest::Client {
         .unwrap()
 }
 
-async fn submit(d: &Daemon, spec: Value) -> String {
-    let r = client()
-        .post(d.url("/v1/tasks"))
-        .bearer_auth(TOKEN)
-        .json(&spec)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let v: Value = r.json().await.unwrap();
-    v["tasks"][0]["id"].as_str().unwrap().to_string()
-}
-
-async fn task_state(d: &Daemon, id: &str) -> String {
-    let v: Value = client()
-        .get(d.url(&format!("/v1/tasks/{id}")))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    v["state"].as_str().unwrap().to_string()
-}
-
-/// Logs in; returns the `name=value` of the session cookie.
-async fn login(d: &Daemon) -> String {
-    let r = client()
-        .post(d.url("/ui/login"))
-        .form(&[("token", TOKEN), ("next", "")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::SEE_OTHER);
-    let set = r.headers()[SET_COOKIE].to_str().unwrap().to_string();
-    set.split(';').next().unwrap().to_string()
-}
-
 async fn page(d: &Daemon, path: &str, cookie: &str) -> (StatusCode, String) {
     let r = client()
         .get(d.url(path))
@@ -90,7 +51,9 @@ fn csrf_of(html: &str) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn without_a_session_no_page_shows_task_data() {
     let Some(d) = daemon() else { return };
-    let id = submit(&d, json!({"name": "secret-name-42", "command": "true"})).await;
+    let id = d
+        .api_submit(&json!({"name": "secret-name-42", "command": "true"}))
+        .await;
     let c = client();
     for path in [
         "/ui/".to_string(),
@@ -128,7 +91,7 @@ async fn without_a_session_no_page_shows_task_data() {
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{path}");
         assert!(!r.text().await.unwrap().contains("secret-name-42"));
     }
-    assert_ne!(task_state(&d, &id).await, "killed");
+    assert_ne!(d.api_state(&id).await, "killed");
     // What is open: the login form and the stylesheet, neither with task data.
     for path in ["/ui/login", "/ui/style.css"] {
         let r = c.get(d.url(path)).send().await.unwrap();
@@ -231,12 +194,14 @@ async fn login_takes_the_api_token_and_sets_a_strict_http_only_cookie() {
 #[tokio::test(flavor = "multi_thread")]
 async fn killing_from_the_ui_needs_the_csrf_token_of_the_session_and_this_origin() {
     let Some(d) = daemon() else { return };
-    let id = submit(&d, json!({"name": "sleeper", "command": "sleep 60"})).await;
+    let id = d
+        .api_submit(&json!({"name": "sleeper", "command": "sleep 60"}))
+        .await;
     eventually(60, "the task running", || {
         let out = d.cli_json(&["status", &id, "--json"]);
         (out["state"] == "running").then_some(())
     });
-    let cookie = login(&d).await;
+    let cookie = d.ui_login().await;
     let (status, body) = page(&d, &format!("/ui/tasks/{id}"), &cookie).await;
     assert_eq!(status, StatusCode::OK);
     assert!(body.contains("id=\"kill\""), "a kill button: {body}");
@@ -254,14 +219,14 @@ async fn killing_from_the_ui_needs_the_csrf_token_of_the_session_and_this_origin
     };
     let r = kill(String::new(), None).await.unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN, "no CSRF token");
-    let other_session = csrf_of(&page(&d, "/ui/", &login(&d).await).await.1);
+    let other_session = csrf_of(&page(&d, "/ui/", &d.ui_login().await).await.1);
     let r = kill(other_session, None).await.unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN, "another session's token");
     let r = kill(token.clone(), Some("http://evil.example"))
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN, "another site");
-    assert_eq!(task_state(&d, &id).await, "running", "nothing was killed");
+    assert_eq!(d.api_state(&id).await, "running", "nothing was killed");
 
     let own_origin: &'static str =
         Box::leak(format!("http://127.0.0.1:{}", d.port).into_boxed_str());
@@ -278,21 +243,19 @@ async fn killing_from_the_ui_needs_the_csrf_token_of_the_session_and_this_origin
 async fn user_input_is_shown_escaped_and_secrets_are_not_shown() {
     let Some(d) = daemon() else { return };
     let evil = "<script>document.title='pwned'</script><img src=x onerror=alert(1)>";
-    let id = submit(
-        &d,
-        json!({
+    let id = d
+        .api_submit(&json!({
             "name": evil,
             "command": "echo '<b>out</b>'; exit 3",
             "labels": {"team": "\"><svg onload=alert(2)>"},
             "secret_env": {"DB_PASSWORD": "hunter2-very-secret"},
-        }),
-    )
-    .await;
+        }))
+        .await;
     eventually(60, "the task failed", || {
         let out = d.cli_json(&["status", &id, "--json"]);
         (out["state"] == "failed").then_some(())
     });
-    let cookie = login(&d).await;
+    let cookie = d.ui_login().await;
     for path in [
         "/ui/".to_string(),
         "/ui/tasks".into(),
@@ -328,7 +291,7 @@ async fn user_input_is_shown_escaped_and_secrets_are_not_shown() {
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_filters_are_named_and_unknown_tasks_are_404() {
     let Some(d) = daemon() else { return };
-    let cookie = login(&d).await;
+    let cookie = d.ui_login().await;
     for (path, field) in [
         ("/ui/tasks?state=sleeping", "state"),
         ("/ui/tasks?label=nokey", "label"),
@@ -411,13 +374,15 @@ async fn a_standbys_ui_reads_the_shared_database_and_sends_kills_to_the_leader()
     }
     let leader = leader.expect("a leader within 10 s");
     let (lead, standby) = (&daemons[leader], &daemons[1 - leader]);
-    let id = submit(lead, json!({"name": "sleeper", "command": "sleep 60"})).await;
+    let id = lead
+        .api_submit(&json!({"name": "sleeper", "command": "sleep 60"}))
+        .await;
     eventually(60, "the task running", || {
         let out = lead.cli_json(&["status", &id, "--json"]);
         (out["state"] == "running").then_some(())
     });
 
-    let cookie = login(standby).await;
+    let cookie = standby.ui_login().await;
     let (_, overview) = page(standby, "/ui/", &cookie).await;
     assert!(
         overview.contains("standby: the leading daemon"),

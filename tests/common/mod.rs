@@ -177,6 +177,49 @@ impl Daemon {
     }
 }
 
+/// The daemon's HTTP API and web UI, for the tests that use them directly.
+impl Daemon {
+    /// `POST /v1/tasks` with `spec` and the daemon's token; the new task's id.
+    pub async fn api_submit(&self, spec: &serde_json::Value) -> String {
+        let mut req = reqwest::Client::new()
+            .post(self.url("/v1/tasks"))
+            .json(spec);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let r = req.send().await.expect("POST /v1/tasks");
+        assert_eq!(r.status(), 201, "submit {spec}");
+        let v: serde_json::Value = r.json().await.unwrap();
+        v["tasks"][0]["id"].as_str().unwrap().to_string()
+    }
+
+    /// The state of task `id`, through `GET /v1/tasks/{id}`.
+    pub async fn api_state(&self, id: &str) -> String {
+        let mut req = reqwest::Client::new().get(self.url(&format!("/v1/tasks/{id}")));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let v: serde_json::Value = req.send().await.unwrap().json().await.unwrap();
+        v["state"].as_str().unwrap_or_default().to_string()
+    }
+
+    /// Logs into the web UI with the daemon's token; the session cookie as `name=value`.
+    pub async fn ui_login(&self) -> String {
+        let r = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+            .post(self.url("/ui/login"))
+            .form(&[("token", self.token.as_deref().unwrap_or_default())])
+            .send()
+            .await
+            .expect("POST /ui/login");
+        assert_eq!(r.status(), 303, "login");
+        let set = r.headers()["set-cookie"].to_str().unwrap();
+        set.split(';').next().unwrap().to_string()
+    }
+}
+
 impl Drop for Daemon {
     fn drop(&mut self) {
         self.kill9();
