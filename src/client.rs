@@ -64,7 +64,11 @@ impl ClientError {
     pub fn exit_code(&self) -> i32 {
         match self {
             ClientError::Unreachable { .. } => 69,
-            ClientError::Api { status: 400, .. } => 65,
+            // A bad spec (400), one the policy forbids (403), a body too large (413).
+            ClientError::Api {
+                status: 400 | 403 | 413,
+                ..
+            } => 65,
             ClientError::Api { status: 404, .. } => 66,
             _ => 1,
         }

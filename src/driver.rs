@@ -10,7 +10,9 @@
 use crate::scheduler::types::{Action, BackendChannels, Event, Now};
 use crate::scheduler::{Core, KillError, Step};
 use crate::store::{Store, StoreError};
-use crate::task::{new_task_id, SpecDefaults, SpecError, TaskRecord, TaskSpec, TaskState};
+use crate::task::{
+    new_task_id, PolicyError, SpecDefaults, SpecError, TaskRecord, TaskSpec, TaskState,
+};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -41,6 +43,9 @@ pub enum SubmitError {
     /// Spec number `index` (0-based) is invalid.
     #[error("tasks[{index}].{}", .error)]
     Invalid { index: usize, error: SpecError },
+    /// Spec number `index` asks for what the operator's policy forbids.
+    #[error("tasks[{index}].{}", .error)]
+    Forbidden { index: usize, error: PolicyError },
     #[error("too many tasks in one submission ({0}; at most {MAX_SUBMIT})")]
     TooMany(usize),
     #[error("no tasks given")]
@@ -395,8 +400,18 @@ impl Driver {
         let at = chrono::Utc::now().timestamp_millis();
         let mut records = Vec::with_capacity(specs.len());
         for (index, mut spec) in specs.into_iter().enumerate() {
+            // As submitted, to name an `executor_config` key that the policy refuses.
+            let explicit = spec.executor_config.is_some().then(|| spec.clone());
             spec.normalize(&self.defaults)
                 .map_err(|error| SubmitError::Invalid { index, error })?;
+            let policy = &self.core.config().policy;
+            policy.check(&spec).map_err(|e| SubmitError::Forbidden {
+                index,
+                error: match &explicit {
+                    Some(x) => policy.attribute(e, x),
+                    None => e,
+                },
+            })?;
             records.push(TaskRecord::queued(new_task_id(), spec, at));
         }
         let events = self.store.insert_tasks(&records, at).await?;

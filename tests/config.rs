@@ -10,7 +10,8 @@ use airflow_mesos::config::{
     Loaded, MasterAddr, RealSystem, RegistryAuth, Secret, Source, Sources, SystemAccess,
     EXIT_CONFIG,
 };
-use airflow_mesos::task::{Containerizer, NetworkMode};
+use airflow_mesos::task::policy::NetworkRule;
+use airflow_mesos::task::{Containerizer, NetworkMode, Policy};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io;
@@ -194,6 +195,11 @@ fn no_file_no_env_gives_every_default() {
         sandbox_retention: 604_800.0,
         leader_election: false,
         leader_lease: 10.0,
+        policy: Policy {
+            default_user: "af".into(),
+            ..Policy::default()
+        },
+        allowed_origins: vec![],
     };
     assert_eq!(l.config, expected);
     assert_eq!(l.entries.len(), KEYS.len());
@@ -281,6 +287,16 @@ sandbox_dir = ~/sandboxes
 sandbox_retention = 3600
 leader_election = database
 leader_lease = 4.5
+allow_privileged = true
+allowed_host_paths = /srv/data, /var/lib/airflow
+allowed_users = airflow, nobody
+allowed_network_modes = bridge, user:*
+allowed_images = reg.example.com:5000, apache/airflow
+max_task_cpu = 4
+max_task_memory = 8192
+max_task_disk = 1000
+allowed_docker_parameters = shm-size
+allowed_origins = https://airflow.example.com
 "#;
 
 const SECRETS: [&str; 5] = [
@@ -363,6 +379,28 @@ fn all_keys_expected(path: Option<PathBuf>) -> Config {
         sandbox_retention: 3600.0,
         leader_election: true,
         leader_lease: 4.5,
+        policy: Policy {
+            allow_privileged: true,
+            host_paths: vec!["/srv/data".into(), "/var/lib/airflow".into()],
+            users: Some(vec!["airflow".into(), "nobody".into()]),
+            network_modes: vec![
+                NetworkRule::Mode(NetworkMode::Bridge),
+                NetworkRule::AnyUser,
+            ],
+            images: Some(vec![
+                "reg.example.com:5000".into(),
+                "docker.io/apache/airflow".into(),
+            ]),
+            max_cpus: Some(4.0),
+            max_mem: Some(8192.0),
+            max_disk: Some(1000.0),
+            docker_parameters: Some(vec!["shm-size".into()]),
+            default_user: "airflow".into(),
+            default_network: NetworkMode::User("airnet".into()),
+            default_image: Some("apache/airflow:2.10.5".into()),
+            default_containerizer: Containerizer::Mesos,
+        },
+        allowed_origins: vec!["https://airflow.example.com".into()],
     }
 }
 
@@ -1617,4 +1655,62 @@ fn binary_exits_64_listing_every_problem_without_secrets() {
     let (code, out, _) = binary(&["config", "check"], &[], dir.path());
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("not found: using defaults"), "{out}");
+}
+
+#[test]
+fn bad_policy_values_name_their_key_and_line() {
+    let text = "[mesos]
+allow_privileged = maybe
+allowed_host_paths = /srv/data, relative/path
+allowed_users = a b
+allowed_network_modes = bridge, overlay
+allowed_images = reg.example.com/app:1.0
+max_task_cpu = 0.5
+allowed_docker_parameters = shm-size, volume
+allowed_origins = https://ok.example.com, evil
+allowed_host_paths_typo = x
+kill_grace_period = 1e20
+sandbox_retention = 1e300
+";
+    let e = errs(Some(text), &[]);
+    let got: Vec<(Option<&str>, String)> =
+        e.errors.iter().map(|x| (x.key(), x.to_string())).collect();
+    for (key, line, says) in [
+        ("allow_privileged", 2, "boolean"),
+        ("allowed_host_paths", 3, "`relative/path`: an absolute path"),
+        ("allowed_users", 4, "`a b`"),
+        ("allowed_network_modes", 5, "`overlay`"),
+        ("allowed_images", 6, "without tag"),
+        ("max_task_cpu", 7, "less than [mesos] task_cpu"),
+        ("allowed_docker_parameters", 8, "`volume`: never allowed"),
+        ("allowed_origins", 9, "`evil`"),
+        ("kill_grace_period", 11, "from 0 to 86400"),
+        ("sandbox_retention", 12, "at most 1e12"),
+    ] {
+        let (_, msg) = got
+            .iter()
+            .find(|(k, _)| *k == Some(key))
+            .unwrap_or_else(|| panic!("no error for {key}: {got:#?}"));
+        assert!(
+            msg.starts_with(&format!("{PATH}:{line}: [mesos] {key}")) && msg.contains(says),
+            "{key}: {msg}"
+        );
+    }
+    assert_eq!(got.len(), 10, "{got:#?}");
+}
+
+#[test]
+fn docker_privileged_is_the_operators_choice_for_every_task() {
+    // docker_privileged runs every task privileged with the socket mounted: the enforced
+    // policy then allows both, and nothing else.
+    let l = ok(
+        Some("[mesos]\ndocker_privileged = true\ndocker_sock = /run/docker.sock\n"),
+        &[],
+    );
+    assert!(!l.config.policy.allow_privileged);
+    let p = l.config.task_policy();
+    assert!(p.allow_privileged);
+    assert_eq!(p.host_paths, vec![PathBuf::from("/run/docker.sock")]);
+    let l = ok(Some("[mesos]\n"), &[]);
+    assert_eq!(l.config.task_policy(), l.config.policy);
 }

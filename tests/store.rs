@@ -156,6 +156,10 @@ fn rich_spec(n: usize) -> TaskSpec {
             path: "workload.json".into(),
             content: "{\"token\": \"s3cr3t-jwt\"}".into(),
         }],
+        docker_parameters: vec![airflow_mesos::task::DockerParameter {
+            key: "shm-size".into(),
+            value: "1g".into(),
+        }],
         executor_config: Some(serde_json::json!({"mem_limit": "512m", "nested": [1, 2.5, null]})),
     }
 }

@@ -153,12 +153,14 @@ async fn require_auth(State(st): State<AppState>, req: Request, next: Next) -> R
     }
 }
 
-/// An error answer: `{"error": message, "field": ...}` with a status code.
+/// An error answer: `{"error": message, "field": ..., "key": ...}` with a status code
+/// (`field`: the request's field at fault; `key`: the `[mesos]` key of a policy refusal).
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
     message: String,
     field: Option<String>,
+    key: Option<&'static str>,
 }
 
 impl ApiError {
@@ -167,10 +169,15 @@ impl ApiError {
             status,
             message: message.into(),
             field: None,
+            key: None,
         }
     }
     fn field(mut self, f: impl Into<String>) -> ApiError {
         self.field = Some(f.into());
+        self
+    }
+    fn key(mut self, k: &'static str) -> ApiError {
+        self.key = Some(k);
         self
     }
 }
@@ -180,6 +187,9 @@ impl IntoResponse for ApiError {
         let mut body = json!({ "error": self.message });
         if let Some(f) = self.field {
             body["field"] = json!(f);
+        }
+        if let Some(k) = self.key {
+            body["key"] = json!(k);
         }
         (self.status, Json(body)).into_response()
     }
@@ -292,6 +302,22 @@ async fn submit(State(st): State<AppState>, body: Bytes) -> Result<Response, Api
                 format!("{field}: {}", error.message),
             )
             .field(field))
+        }
+        Err(SubmitError::Forbidden { index, error }) => {
+            let field = if single {
+                error.field.clone()
+            } else {
+                format!("tasks[{index}].{}", error.field)
+            };
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "{field}: {} (not allowed by [mesos] {})",
+                    error.message, error.key
+                ),
+            )
+            .field(field)
+            .key(error.key))
         }
         Err(e @ (SubmitError::TooMany(_) | SubmitError::Empty)) => {
             Err(ApiError::new(StatusCode::BAD_REQUEST, e.to_string()).field("tasks"))

@@ -59,6 +59,8 @@ impl fmt::Debug for Config {
             sandbox_retention,
             leader_election,
             leader_lease,
+            policy,
+            allowed_origins,
         } = self;
         let env_names: Vec<String> = docker_environment
             .iter()
@@ -114,6 +116,8 @@ impl fmt::Debug for Config {
             .field("sandbox_retention", sandbox_retention)
             .field("leader_election", leader_election)
             .field("leader_lease", leader_lease)
+            .field("policy", policy)
+            .field("allowed_origins", allowed_origins)
             .finish()
     }
 }

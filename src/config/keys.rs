@@ -114,6 +114,16 @@ pub const KEYS: &[KeySpec] = &[
     key("sandbox_retention", N),
     key("leader_election", N),
     key("leader_lease", N),
+    key("allow_privileged", N),
+    key("allowed_host_paths", N),
+    key("allowed_users", N),
+    key("allowed_network_modes", N),
+    key("allowed_images", N),
+    key("max_task_cpu", N),
+    key("max_task_memory", N),
+    key("max_task_disk", N),
+    key("allowed_docker_parameters", N),
+    key("allowed_origins", N),
 ];
 
 /// The spec of `name` (lower-case), if known.

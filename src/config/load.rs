@@ -18,10 +18,12 @@ use super::pylit::{self, PyValue};
 use super::source::{airflow_home, FileInput, Sources, SystemAccess};
 use super::{Backend, Config, DefaultVolume, RegistryAuth, Secret};
 use crate::store::{redact_url, translate_url, StoreError};
-use crate::task::{Containerizer, NetworkMode};
+use crate::task::policy::{self, NetworkRule};
+use crate::task::spec::MAX_KILL_GRACE_SECS;
+use crate::task::{Containerizer, NetworkMode, Policy};
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 /// The effective value of one key, for `config show`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -819,11 +821,16 @@ impl Cx<'_> {
         let send_registry_credentials = self.boolean("send_registry_credentials", true);
         let force_pull = self.boolean("force_pull", false);
         let kill_grace_period = self
-            .number(
+            .typed(
                 "kill_grace_period",
                 Some(30.0),
-                Bound::NonNegative,
-                "seconds",
+                Some("30".into()),
+                |t| match parse_number(t, Bound::NonNegative, "seconds") {
+                    Ok(v) if v <= MAX_KILL_GRACE_SECS => Ok(v),
+                    _ => Err(format!(
+                        "a number of seconds from 0 to {MAX_KILL_GRACE_SECS}"
+                    )),
+                },
             )
             .unwrap_or(30.0);
         let launch_retries = self
@@ -901,6 +908,16 @@ impl Cx<'_> {
                 },
             )
             .unwrap_or(10.0);
+        let policy = self.policy(
+            &framework_user,
+            &docker_network_mode,
+            docker_image_slave.as_deref(),
+            containerizer,
+            [("task_cpu", task_cpu), ("task_memory", task_memory), ("task_disk", task_disk)],
+        );
+        let allowed_origins = self
+            .list("allowed_origins", "", parse_origin)
+            .unwrap_or_default();
 
         Config {
             path,
@@ -958,8 +975,178 @@ impl Cx<'_> {
             sandbox_retention,
             leader_election,
             leader_lease,
+            policy,
+            allowed_origins,
         }
     }
+
+    /// A comma-separated list (empty = no items); each item parsed by `item`.
+    fn list<T>(
+        &mut self,
+        key: &'static str,
+        default_shown: &str,
+        item: impl Fn(&str) -> Result<T, String>,
+    ) -> Option<Vec<T>> {
+        self.typed(
+            key,
+            Some(Vec::new()),
+            Some(default_shown.to_string()),
+            |t| {
+                t.split(',')
+                    .map(str::trim)
+                    .filter(|i| !i.is_empty())
+                    .map(|i| item(i).map_err(|e| format!("a comma-separated list; `{i}`: {e}")))
+                    .collect()
+            },
+        )
+    }
+
+    /// A list in which `*` alone means "anything" (`None`).
+    fn list_or_any(
+        &mut self,
+        key: &'static str,
+        default: Option<Vec<String>>,
+        default_shown: &str,
+        item: impl Fn(&str) -> Result<String, String>,
+    ) -> Option<Vec<String>> {
+        let raw = self.typed(key, Some(default.clone()), Some(default_shown.into()), |t| {
+            if t.trim() == "*" {
+                return Ok(None);
+            }
+            t.split(',')
+                .map(str::trim)
+                .filter(|i| !i.is_empty())
+                .map(|i| {
+                    if i == "*" {
+                        Err("`*` must stand alone (it allows anything)".to_string())
+                    } else {
+                        item(i).map_err(|e| format!("a comma-separated list or *; `{i}`: {e}"))
+                    }
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(Some)
+        });
+        raw.unwrap_or(default)
+    }
+
+    /// The task policy keys (see [`crate::task::policy`]).
+    fn policy(
+        &mut self,
+        framework_user: &str,
+        network: &NetworkMode,
+        image: Option<&str>,
+        containerizer: Containerizer,
+        defaults: [(&'static str, f64); 3],
+    ) -> Policy {
+        let d = Policy::default();
+        let allow_privileged = self.boolean("allow_privileged", false);
+        let host_paths = self
+            .list("allowed_host_paths", "", |t| {
+                let p = Path::new(t);
+                if !p.is_absolute() || p.components().any(|c| c == Component::ParentDir) {
+                    Err("an absolute path without `..`".into())
+                } else {
+                    Ok(p.to_path_buf())
+                }
+            })
+            .unwrap_or_default();
+        let users = self.list_or_any(
+            "allowed_users",
+            Some(Vec::new()),
+            "(only framework_user)",
+            |t| {
+                if t.chars().any(|c| c.is_whitespace() || c == ':') {
+                    Err("a user name".into())
+                } else {
+                    Ok(t.to_string())
+                }
+            },
+        );
+        let network_modes = self
+            .list(
+                "allowed_network_modes",
+                policy::DEFAULT_NETWORK_MODES,
+                |t| {
+                    NetworkRule::parse(t)
+                        .ok_or_else(|| "host, bridge, none, user:<network> or user:*".to_string())
+                },
+            )
+            .filter(|_| self.is_set("allowed_network_modes"))
+            .unwrap_or(d.network_modes);
+        let images = self.list_or_any("allowed_images", None, "*", |t| {
+            let tagged = t.contains('/') && t.rsplit('/').next().is_some_and(|l| l.contains(':'));
+            if t.contains(['@', ' ']) || tagged {
+                Err("a registry (host[:port]) or a repository prefix, without tag or digest".into())
+            } else {
+                Ok(policy::image_prefix(t))
+            }
+        });
+        let mut max = [None; 3];
+        for (i, (key, unit)) in [
+            ("max_task_cpu", "CPUs"),
+            ("max_task_memory", "MB"),
+            ("max_task_disk", "MB"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            max[i] = self.number(key, None, Bound::Positive, unit);
+            let (default_key, default) = defaults[i];
+            if let Some(m) = max[i].filter(|m| default > *m) {
+                self.requires(
+                    key,
+                    format!("= {} is less than [mesos] {default_key} = {}, the default every task asks for", fmt_num(m), fmt_num(default)),
+                );
+            }
+        }
+        let docker_parameters = self.list_or_any(
+            "allowed_docker_parameters",
+            Some(Vec::new()),
+            "(none)",
+            |t| {
+                let k = t.trim_start_matches('-');
+                if policy::FORBIDDEN_DOCKER_PARAMETERS.contains(&k) {
+                    Err("never allowed: it would bypass the rest of the policy".into())
+                } else if k.is_empty()
+                    || !k.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                {
+                    Err("a docker run option name such as shm-size".into())
+                } else {
+                    Ok(k.to_string())
+                }
+            },
+        );
+        Policy {
+            allow_privileged,
+            host_paths,
+            users,
+            network_modes,
+            images,
+            max_cpus: max[0],
+            max_mem: max[1],
+            max_disk: max[2],
+            docker_parameters,
+            default_user: framework_user.to_string(),
+            default_network: network.clone(),
+            default_image: image.map(str::to_string),
+            default_containerizer: containerizer,
+        }
+    }
+}
+
+/// An `allowed_origins` entry: `scheme://host[:port]`, as browsers send it in `Origin`.
+fn parse_origin(t: &str) -> Result<String, String> {
+    const EXPECTED: &str = "an origin such as https://airflow.example.com or http://127.0.0.1:8080";
+    let u = url::Url::parse(t).map_err(|_| EXPECTED)?;
+    if !matches!(u.scheme(), "http" | "https")
+        || u.host_str().is_none_or(str::is_empty)
+        || u.path() != "/"
+        || u.query().is_some()
+        || !u.username().is_empty()
+    {
+        return Err(EXPECTED.into());
+    }
+    Ok(u.origin().ascii_serialization())
 }
 
 /// The file line an error is about (`usize::MAX` when it is not about a file line).
@@ -1007,6 +1194,10 @@ pub fn parse_bool(t: &str) -> Result<bool, String> {
     }
 }
 
+/// The largest number any key takes (seconds, MB, CPUs): far beyond any real value, small
+/// enough that every duration and size made from it is representable.
+const MAX_NUMBER: f64 = 1e12;
+
 fn parse_number(t: &str, bound: Bound, unit: &str) -> Result<f64, String> {
     let expected = match bound {
         Bound::Positive => format!("a number greater than 0, in {unit}"),
@@ -1017,6 +1208,9 @@ fn parse_number(t: &str, bound: Bound, unit: &str) -> Result<f64, String> {
         ),
     };
     let v: f64 = t.parse().map_err(|_| expected.clone())?;
+    if v.is_finite() && v > MAX_NUMBER {
+        return Err(format!("{expected} (at most {MAX_NUMBER:e})"));
+    }
     let ok = v.is_finite()
         && match bound {
             Bound::Positive => v > 0.0,

@@ -24,7 +24,7 @@ pub use source::{
     RealSystem, Sources, SystemAccess, DEFAULT_COMMAND_TIMEOUT,
 };
 
-use crate::task::{Containerizer, NetworkMode};
+use crate::task::{Containerizer, NetworkMode, Policy};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -202,4 +202,30 @@ pub struct Config {
     pub leader_election: bool,
     /// Seconds the leader lease lasts without renewal.
     pub leader_lease: f64,
+    /// What a task may ask for: `allow_privileged`, `allowed_host_paths`, `allowed_users`,
+    /// `allowed_network_modes`, `allowed_images`, `max_task_cpu`, `max_task_memory`,
+    /// `max_task_disk`, `allowed_docker_parameters`, as written (see [`Config::task_policy`]
+    /// for what is enforced); its `default_*` fields hold `framework_user`,
+    /// `docker_network_mode`, `docker_image_slave` and `containerizer`.
+    pub policy: Policy,
+    /// `allowed_origins`: browser origins (`scheme://host[:port]`) whose requests the `/v1` API
+    /// accepts; a request with any other `Origin` header is refused.
+    pub allowed_origins: Vec<String>,
+}
+
+impl Config {
+    /// The policy enforced on tasks: [`Config::policy`] plus what the operator gave every task
+    /// with `docker_privileged` (privileged containers, and the `docker_sock` host path).
+    pub fn task_policy(&self) -> Policy {
+        let mut p = self.policy.clone();
+        if self.docker_privileged {
+            p.allow_privileged = true;
+            p.host_paths.push(PathBuf::from(
+                self.docker_sock
+                    .as_deref()
+                    .unwrap_or(crate::scheduler::config::DOCKER_SOCK_CONTAINER_PATH),
+            ));
+        }
+        p
+    }
 }

@@ -44,7 +44,7 @@ use crate::scheduler::types::{
     to_milli, Action, BackendChannels, BackendState, Event, Flavour, LaunchTask, Offer, Quantity,
     Resource, StatusUpdate, UpdateSource,
 };
-use crate::task::{Command, NetworkMode, VolumeMode};
+use crate::task::{Command, NetworkMode, Policy, VolumeMode};
 use bollard::models::{
     ContainerCreateBody, HostConfig, Mount, MountType, MountVolumeOptions,
     MountVolumeOptionsDriverConfig, PortBinding,
@@ -113,6 +113,8 @@ pub struct LocalBackendConfig {
     pub max_refuse: Duration,
     /// How long the sandbox of a task that has ended is kept (`None`: forever).
     pub sandbox_retention: Option<Duration>,
+    /// What a task may ask for, checked again on every container before it is created.
+    pub policy: Policy,
 }
 
 impl LocalBackendConfig {
@@ -134,6 +136,7 @@ impl LocalBackendConfig {
             pull_timeout: Duration::from_secs(600),
             max_refuse: Duration::from_secs(5),
             sandbox_retention: Some(DEFAULT_SANDBOX_RETENTION),
+            policy: Policy::default(),
         }
     }
 
@@ -147,6 +150,7 @@ impl LocalBackendConfig {
             default_volumes: cfg.docker_volumes.clone(),
             docker_sock: cfg.docker_sock.clone().filter(|_| cfg.docker_privileged),
             group_add: cfg.docker_user_group_id.clone(),
+            policy: cfg.task_policy(),
             sandbox_retention: (cfg.sandbox_retention > 0.0).then(|| {
                 Duration::from_secs_f64(cfg.sandbox_retention.max(MIN_SANDBOX_RETENTION_SECS))
             }),
@@ -579,6 +583,9 @@ pub fn container_spec(
     framework_id: &str,
     sandbox: &Path,
 ) -> Result<ContainerCreateBody, InvalidTask> {
+    cfg.policy
+        .check(&task.spec)
+        .map_err(|e| InvalidTask(e.to_string()))?;
     let (entrypoint, cmd) = match (&task.spec.command, task.shell) {
         (Some(Command::Shell(s)), true) => {
             if s.trim().is_empty() {
@@ -719,7 +726,7 @@ pub fn container_spec(
 
     let nano_cpus = (usage.cpus > 0).then(|| usage.cpus * 1_000_000);
     let memory = (usage.mem > 0).then(|| usage.mem * 1024 * 1024 / 1000);
-    let host_config = HostConfig {
+    let mut host_config = HostConfig {
         binds: Some(binds),
         mounts: (!mounts.is_empty()).then_some(mounts),
         network_mode: Some(network_mode),
@@ -731,6 +738,10 @@ pub fn container_spec(
         group_add: cfg.group_add.clone().map(|g| vec![g]),
         ..Default::default()
     };
+    for (i, p) in task.spec.docker_parameters.iter().enumerate() {
+        docker_parameter(&mut host_config, p.key.trim_start_matches('-'), &p.value)
+            .map_err(|why| InvalidTask(format!("docker_parameters[{i}]: {why}")))?;
+    }
     Ok(ContainerCreateBody {
         image: Some(task.image.clone()),
         entrypoint,
@@ -742,6 +753,42 @@ pub fn container_spec(
         host_config: Some(host_config),
         ..Default::default()
     })
+}
+
+/// The `docker run` options a task's `docker_parameters` may carry on the local backend (the
+/// Mesos Docker containerizer passes any option to `docker run`; the Engine API needs each
+/// mapped to its field).
+pub const LOCAL_DOCKER_PARAMETERS: &[&str] = &["shm-size", "cap-drop", "add-host", "dns", "init"];
+
+/// Applies one `docker run --key=value` option to the container's host config.
+fn docker_parameter(hc: &mut HostConfig, key: &str, value: &str) -> Result<(), String> {
+    match key {
+        "shm-size" => {
+            let mb = crate::task::spec::parse_mem_mb(value)
+                .filter(|mb| *mb > 0.0)
+                .ok_or_else(|| format!("shm-size `{value}`: expected a size such as 64m"))?;
+            hc.shm_size = Some((mb * 1024.0 * 1024.0) as i64);
+        }
+        "cap-drop" => hc.cap_drop.get_or_insert_with(Vec::new).push(value.to_string()),
+        "add-host" => hc
+            .extra_hosts
+            .get_or_insert_with(Vec::new)
+            .push(value.to_string()),
+        "dns" => hc.dns.get_or_insert_with(Vec::new).push(value.to_string()),
+        "init" => {
+            hc.init = Some(
+                crate::config::load::parse_bool(value)
+                    .map_err(|_| format!("init `{value}`: expected true or false"))?,
+            )
+        }
+        other => {
+            return Err(format!(
+                "`{other}` is not supported by the local Docker backend (it supports {})",
+                LOCAL_DOCKER_PARAMETERS.join(", ")
+            ))
+        }
+    }
+    Ok(())
 }
 
 fn named_volume(name: &str, target: &str, driver: Option<&str>, read_only: bool) -> Mount {
@@ -1993,6 +2040,55 @@ mod tests {
         t.network = NetworkMode::Host;
         let e = container_spec(&t, &cfg(), "f", Path::new("/sb/x")).unwrap_err();
         assert!(e.0.contains("bridge or user network"), "{e}");
+    }
+
+    #[test]
+    fn the_policy_is_checked_again_on_the_container() {
+        // A launch that got past the core (e.g. from an older daemon's store) with a host path
+        // or privileged is refused here, naming the field and the key.
+        let mut t = task(Some(Command::Shell("true".into())), true);
+        t.spec.volumes.push(VolumeSpec {
+            container_path: "/host".into(),
+            host_path: Some("/etc".into()),
+            name: None,
+            driver: None,
+            mode: VolumeMode::Rw,
+        });
+        let e = container_spec(&t, &cfg(), "f", Path::new("/sb/x")).unwrap_err();
+        assert!(
+            e.0.contains("volumes[0].host_path") && e.0.contains("allowed_host_paths"),
+            "{e}"
+        );
+        let mut c = cfg();
+        c.policy.host_paths.push("/etc".into());
+        assert!(container_spec(&t, &c, "f", Path::new("/sb/x")).is_ok());
+        t.spec.privileged = true;
+        let e = container_spec(&t, &c, "f", Path::new("/sb/x")).unwrap_err();
+        assert!(e.0.contains("allow_privileged"), "{e}");
+        c.policy.allow_privileged = true;
+        // Docker parameters: allowed ones map to the Engine API's fields.
+        t.spec.docker_parameters = vec![
+            crate::task::DockerParameter {
+                key: "shm-size".into(),
+                value: "64m".into(),
+            },
+            crate::task::DockerParameter {
+                key: "cap-drop".into(),
+                value: "NET_RAW".into(),
+            },
+        ];
+        let e = container_spec(&t, &c, "f", Path::new("/sb/x")).unwrap_err();
+        assert!(e.0.contains("allowed_docker_parameters"), "{e}");
+        c.policy.docker_parameters = None;
+        let hc = container_spec(&t, &c, "f", Path::new("/sb/x"))
+            .unwrap()
+            .host_config
+            .unwrap();
+        assert_eq!(hc.shm_size, Some(64 * 1024 * 1024));
+        assert_eq!(hc.cap_drop, Some(vec!["NET_RAW".to_string()]));
+        t.spec.docker_parameters[0].key = "oom-score-adj".into();
+        let e = container_spec(&t, &c, "f", Path::new("/sb/x")).unwrap_err();
+        assert!(e.0.contains("not supported by the local Docker backend"), "{e}");
     }
 
     #[test]

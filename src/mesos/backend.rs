@@ -28,7 +28,7 @@ use crate::config::{Config, MasterAddr, RegistryAuth, Secret};
 use crate::onetime::{OneTimeFiles, Slot, SECRET_ENV_FILE};
 use crate::registry::{self, RegistryError};
 use crate::scheduler::types::{Action, BackendChannels, Event, LaunchTask};
-use crate::task::Containerizer;
+use crate::task::{Containerizer, Policy, PolicyError};
 use futures::future::{BoxFuture, Fuse, FusedFuture, FutureExt};
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -69,6 +69,8 @@ pub struct MesosBackendConfig {
     pub containerizer: Containerizer,
     /// `docker run` parameters for every Docker-containerizer task (`group-add` …).
     pub docker_parameters: Vec<(String, String)>,
+    /// What a task may ask for, checked again on every launch before its `TaskInfo` is built.
+    pub policy: Policy,
     /// No event for `heartbeat_factor` × the heartbeat interval means the stream is dead.
     pub heartbeat_factor: f64,
     /// Used until SUBSCRIBED says otherwise (Mesos: 15 s).
@@ -167,6 +169,7 @@ impl MesosBackendConfig {
                 .iter()
                 .map(|g| ("group-add".to_string(), g.clone()))
                 .collect(),
+            policy: c.task_policy(),
             ..MesosBackendConfig::new(c.master.clone(), &c.framework_name, &c.framework_user)
         })
     }
@@ -190,6 +193,10 @@ impl MesosBackendConfig {
             registry: RegistryAuth::default(),
             containerizer: Containerizer::Docker,
             docker_parameters: Vec::new(),
+            policy: Policy {
+                default_user: user.to_string(),
+                ..Policy::default()
+            },
             heartbeat_factor: 5.0,
             default_heartbeat: Duration::from_secs(15),
             backoff: Backoff::default(),
@@ -299,11 +306,14 @@ struct LaunchMaterial {
     send_registry_credentials: bool,
     docker_config: Option<Secret>,
     docker_parameters: Vec<(String, String)>,
+    policy: Policy,
 }
 
-/// A launch that cannot get its fetch URIs.
+/// A launch that cannot get its fetch URIs, or that the policy forbids.
 #[derive(Debug, thiserror::Error)]
 enum LaunchPrepError {
+    #[error("task {task}: {error}")]
+    Forbidden { task: String, error: PolicyError },
     #[error(
         "task {task}: sandbox files and secret_env need [mesos] public_url (the address agents \
          fetch them from)"
@@ -338,11 +348,18 @@ impl LaunchMaterial {
             send_registry_credentials: cfg.send_registry_credentials,
             docker_config: registry::docker_config_json(&cfg.registry)?,
             docker_parameters: cfg.docker_parameters.clone(),
+            policy: cfg.policy.clone(),
         })
     }
 
     fn context(&self, t: &LaunchTask) -> Result<LaunchContext, LaunchPrepError> {
         let attempt = &t.backend_task_id;
+        self.policy
+            .check(&t.spec)
+            .map_err(|error| LaunchPrepError::Forbidden {
+                task: attempt.clone(),
+                error,
+            })?;
         let files_url = |slot: Slot, name: &str| {
             self.files.url(attempt, slot, name).ok_or_else(|| {
                 LaunchPrepError::NoPublicUrlForFiles {
@@ -405,6 +422,12 @@ impl LaunchMaterial {
         }
         if t.containerizer == Containerizer::Docker {
             ctx.docker_parameters = self.docker_parameters.clone();
+            ctx.docker_parameters.extend(
+                t.spec
+                    .docker_parameters
+                    .iter()
+                    .map(|p| (p.key.trim_start_matches('-').to_string(), p.value.clone())),
+            );
         }
         Ok(ctx)
     }
@@ -1135,6 +1158,36 @@ mod tests {
             m.context(&t),
             Err(LaunchPrepError::NoPublicUrlForFiles { .. })
         ));
+    }
+
+    #[test]
+    fn the_policy_is_checked_again_before_the_task_info_is_built() {
+        let (m, _) = material(RegistryAuth::default(), Some("http://daemon:11000"));
+        let mut t = task(Containerizer::Docker, "reg.example.com/airflow:2", vec![]);
+        t.spec.user = Some("postgres".into());
+        let e = m.context(&t).unwrap_err().to_string();
+        assert!(e.contains("user") && e.contains("allowed_users"), "{e}");
+        t.spec.user = None;
+        t.spec.docker_parameters = vec![crate::task::DockerParameter {
+            key: "shm-size".into(),
+            value: "1g".into(),
+        }];
+        let e = m.context(&t).unwrap_err().to_string();
+        assert!(e.contains("allowed_docker_parameters"), "{e}");
+        // Allowed: after the configured ones, in DockerInfo.parameters.
+        let mut c = cfg();
+        c.docker_parameters = vec![("group-add".into(), "999".into())];
+        c.policy.docker_parameters = Some(vec!["shm-size".into()]);
+        let files = Arc::new(OneTimeFiles::new(None, b"key", None));
+        let m = LaunchMaterial::new(&c, files).unwrap();
+        let ctx = m.context(&t).unwrap();
+        assert_eq!(
+            ctx.docker_parameters,
+            vec![
+                ("group-add".to_string(), "999".to_string()),
+                ("shm-size".to_string(), "1g".to_string())
+            ]
+        );
     }
 
     #[test]

@@ -40,6 +40,9 @@ pub struct CoreConfig {
     pub volumes: Vec<VolumeSpec>,
     /// `docker_privileged`: run every task privileged.
     pub privileged: bool,
+    /// What a task may ask for (`allow_privileged`, `allowed_host_paths`, ...), checked again
+    /// when a queued task is prepared for launch.
+    pub policy: crate::task::Policy,
     /// `mesos_attributes`, parsed: constraints applied to every task.
     pub constraints: Vec<Vec<AttrMatch>>,
     /// `offer_refuse_seconds`: the filter unused offers are declined with.
@@ -76,6 +79,7 @@ impl Default for CoreConfig {
             environment: Vec::new(),
             volumes: Vec::new(),
             privileged: false,
+            policy: crate::task::Policy::default(),
             constraints: Vec::new(),
             offer_refuse_seconds: 120.0,
             reconciliation_interval: Duration::from_secs(900),
@@ -146,6 +150,7 @@ impl CoreConfig {
             environment: cfg.docker_environment.clone(),
             volumes,
             privileged: cfg.docker_privileged,
+            policy: cfg.task_policy(),
             constraints,
             offer_refuse_seconds: cfg.offer_refuse_seconds,
             reconciliation_interval: secs(cfg.reconciliation_interval, d.reconciliation_interval),

@@ -35,6 +35,10 @@ pub enum PrepareError {
     BadConstraint { index: usize, text: String },
     #[error("{field} must be a finite number of zero or more, got {value}")]
     BadQuantity { field: &'static str, value: f64 },
+    /// The operator's policy forbids what the spec asks (it may have changed since the task
+    /// was submitted).
+    #[error(transparent)]
+    Forbidden(#[from] crate::task::PolicyError),
 }
 
 /// What the core derives from a spec once, at submission.
@@ -60,6 +64,7 @@ pub fn prepare(cfg: &CoreConfig, spec: &TaskSpec) -> Result<Prepared, PrepareErr
     if spec.image.is_none() && cfg.default_image.is_none() && containerizer != Containerizer::None {
         return Err(PrepareError::NoImage);
     }
+    cfg.policy.check(spec)?;
     let scalars = [
         milli("cpus", spec.cpus.unwrap_or(cfg.task_cpus))?,
         milli("mem", spec.mem.unwrap_or(cfg.task_mem))?,
@@ -194,6 +199,7 @@ pub fn resolve_spec(cfg: &CoreConfig, spec: &TaskSpec, prepared: &Prepared) -> T
         containerizer: Some(spec.containerizer.unwrap_or(cfg.containerizer)),
         user: spec.user.clone(),
         files: spec.files.clone(),
+        docker_parameters: spec.docker_parameters.clone(),
         // Folded into the fields above at submission; not needed to launch.
         executor_config: None,
     }
@@ -237,8 +243,39 @@ mod tests {
                     mode: VolumeMode::Rw,
                 },
             ],
+            policy: crate::task::Policy::permissive(),
             ..CoreConfig::default()
         }
+    }
+
+    #[test]
+    fn prepare_refuses_what_the_policy_forbids() {
+        // A task stored before the policy got stricter (or forged into the store) is refused
+        // when the core prepares it for launch, naming the field and the key.
+        let c = CoreConfig {
+            default_image: Some("airflow:slave".into()),
+            ..CoreConfig::default()
+        };
+        let mut spec = TaskSpec::shell("id");
+        spec.volumes.push(VolumeSpec {
+            container_path: "/host".into(),
+            host_path: Some("/".into()),
+            name: None,
+            driver: None,
+            mode: VolumeMode::Rw,
+        });
+        let e = prepare(&c, &spec).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("volumes[0].host_path: host path `/` is not under an allowed prefix (not allowed by [mesos] allowed_host_paths)"),
+            "{e}"
+        );
+        let mut spec = TaskSpec::shell("id");
+        spec.privileged = true;
+        assert!(matches!(
+            prepare(&c, &spec),
+            Err(PrepareError::Forbidden(crate::task::PolicyError { key: "allow_privileged", .. }))
+        ));
     }
 
     #[test]

