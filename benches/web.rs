@@ -234,6 +234,7 @@ fn state(f: &Fixture, key: &[u8]) -> AppState {
         backend: "mesos",
         web: WebConfig::new(key, "http://127.0.0.1:11000/ui/", defaults()),
         role: tokio::sync::watch::channel(airflow_mesos::leader::Role::Leader { term: 0 }).1,
+        allowed_origins: Vec::new().into(),
     }
 }
 

@@ -193,6 +193,9 @@ impl Client {
             .query(&req.query);
         if let Some(body) = &req.json {
             rb = rb.json(body);
+        } else if req.method != reqwest::Method::GET {
+            // The API takes writes declared JSON only (a cross-site form cannot send that).
+            rb = rb.header(reqwest::header::CONTENT_TYPE, "application/json");
         }
         if let Some(t) = &self.token {
             rb = rb.bearer_auth(t);

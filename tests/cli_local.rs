@@ -148,6 +148,7 @@ async fn api_needs_the_token_and_refuses_bad_input_without_changing_state() {
     let r = http
         .post(d.url("/v1/tasks/t-nope/kill"))
         .bearer_auth("s3cret-token")
+        .header("content-type", "application/json")
         .send()
         .await
         .unwrap();

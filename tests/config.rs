@@ -383,10 +383,7 @@ fn all_keys_expected(path: Option<PathBuf>) -> Config {
             allow_privileged: true,
             host_paths: vec!["/srv/data".into(), "/var/lib/airflow".into()],
             users: Some(vec!["airflow".into(), "nobody".into()]),
-            network_modes: vec![
-                NetworkRule::Mode(NetworkMode::Bridge),
-                NetworkRule::AnyUser,
-            ],
+            network_modes: vec![NetworkRule::Mode(NetworkMode::Bridge), NetworkRule::AnyUser],
             images: Some(vec![
                 "reg.example.com:5000".into(),
                 "docker.io/apache/airflow".into(),

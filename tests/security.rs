@@ -149,3 +149,98 @@ async fn policy_refuses_with_403_naming_field_and_key_until_the_operator_allows_
     let out = d.cli(&["submit", "-f", &job.to_string_lossy()]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_cross_site_requests_reach_the_api() {
+    let Some(d) = daemon("allowed_origins = https://airflow.example.com\n") else {
+        return;
+    };
+    let http = reqwest::Client::new();
+    let body = r#"{"command": "true"}"#;
+    // What a page on another site can send without a CORS preflight: a text/plain POST
+    // (`fetch(..., {mode: "no-cors"})`), a form, an empty POST; with or without the token.
+    for (origin, ct, token) in [
+        (Some("http://evil.example"), Some("text/plain"), false),
+        (Some("http://evil.example"), Some("text/plain"), true),
+        (
+            Some("null"),
+            Some("application/x-www-form-urlencoded"),
+            true,
+        ),
+        (None, Some("text/plain"), true),
+        (None, Some("multipart/form-data; boundary=x"), true),
+        (None, None, true),
+        (Some("http://evil.example"), Some("application/json"), true),
+    ] {
+        let mut r = http.post(d.url("/v1/tasks")).body(body);
+        if let Some(o) = origin {
+            r = r.header("Origin", o);
+        }
+        if let Some(c) = ct {
+            r = r.header("Content-Type", c);
+        }
+        if token {
+            r = r.bearer_auth(TOKEN);
+        }
+        let r = r.send().await.unwrap();
+        let status = r.status().as_u16();
+        assert!(
+            r.headers().get("access-control-allow-origin").is_none(),
+            "no CORS"
+        );
+        let answer: Value = r.json().await.unwrap();
+        if origin.is_some() {
+            assert_eq!(status, 403, "{origin:?} {ct:?}: {answer}");
+            assert_eq!(answer["key"], "allowed_origins", "{answer}");
+        } else {
+            assert_eq!(status, 415, "{ct:?}: {answer}");
+            assert_eq!(answer["field"], "Content-Type", "{answer}");
+        }
+    }
+    // A kill is a write too.
+    let r = http
+        .post(d.url("/v1/tasks/t-any/kill"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 415);
+    // Reads from a foreign page are refused as well; the preflight gets no CORS grant.
+    let r = http
+        .get(d.url("/v1/tasks"))
+        .header("Origin", "http://evil.example")
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let r = http
+        .request(reqwest::Method::OPTIONS, d.url("/v1/tasks"))
+        .header("Origin", "https://airflow.example.com")
+        .header("Access-Control-Request-Method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+    assert!(!r.status().is_success(), "{}", r.status());
+    // Nothing was stored; an allowed origin with a JSON body is served.
+    let list = d.cli_json(&["list", "--json"]);
+    assert!(list["tasks"].as_array().unwrap().is_empty(), "{list}");
+    let r = http
+        .post(d.url("/v1/tasks"))
+        .header("Origin", "https://airflow.example.com")
+        .header("Content-Type", "application/json")
+        .bearer_auth(TOKEN)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    // The CLI's kill declares its (empty) body: accepted.
+    let id = d.cli_json(&["list", "--json"])["tasks"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = d.cli(&["kill", &id]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+}

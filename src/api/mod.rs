@@ -106,6 +106,8 @@ pub struct AppState {
     pub web: crate::web::WebConfig,
     /// Leader or standby (and where the leader is): writes on a standby are forwarded.
     pub role: tokio::sync::watch::Receiver<crate::leader::Role>,
+    /// `[mesos] allowed_origins`: the only browser origins `/v1` answers.
+    pub allowed_origins: Arc<[String]>,
 }
 
 /// Builds the router.
@@ -124,7 +126,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/tasks/{id}/logs", get(task_logs))
         .route("/v1/events", get(events))
         .route("/v1/events/head", get(events_head))
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_auth));
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_auth))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            refuse_cross_site,
+        ));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
@@ -135,6 +141,57 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }
+
+/// Refuses what a web page in a browser could send: a request whose `Origin` is not in
+/// `[mesos] allowed_origins` (browsers send it with every cross-origin request and every
+/// POST), and a write whose body is not declared JSON or YAML (the content types a page can
+/// send without a CORS preflight are refused, so a cross-site form or `no-cors` fetch never
+/// reaches a handler). No CORS headers are ever sent. The CLI and the Airflow executor send
+/// no `Origin` and declare their bodies.
+async fn refuse_cross_site(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    if let Some(origin) = req.headers().get(header::ORIGIN) {
+        let o = origin.to_str().unwrap_or("");
+        if !st.allowed_origins.iter().any(|a| a.eq_ignore_ascii_case(o)) {
+            return ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "cross-origin request from `{}` refused: not in [mesos] allowed_origins",
+                    o.chars().take(200).collect::<String>()
+                ),
+            )
+            .field("Origin")
+            .key("allowed_origins")
+            .into_response();
+        }
+    }
+    if req.method() != axum::http::Method::GET && req.method() != axum::http::Method::HEAD {
+        let ct = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let essence = ct.split(';').next().unwrap_or("").trim();
+        if !WRITE_CONTENT_TYPES
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case(essence))
+        {
+            return ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!(
+                    "a {} needs `Content-Type: application/json`, not `{}`",
+                    req.method(),
+                    ct.chars().take(100).collect::<String>()
+                ),
+            )
+            .field("Content-Type")
+            .into_response();
+        }
+    }
+    next.run(req).await
+}
+
+/// The content types a write may declare (a kill's body is empty but declared all the same).
+pub const WRITE_CONTENT_TYPES: [&str; 1] = ["application/json"];
 
 async fn require_auth(State(st): State<AppState>, req: Request, next: Next) -> Response {
     if st.auth.allows(req.headers()) {

@@ -117,6 +117,7 @@ pub async fn run(args: SchedulerArgs, cfg: &Config) -> anyhow::Result<i32> {
             spec_defaults(cfg),
         ),
         role: role_rx,
+        allowed_origins: cfg.allowed_origins.clone().into(),
     };
     let listener = tokio::net::TcpListener::bind(cfg.api_listen)
         .await

@@ -913,7 +913,11 @@ impl Cx<'_> {
             &docker_network_mode,
             docker_image_slave.as_deref(),
             containerizer,
-            [("task_cpu", task_cpu), ("task_memory", task_memory), ("task_disk", task_disk)],
+            [
+                ("task_cpu", task_cpu),
+                ("task_memory", task_memory),
+                ("task_disk", task_disk),
+            ],
         );
         let allowed_origins = self
             .list("allowed_origins", "", parse_origin)
@@ -1009,23 +1013,28 @@ impl Cx<'_> {
         default_shown: &str,
         item: impl Fn(&str) -> Result<String, String>,
     ) -> Option<Vec<String>> {
-        let raw = self.typed(key, Some(default.clone()), Some(default_shown.into()), |t| {
-            if t.trim() == "*" {
-                return Ok(None);
-            }
-            t.split(',')
-                .map(str::trim)
-                .filter(|i| !i.is_empty())
-                .map(|i| {
-                    if i == "*" {
-                        Err("`*` must stand alone (it allows anything)".to_string())
-                    } else {
-                        item(i).map_err(|e| format!("a comma-separated list or *; `{i}`: {e}"))
-                    }
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .map(Some)
-        });
+        let raw = self.typed(
+            key,
+            Some(default.clone()),
+            Some(default_shown.into()),
+            |t| {
+                if t.trim() == "*" {
+                    return Ok(None);
+                }
+                t.split(',')
+                    .map(str::trim)
+                    .filter(|i| !i.is_empty())
+                    .map(|i| {
+                        if i == "*" {
+                            Err("`*` must stand alone (it allows anything)".to_string())
+                        } else {
+                            item(i).map_err(|e| format!("a comma-separated list or *; `{i}`: {e}"))
+                        }
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(Some)
+            },
+        );
         raw.unwrap_or(default)
     }
 
@@ -1108,7 +1117,9 @@ impl Cx<'_> {
                 if policy::FORBIDDEN_DOCKER_PARAMETERS.contains(&k) {
                     Err("never allowed: it would bypass the rest of the policy".into())
                 } else if k.is_empty()
-                    || !k.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                    || !k
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
                 {
                     Err("a docker run option name such as shm-size".into())
                 } else {

@@ -769,7 +769,10 @@ fn docker_parameter(hc: &mut HostConfig, key: &str, value: &str) -> Result<(), S
                 .ok_or_else(|| format!("shm-size `{value}`: expected a size such as 64m"))?;
             hc.shm_size = Some((mb * 1024.0 * 1024.0) as i64);
         }
-        "cap-drop" => hc.cap_drop.get_or_insert_with(Vec::new).push(value.to_string()),
+        "cap-drop" => hc
+            .cap_drop
+            .get_or_insert_with(Vec::new)
+            .push(value.to_string()),
         "add-host" => hc
             .extra_hosts
             .get_or_insert_with(Vec::new)
@@ -2088,7 +2091,10 @@ mod tests {
         assert_eq!(hc.cap_drop, Some(vec!["NET_RAW".to_string()]));
         t.spec.docker_parameters[0].key = "oom-score-adj".into();
         let e = container_spec(&t, &c, "f", Path::new("/sb/x")).unwrap_err();
-        assert!(e.0.contains("not supported by the local Docker backend"), "{e}");
+        assert!(
+            e.0.contains("not supported by the local Docker backend"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -274,7 +274,10 @@ mod tests {
         spec.privileged = true;
         assert!(matches!(
             prepare(&c, &spec),
-            Err(PrepareError::Forbidden(crate::task::PolicyError { key: "allow_privileged", .. }))
+            Err(PrepareError::Forbidden(crate::task::PolicyError {
+                key: "allow_privileged",
+                ..
+            }))
         ));
     }
 

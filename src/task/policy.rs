@@ -198,10 +198,7 @@ impl Policy {
             }
         }
         if let Some(u) = &spec.user {
-            let listed = self
-                .users
-                .as_ref()
-                .is_none_or(|l| l.iter().any(|x| x == u));
+            let listed = self.users.as_ref().is_none_or(|l| l.iter().any(|x| x == u));
             if u != &self.default_user && !listed {
                 return Err(PolicyError::new(
                     "user",
@@ -322,7 +319,10 @@ impl Policy {
             _ => return e,
         };
         if !set_explicitly {
-            if let Some(k) = keys.iter().find(|k| ec.get(**k).is_some_and(|v| !v.is_null())) {
+            if let Some(k) = keys
+                .iter()
+                .find(|k| ec.get(**k).is_some_and(|v| !v.is_null()))
+            {
                 e.field = format!("executor_config.{k}");
             }
         }
@@ -411,7 +411,10 @@ mod tests {
     fn the_default_refuses_what_gives_the_host_away() {
         let p = Policy::default();
         let e = refused(&p, serde_json::json!({"command": "x", "privileged": true}));
-        assert_eq!((e.field.as_str(), e.key), ("privileged", "allow_privileged"));
+        assert_eq!(
+            (e.field.as_str(), e.key),
+            ("privileged", "allow_privileged")
+        );
         let e = refused(
             &p,
             serde_json::json!({"command": "x", "volumes": [{"container_path": "/h", "host_path": "/"}]}),
@@ -422,10 +425,22 @@ mod tests {
         );
         let e = refused(&p, serde_json::json!({"command": "x", "user": "postgres"}));
         assert_eq!((e.field.as_str(), e.key), ("user", "allowed_users"));
-        let e = refused(&p, serde_json::json!({"command": "x", "network": {"user": "x"}}));
-        assert_eq!((e.field.as_str(), e.key), ("network", "allowed_network_modes"));
-        let e = refused(&p, serde_json::json!({"command": "x", "containerizer": "none"}));
-        assert_eq!((e.field.as_str(), e.key), ("containerizer", "allow_privileged"));
+        let e = refused(
+            &p,
+            serde_json::json!({"command": "x", "network": {"user": "x"}}),
+        );
+        assert_eq!(
+            (e.field.as_str(), e.key),
+            ("network", "allowed_network_modes")
+        );
+        let e = refused(
+            &p,
+            serde_json::json!({"command": "x", "containerizer": "none"}),
+        );
+        assert_eq!(
+            (e.field.as_str(), e.key),
+            ("containerizer", "allow_privileged")
+        );
         let e = refused(
             &p,
             serde_json::json!({"command": "x", "docker_parameters": [{"key": "shm-size", "value": "1g"}]}),
@@ -441,7 +456,8 @@ mod tests {
             serde_json::json!({"command": "x", "volumes": [{"container_path": "/d", "host_path": "data/x"}]}),
             serde_json::json!({"command": "x", "volumes": [{"container_path": "/d", "name": "vol"}]}),
         ] {
-            p.check(&spec(ok.clone())).unwrap_or_else(|e| panic!("{ok}: {e}"));
+            p.check(&spec(ok.clone()))
+                .unwrap_or_else(|e| panic!("{ok}: {e}"));
         }
     }
 
@@ -452,7 +468,10 @@ mod tests {
             host_paths: vec!["/srv/data".into()],
             users: Some(vec!["airflow".into()]),
             network_modes: vec![NetworkRule::parse("user:*").unwrap()],
-            images: Some(vec![image_prefix("reg.example.com:5000"), image_prefix("am-test")]),
+            images: Some(vec![
+                image_prefix("reg.example.com:5000"),
+                image_prefix("am-test"),
+            ]),
             max_cpus: Some(2.0),
             docker_parameters: Some(vec!["shm-size".into()]),
             default_image: Some("busybox:1".into()),
@@ -465,23 +484,51 @@ mod tests {
             "docker_parameters": [{"key": "shm-size", "value": "1g"}]
         })))
         .unwrap();
-        p.check(&spec(serde_json::json!({"command": "x", "image": "am-test/busybox"})))
-            .unwrap();
-        p.check(&spec(serde_json::json!({"command": "x", "image": "docker.io/library/busybox:2"})))
-            .expect("the default image, however it is spelled");
+        p.check(&spec(
+            serde_json::json!({"command": "x", "image": "am-test/busybox"}),
+        ))
+        .unwrap();
+        p.check(&spec(
+            serde_json::json!({"command": "x", "image": "docker.io/library/busybox:2"}),
+        ))
+        .expect("the default image, however it is spelled");
         for (json, field, key) in [
-            (serde_json::json!({"image": "reg.example.com:5000.evil.io/x"}), "image", "allowed_images"),
-            (serde_json::json!({"image": "am-testing/x"}), "image", "allowed_images"),
-            (serde_json::json!({"image": "evil.io/am-test/x"}), "image", "allowed_images"),
+            (
+                serde_json::json!({"image": "reg.example.com:5000.evil.io/x"}),
+                "image",
+                "allowed_images",
+            ),
+            (
+                serde_json::json!({"image": "am-testing/x"}),
+                "image",
+                "allowed_images",
+            ),
+            (
+                serde_json::json!({"image": "evil.io/am-test/x"}),
+                "image",
+                "allowed_images",
+            ),
             (serde_json::json!({"cpus": 2.5}), "cpus", "max_task_cpu"),
-            (serde_json::json!({"volumes": [{"container_path": "/d", "host_path": "/srv/database"}]}),
-                "volumes[0].host_path", "allowed_host_paths"),
-            (serde_json::json!({"volumes": [{"container_path": "/d", "host_path": "/srv/data/../../etc"}]}),
-                "volumes[0].host_path", "allowed_host_paths"),
-            (serde_json::json!({"volumes": [{"container_path": "/d", "host_path": "x/../../.."}]}),
-                "volumes[0].host_path", "allowed_host_paths"),
-            (serde_json::json!({"docker_parameters": [{"key": "--volume", "value": "/:/h"}]}),
-                "docker_parameters[0].key", "allowed_docker_parameters"),
+            (
+                serde_json::json!({"volumes": [{"container_path": "/d", "host_path": "/srv/database"}]}),
+                "volumes[0].host_path",
+                "allowed_host_paths",
+            ),
+            (
+                serde_json::json!({"volumes": [{"container_path": "/d", "host_path": "/srv/data/../../etc"}]}),
+                "volumes[0].host_path",
+                "allowed_host_paths",
+            ),
+            (
+                serde_json::json!({"volumes": [{"container_path": "/d", "host_path": "x/../../.."}]}),
+                "volumes[0].host_path",
+                "allowed_host_paths",
+            ),
+            (
+                serde_json::json!({"docker_parameters": [{"key": "--volume", "value": "/:/h"}]}),
+                "docker_parameters[0].key",
+                "allowed_docker_parameters",
+            ),
         ] {
             let e = refused(&p, json.clone());
             assert_eq!((e.field.as_str(), e.key), (field, key), "{json}");

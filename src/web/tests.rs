@@ -124,6 +124,7 @@ fn app_state(store: Store, counts_ttl: Duration) -> AppState {
         backend: "mesos",
         web,
         role: tokio::sync::watch::channel(crate::leader::Role::Leader { term: 0 }).1,
+        allowed_origins: Vec::new().into(),
     }
 }
 

@@ -125,6 +125,8 @@ class DaemonClient:
         headers = {"Accept": "application/json"}
         if body is not None:
             data = json.dumps(body).encode("utf-8")
+        if body is not None or method == "POST":
+            # The daemon takes writes declared JSON only (a cross-site form cannot send them).
             headers["Content-Type"] = "application/json"
         if self._token:
             headers["Authorization"] = f"Bearer {self._token}"
