@@ -1,5 +1,5 @@
 //! Checks of the fake Mesos master (tests/support/fake_master) against traffic recorded from a
-//! real Mesos 1.12 master (../shared/fixtures/mesos-1.12-real): the recorded requests are
+//! real Mesos 1.12 master (tests/fixtures/mesos-1.12-real): the recorded requests are
 //! replayed (ids swapped for the live ones) and the fake's status codes, key headers, error
 //! texts and event bytes are compared with the recorded answers. Behaviour the fixtures do not
 //! cover (resends, failover timeout, faults) is checked against the reference.

@@ -3,7 +3,7 @@
 
 Airflow 1.10's `airflow/contrib/executors/mesos_executor.py` drove Mesos through the native
 libmesos bindings (`mesos.native.MesosSchedulerDriver`), which cannot be installed today. This
-script re-states that executor's algorithm line by line (see shared/reference/airflow.md §1.2) on
+script re-states that executor's algorithm line by line (Airflow 1.10's airflow/contrib/executors/mesos_executor.py) on
 top of pymesos, the pure-Python driver that speaks the same v1 HTTP scheduler API in JSON that
 our fake master serves, so that the end-to-end benchmark can compare like with like:
 

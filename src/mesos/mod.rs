@@ -28,13 +28,12 @@ pub mod proto;
 pub mod recordio;
 pub mod subscription;
 
-/// Reads a recorded real-Mesos fixture from `../shared/fixtures/mesos-1.12-real/`. Outside CI
-/// a missing fixture directory skips the test (returns `None` with a notice); with `CI=true`
-/// it fails.
+/// Reads a recorded real-Mesos fixture from `tests/fixtures/mesos-1.12-real/`. A missing file
+/// fails under `CI=true` and skips the test (`None`, with a notice) otherwise.
 #[cfg(test)]
 pub(crate) fn fixture(name: &str) -> Option<Vec<u8>> {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/fixtures/mesos-1.12-real")
+        .join("tests/fixtures/mesos-1.12-real")
         .join(name);
     match std::fs::read(&path) {
         Ok(data) => Some(data),

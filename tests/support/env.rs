@@ -19,7 +19,7 @@ pub fn required_service(var: &str, what: &str) -> Option<String> {
     }
 }
 
-/// The recorded real-Mesos fixtures directory (`../shared/fixtures/mesos-1.12-real`).
+/// The recorded real-Mesos fixtures directory (`tests/fixtures/mesos-1.12-real`).
 pub fn fixtures_dir() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/mesos-1.12-real")
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mesos-1.12-real")
 }

@@ -1,4 +1,4 @@
-//! Access to the recorded real-Mesos traffic in `../shared/fixtures/mesos-1.12-real`
+//! Access to the recorded real-Mesos traffic in `tests/fixtures/mesos-1.12-real`
 //! (see its README.txt): request/response summaries and raw RecordIO streams.
 
 use std::path::PathBuf;

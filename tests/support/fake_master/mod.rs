@@ -1,6 +1,6 @@
 //! A protocol-faithful, in-process fake Mesos master (v1 scheduler HTTP API) for tests and
-//! benchmarks. See `../shared/reference/mesos-v1-api.md` ("Fake-master checklist") for the
-//! behaviour it copies, and `tests/fake_master.rs` for its checks against recorded real traffic.
+//! benchmarks. It behaves as the real Mesos 1.12 master whose traffic is recorded in
+//! `tests/fixtures/mesos-1.12-real`; `tests/fake_master.rs` replays that traffic against it.
 //!
 //! ```ignore
 //! let master = FakeMaster::start(FakeMasterOptions::default()).await;
