@@ -8,10 +8,11 @@
 //!   back off with jitter between attempts. A master ERROR ("Framework failed over",
 //!   "Framework has been removed") or a fatal answer (401, 400 …) ends the backend: the driver
 //!   gets `Error` + `Disconnected` and then the events channel closes.
-//! - Calls are sent in order by a worker on their own connection, with the `Mesos-Stream-Id`
-//!   of the live subscription. A call that fails comes back as `ActionFailed`.
-//! - Launches get their fetch URIs (sandbox files, registry `docker.tar.gz`) registered as
-//!   one-time files here, right before the ACCEPT goes out.
+//! - Calls go out on the session's call connection with the `Mesos-Stream-Id` of the live
+//!   subscription, in two lanes: acknowledgements (many in flight at once) and every other
+//!   call (in order). A call that fails comes back as `ActionFailed`.
+//! - Launches get the signed fetch URIs of their sandbox files, secret environment and
+//!   registry `docker.tar.gz` here, right before the ACCEPT goes out.
 //! - Shutdown closes the stream and stops. It never sends TEARDOWN; [`teardown`] does that,
 //!   explicitly.
 
@@ -742,8 +743,7 @@ fn one_line(text: &str) -> String {
 /// (an agent only sends a task's next update after the previous one was acknowledged), so
 /// sending them concurrently is safe, and it is what makes thousands of updates per second
 /// possible over HTTP. They are pipelined on the one call connection ([`super::pipeline`]), so
-/// many in flight cost no more connections: on the bench, 256 reach 20,900–23,300 updates/s
-/// where 16 reached 15,400–16,600.
+/// many in flight cost no more connections (BENCHMARKS.md has the figures).
 const MAX_ACKS_IN_FLIGHT: usize = 256;
 
 /// Most other calls taken from the driver and waiting for their turn.

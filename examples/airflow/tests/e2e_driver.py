@@ -82,7 +82,6 @@ class Run:
         self.api_port = free_port()
         self.daemon_port = free_port()
         self.daemon_token = "am-e2e-" + secrets.token_hex(16)
-        self.standin = None
         self.env = self._env()
 
     # -- set-up ---------------------------------------------------------------------------
@@ -235,19 +234,7 @@ class Run:
         self.airflow("db", "migrate", timeout=240)
 
     def start_daemon(self) -> None:
-        if self.args.stand_in:
-            sys.path.insert(0, HERE)
-            from docker_standin import DockerStandIn
-
-            sandboxes = os.path.join(self.home, "airflow-mesos", "sandboxes")
-            os.makedirs(sandboxes)
-            self.standin = DockerStandIn(self.daemon_token, sandboxes, self.args.image)
-            self.standin.start()
-            self.daemon_port = int(self.standin.url.rsplit(":", 1)[1])
-            self.env["AIRFLOW__MESOS__API_URL"] = self.standin.url
-            log(f"stand-in daemon at {self.standin.url}")
-        else:
-            self.start("daemon", [self.args.daemon_bin, "--config", os.path.join(self.home, "airflow.cfg"), "scheduler"])
+        self.start("daemon", [self.args.daemon_bin, "--config", os.path.join(self.home, "airflow.cfg"), "scheduler"])
 
         def up():
             try:
@@ -421,8 +408,6 @@ class Run:
                 self.stop(name, grace=15)
             except Exception as e:  # keep cleaning up
                 log(f"stopping {name}: {e}")
-        if self.standin is not None:
-            self.standin.stop()
         ids = subprocess.run(
             ["docker", "ps", "-aq", "--filter", f"label=am-e2e={self.tag}"], capture_output=True, text=True
         ).stdout.split()
@@ -437,14 +422,13 @@ class Run:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--daemon-bin", help="the airflow-mesos binary")
-    ap.add_argument("--stand-in", action="store_true", help="use the Python docker stand-in instead of the daemon")
     ap.add_argument("--image", default=os.environ.get("AM_TEST_BASE_IMAGE", "am-test/debian:bookworm"))
     ap.add_argument("--timeout", type=float, default=280)
     ap.add_argument("--slow-seconds", type=int, default=25)
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
-    if not args.stand_in and not args.daemon_bin:
-        ap.error("give --daemon-bin or --stand-in")
+    if not args.daemon_bin:
+        ap.error("give --daemon-bin")
     run = Run(args)
     ok = False
 
