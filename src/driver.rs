@@ -291,6 +291,9 @@ impl Driver {
                 } => {
                     tracing::warn!(action = action_name(action), %error, fatal, "action failed");
                 }
+                Event::ActionUnconfirmed { action, error } => {
+                    tracing::warn!(action = action_name(action), %error, "action unanswered");
+                }
                 _ => {}
             }
             let step = self.core.handle_event(ev, now());
@@ -478,6 +481,7 @@ fn action_name(a: &Action) -> &'static str {
     match a {
         Action::Launch { .. } => "launch",
         Action::Decline { .. } => "decline",
+        Action::VoidOffers { .. } => "void offers",
         Action::Kill { .. } => "kill",
         Action::Acknowledge { .. } => "acknowledge",
         Action::Reconcile(_) => "reconcile",

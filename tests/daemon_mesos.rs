@@ -9,6 +9,7 @@ use airflow_mesos::mesos::proto::scheduler::call;
 use common::Daemon;
 use serde_json::Value;
 use std::time::Duration;
+use support::fake_master::cut::Cut;
 use support::fake_master::{
     AgentSpec, FakeMaster, FakeMasterOptions, Reason, TaskScript, TaskState, TaskStep,
 };
@@ -252,6 +253,145 @@ async fn dropped_launch_is_retried_as_a_new_attempt() {
     let t = cli_json(&d, &["status", &id, "--json"]).await;
     assert_eq!(t["attempts"], 2, "{t}");
     assert_eq!(t["backend_task_id"], format!("{id}.2"));
+    m.shutdown().await;
+}
+
+/// The backend task ids each recorded ACCEPT launched (the cut ones too), in order, with the
+/// call's index in `m.calls()`.
+fn accepted(m: &FakeMaster) -> Vec<(usize, Vec<String>, Vec<String>)> {
+    m.calls()
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.call_type() == Some(call::Type::Accept))
+        .map(|(i, c)| {
+            let a = c.call.as_ref().unwrap().accept.as_ref().unwrap();
+            let offers = a.offer_ids.iter().map(|o| o.value.clone()).collect();
+            let tasks = a
+                .operations
+                .iter()
+                .filter_map(|op| op.launch.as_ref())
+                .flat_map(|l| l.task_infos.iter().map(|t| t.task_id.value.clone()))
+                .collect();
+            (i, offers, tasks)
+        })
+        .collect()
+}
+
+/// Index in `m.calls()` of the first call after `from` that `pred` accepts and the master
+/// answered 202.
+fn first_after(
+    m: &FakeMaster,
+    from: usize,
+    pred: impl Fn(&airflow_mesos::mesos::proto::scheduler::Call) -> bool,
+) -> Option<usize> {
+    m.calls()
+        .iter()
+        .enumerate()
+        .skip(from + 1)
+        .find(|(_, c)| c.status == 202 && c.call.as_ref().is_some_and(&pred))
+        .map(|(i, _)| i)
+}
+
+fn declines(offer: &str) -> impl Fn(&airflow_mesos::mesos::proto::scheduler::Call) -> bool + '_ {
+    move |c| {
+        c.decline
+            .as_ref()
+            .is_some_and(|d| d.offer_ids.iter().any(|o| o.value == offer))
+    }
+}
+
+fn reconciles(task: &str) -> impl Fn(&airflow_mesos::mesos::proto::scheduler::Call) -> bool + '_ {
+    move |c| {
+        c.reconcile
+            .as_ref()
+            .is_some_and(|r| r.tasks.iter().any(|t| t.task_id.value == task))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_accept_the_master_took_without_answering_is_settled_and_runs_once() {
+    let m = master().await;
+    // The attempt waits on its agent until released: no update says it exists.
+    m.set_default_task_script(
+        TaskScript(vec![TaskStep::Hold])
+            .then(TaskState::TaskStarting, None, None)
+            .then(TaskState::TaskRunning, None, None)
+            .then(TaskState::TaskFinished, Some("done"), None),
+    );
+    m.cut_connection_at_next(call::Type::Accept, Cut::AfterCall);
+    let d = daemon_for(&m.host_port());
+    let id = task_ids(&cli_json(&d, &["submit", "--json", "--", "true"]).await).remove(0);
+    let first = format!("{id}.1");
+    // The daemon voids the offer, then asks the master, which has the attempt (STAGING).
+    m.wait_for(
+        "the attempt reconciled after its offer was voided",
+        Duration::from_secs(30),
+        |m| {
+            let Some((i, offers, _)) = accepted(m).into_iter().next() else {
+                return false;
+            };
+            first_after(m, i, declines(&offers[0]))
+                .and_then(|j| first_after(m, j, reconciles(&first)))
+                .is_some()
+        },
+    )
+    .await;
+    for _ in 0..100 {
+        let t = cli_json(&d, &["status", &id, "--json"]).await;
+        if t["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("the master has it")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let t = cli_json(&d, &["status", &id, "--json"]).await;
+    assert_eq!(t["state"], "launching", "{t}\n{}", d.log_text());
+    assert!(
+        t["message"].as_str().unwrap().contains("the master has it"),
+        "{t}"
+    );
+    assert!(m.release_task(&first));
+    wait_state(&d, &id, "succeeded").await;
+    let t = cli_json(&d, &["status", &id, "--json"]).await;
+    assert_eq!(t["attempts"], 1, "{t}");
+    let launched: Vec<String> = accepted(&m).into_iter().flat_map(|a| a.2).collect();
+    assert_eq!(launched, vec![first.clone()], "launched once");
+    assert_eq!(m.unacknowledged_updates(&first), 0);
+    m.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_accept_cut_before_the_master_read_it_is_relaunched_only_once_the_master_says_so() {
+    let m = master().await;
+    m.cut_connection_at_next(call::Type::Accept, Cut::BeforeCall);
+    let d = daemon_for(&m.host_port());
+    let id = task_ids(&cli_json(&d, &["submit", "--json", "--", "true"]).await).remove(0);
+    wait_state(&d, &id, "succeeded").await;
+    let t = cli_json(&d, &["status", &id, "--json"]).await;
+    assert_eq!(t["attempts"], 2, "{t}");
+    let accepts = accepted(&m);
+    assert_eq!(
+        m.calls()[accepts[0].0].status,
+        0,
+        "the first ACCEPT was cut"
+    );
+    assert_eq!(accepts[0].2, vec![format!("{id}.1")]);
+    // The relaunch comes only after the cut ACCEPT's offer was voided (DECLINE, 202) and the
+    // master, asked after that, said it does not know the first attempt.
+    let void = first_after(&m, accepts[0].0, declines(&accepts[0].1[0]));
+    let asked = void.and_then(|j| first_after(&m, j, reconciles(&format!("{id}.1"))));
+    let relaunch = accepts
+        .iter()
+        .find(|a| a.2.contains(&format!("{id}.2")))
+        .map(|a| a.0);
+    assert!(
+        matches!((asked, relaunch), (Some(a), Some(r)) if a < r),
+        "void {void:?}, reconcile {asked:?}, relaunch {relaunch:?}\n{}",
+        d.log_text()
+    );
     m.shutdown().await;
 }
 

@@ -884,6 +884,32 @@ mod backend {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn voiding_offers_is_a_decline_without_filter_reported_once_the_master_took_it() {
+        let m = FakeMaster::start(FakeMasterOptions::default()).await;
+        let (mut ch, shutdown) = start(config(hosts(&[&m])), None);
+        subscribed(&mut ch).await;
+        let void = Action::VoidOffers {
+            offer_ids: vec!["gone-offer".into()],
+        };
+        ch.actions.send(void).await.expect("backend takes actions");
+        loop {
+            match next(&mut ch).await {
+                Ev::OffersVoided { offer_ids } => {
+                    assert_eq!(offer_ids, vec!["gone-offer".to_string()]);
+                    break;
+                }
+                Ev::Heartbeat | Ev::Offers(_) => {}
+                other => panic!("expected OffersVoided, got {other:?}"),
+            }
+        }
+        let d = m.calls_of(call::Type::Decline);
+        let d = d[0].decline.as_ref().unwrap();
+        assert_eq!(d.offer_ids[0].value, "gone-offer");
+        assert_eq!(d.filters.as_ref().and_then(|f| f.refuse_seconds), Some(0.0));
+        shutdown.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_refused_call_comes_back_as_a_fatal_action_failure_sent_once() {
         let m = FakeMaster::start(FakeMasterOptions::default()).await;
         let (mut ch, shutdown) = start(config(hosts(&[&m])), None);

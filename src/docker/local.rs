@@ -1113,6 +1113,12 @@ impl Backend {
             } => self
                 .book
                 .decline(&offer_ids, refuse_seconds, Instant::now()),
+            // A launch here is carried out or refused in this process, never left unanswered;
+            // a void is still answered, so the core's bookkeeping holds on either backend.
+            Action::VoidOffers { offer_ids } => {
+                self.book.decline(&offer_ids, 0.0, Instant::now());
+                self.emit(Event::OffersVoided { offer_ids }).await;
+            }
             Action::Kill {
                 backend_task_id,
                 grace_secs,

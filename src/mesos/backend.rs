@@ -10,7 +10,9 @@
 //!   gets `Error` + `Disconnected` and then the events channel closes.
 //! - Calls go out on the session's call connection with the `Mesos-Stream-Id` of the live
 //!   subscription, in two lanes: acknowledgements (many in flight at once) and every other
-//!   call (in order). A call that fails comes back as `ActionFailed`.
+//!   call (in order). A call that fails comes back as `ActionFailed`; an ACCEPT that was
+//!   written (or may have been) and got no answer as `ActionUnconfirmed`; the DECLINE of a
+//!   `VoidOffers` that the master took as `OffersVoided`.
 //! - Launches get the signed fetch URIs of their sandbox files, secret environment and
 //!   registry `docker.tar.gz` here, right before the ACCEPT goes out.
 //! - Shutdown closes the stream and stops. It never sends TEARDOWN; [`teardown`] does that,
@@ -842,10 +844,26 @@ async fn perform(
             return;
         }
     };
-    if let Err(e) = client.call(&s, &call).await {
-        let fatal = e.disposition(CallKind::Call) == Disposition::Fatal;
-        tracing::warn!(error = %e, fatal, call = ?call.r#type(), "Mesos call failed");
-        let _ = events.send(failed(e.to_string(), fatal)).await;
+    match client.call(&s, &call).await {
+        Ok(()) => {
+            if let Action::VoidOffers { offer_ids, .. } = &action {
+                let offer_ids = offer_ids.clone();
+                let _ = events.send(Event::OffersVoided { offer_ids }).await;
+            }
+        }
+        // Written, or perhaps written, and no answer: the master may have taken it.
+        Err(e) if e.may_have_been_taken() && matches!(action, Action::Launch { .. }) => {
+            tracing::warn!(error = %e, "no answer to an ACCEPT; the master may have taken it");
+            let error = e.to_string();
+            let _ = events
+                .send(Event::ActionUnconfirmed { action, error })
+                .await;
+        }
+        Err(e) => {
+            let fatal = e.disposition(CallKind::Call) == Disposition::Fatal;
+            tracing::warn!(error = %e, fatal, call = ?call.r#type(), "Mesos call failed");
+            let _ = events.send(failed(e.to_string(), fatal)).await;
+        }
     }
 }
 

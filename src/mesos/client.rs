@@ -237,6 +237,14 @@ impl ClientError {
     /// Transport failures, timeouts, 503 and other 5xx, and redirect trouble are transient.
     /// 4xx answers are fatal, with one exception: a non-subscribe call answered 403 ("Framework
     /// is not subscribed") works again once the subscription is back.
+    /// True when the call may have reached the master and been carried out although no
+    /// answer came (the connection broke after the request was written, or the answer timed
+    /// out). Any HTTP answer other than 2xx means the master did not carry it out; a request
+    /// known never to have been written is sent again by the client itself.
+    pub fn may_have_been_taken(&self) -> bool {
+        matches!(self, ClientError::Transport { .. })
+    }
+
     pub fn disposition(&self, kind: CallKind) -> Disposition {
         use Disposition::{Fatal, Retry};
         match self {

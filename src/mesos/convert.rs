@@ -443,6 +443,15 @@ pub fn action_to_call(
                 ..base_call(framework_id, call::Type::Accept)
             }
         }
+        // A DECLINE without filter; what makes it a void is that the backend reports its 202
+        // (`Event::OffersVoided`).
+        Action::VoidOffers { offer_ids: ids } => scheduler::Call {
+            decline: Some(call::Decline {
+                offer_ids: offer_ids(ids),
+                filters: filters(0.0),
+            }),
+            ..base_call(framework_id, call::Type::Decline)
+        },
         Action::Decline {
             offer_ids: ids,
             refuse_seconds,

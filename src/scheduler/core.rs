@@ -21,6 +21,16 @@
 //!   STARTING/RUNNING of the attempt) requeue the task for a new attempt while `attempt ≤ retries`
 //!   (`spec.retries`, else `launch_retries`), else the task fails. A requeued task keeps its
 //!   place in the FIFO order.
+//! * **Unconfirmed launches.** A launch whose ACCEPT was written (or may have been) but got
+//!   no answer (`ActionUnconfirmed`: the connection broke, the call timed out) may or may not
+//!   have been taken by the master. Its attempts stay `Launching`, marked unconfirmed, and are
+//!   never relaunched on the master's word that it does not know them until that word is
+//!   final: the core first voids the launch's offers (`VoidOffers`, a DECLINE of them), and
+//!   only a reconciliation asked after the master took that DECLINE (`OffersVoided`) can
+//!   settle them. Before it, TASK_GONE/UNKNOWN/GONE_BY_OPERATOR answers are ignored; any
+//!   other answer (the master knows the attempt, or dropped it) settles it at once. A DECLINE
+//!   that fails is sent again after a backoff and after every SUBSCRIBED. Why this is final
+//!   is in ARCHITECTURE.md ("Launches whose fate is unknown").
 //! * **Lost attempts.** LOST/UNREACHABLE of an attempt seen on an agent (any of
 //!   STAGING..KILLING was reported) → `Unknown`: never relaunched blindly; periodic
 //!   reconciliation asks about it explicitly. GONE/GONE_BY_OPERATOR/UNKNOWN of such an attempt
@@ -166,6 +176,18 @@ pub struct TaskView {
     /// at the instant given unless the agent's own update (with its reason and message)
     /// arrives first.
     held_end: Option<(Instant, Box<StatusUpdate>)>,
+    /// The latest attempt's ACCEPT got no answer: the master may or may not have it.
+    unconfirmed: Option<Box<Unconfirmed>>,
+}
+
+/// An attempt whose ACCEPT got no answer.
+#[derive(Debug, Clone, PartialEq)]
+struct Unconfirmed {
+    /// The offers its ACCEPT used (shared by the attempts of that ACCEPT).
+    offer_ids: Arc<[String]>,
+    /// The master has taken a DECLINE of these offers: no late ACCEPT can use them any more,
+    /// so its word that it does not know the attempt is final.
+    voided: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -239,6 +261,10 @@ pub struct Core {
     kill_timers: BTreeSet<(Instant, String)>,
     /// When each held reconciliation answer ([`TaskView`]'s `held_end`) is applied.
     held_timers: BTreeSet<(Instant, String)>,
+    /// When the DECLINEs that void the offers of unconfirmed launches are sent again (one
+    /// failed), and the wait before the next time.
+    void_retry_at: Option<Instant>,
+    void_backoff: Duration,
     /// Changes decided outside a step (by `restore`), returned with the next step.
     pending: Step,
     pending_since: Option<Instant>,
@@ -302,6 +328,8 @@ impl Core {
             recon: Recon::default(),
             kill_timers: BTreeSet::new(),
             held_timers: BTreeSet::new(),
+            void_retry_at: None,
+            void_backoff: Duration::ZERO,
             pending: Step::default(),
             pending_since: None,
             stats: CoreStats::default(),
@@ -385,6 +413,7 @@ impl Core {
             kill_at: None,
             launched_at: None,
             held_end: None,
+            unconfirmed: None,
         };
         if rec.state == TaskState::Queued {
             match prepared {
@@ -481,6 +510,10 @@ impl Core {
             Event::ActionFailed { action, error, .. } => {
                 self.on_action_failed(action, &error, now, &mut step)
             }
+            Event::ActionUnconfirmed { action, error } => {
+                self.on_action_unconfirmed(action, &error, now, &mut step)
+            }
+            Event::OffersVoided { offer_ids } => self.on_offers_voided(&offer_ids, now, &mut step),
         }
         self.after(now, &mut step);
         step
@@ -492,6 +525,10 @@ impl Core {
         self.fire_held_ends(now, &mut step);
         if self.connected {
             self.fire_kills(now, &mut step);
+            if self.void_retry_at.is_some_and(|t| t <= now.instant) {
+                self.void_retry_at = None;
+                self.void_offers_again(&mut step);
+            }
             if self.recon.explicit {
                 if self.recon.retry_at.is_some_and(|t| t <= now.instant) {
                     let list: Vec<_> = self
@@ -546,6 +583,7 @@ impl Core {
         consider(self.held_timers.first().map(|(t, _)| *t));
         if self.connected {
             consider(self.kill_timers.first().map(|(t, _)| *t));
+            consider(self.void_retry_at);
             if self.recon.explicit {
                 consider(self.recon.retry_at);
             } else {
@@ -616,6 +654,8 @@ impl Core {
         list.sort();
         self.start_round(list, now, step);
         self.fire_kills(now, step);
+        self.void_retry_at = None;
+        self.void_offers_again(step);
     }
 
     fn start_round(&mut self, list: Vec<(String, Option<String>)>, now: Now, step: &mut Step) {
@@ -697,6 +737,7 @@ impl Core {
             t.agent_url = agent_url.clone();
             t.started = false;
             t.launched_at = Some(now.instant);
+            t.unconfirmed = None;
             t.last_backend_state = None;
             t.message = None;
             t.reason = None;
@@ -809,6 +850,28 @@ impl Core {
 
     fn apply_update(&mut self, tid: &str, u: &StatusUpdate, now: Now, step: &mut Step) {
         let t = self.tasks.get_mut(tid).expect("checked by caller");
+        if let Some(unc) = t.unconfirmed.take() {
+            let unknown_to_master = matches!(
+                u.state,
+                BackendState::Gone | BackendState::GoneByOperator | BackendState::Unknown
+            );
+            if unknown_to_master && !unc.voided {
+                // An ACCEPT of this attempt may still reach the master and launch it.
+                tracing::debug!(backend_task_id = %u.backend_task_id, state = u.state.mesos_name(),
+                    "not final for an unconfirmed launch whose offers are not void yet");
+                t.unconfirmed = Some(unc);
+                return;
+            }
+            if u.state == BackendState::Staging && t.state == TaskState::Launching {
+                // Known to the master: the launch goes on (a STAGING changes no state).
+                t.message = Some(format!(
+                    "attempt {}: the master has it ({}); launching",
+                    t.attempt,
+                    u.state.mesos_name()
+                ));
+                step.changes.push(change_of(t, now));
+            }
+        }
         let reconciled_end = u.source == Some(UpdateSource::Master)
             && u.reason.as_deref() == Some("REASON_RECONCILIATION")
             && matches!(u.state, BackendState::Failed | BackendState::Error);
@@ -970,6 +1033,14 @@ impl Core {
                 self.suppress_retry_at = Some(now.instant + self.cfg.revive_interval);
             }
             Action::Revive(_) => self.revive_wanted = true,
+            Action::VoidOffers { .. } => {
+                let initial = self.cfg.reconcile_backoff_initial;
+                self.void_backoff = (self.void_backoff * 2)
+                    .max(initial)
+                    .min(self.cfg.reconcile_backoff_max);
+                self.void_retry_at
+                    .get_or_insert(now.instant + self.void_backoff);
+            }
             // Unanswered reconciliation is retried by its backoff; kills by their timer; an
             // unacknowledged update is sent again by the agent; a failed decline only leaves
             // the offer to time out or be rescinded.
@@ -979,6 +1050,95 @@ impl Core {
             | Action::Decline { .. } => {
                 tracing::debug!(%error, "backend call failed; its retry is scheduled");
             }
+        }
+    }
+
+    /// A launch got no answer: its attempts are held, unconfirmed, and its offers voided.
+    /// Any other unanswered call is handled as a failed one.
+    fn on_action_unconfirmed(&mut self, action: Action, error: &str, now: Now, step: &mut Step) {
+        let Action::Launch {
+            offer_ids, tasks, ..
+        } = action
+        else {
+            return self.on_action_failed(action, error, now, step);
+        };
+        let shared: Arc<[String]> = offer_ids.into();
+        let mut held = false;
+        for lt in tasks {
+            let Some(t) = self.tasks.get_mut(&lt.task_id) else {
+                continue;
+            };
+            let same = t.backend_task_id.as_deref() == Some(lt.backend_task_id.as_str());
+            if !same || !t.state.has_live_attempt() || t.started || t.unconfirmed.is_some() {
+                continue;
+            }
+            t.unconfirmed = Some(Box::new(Unconfirmed {
+                offer_ids: shared.clone(),
+                voided: false,
+            }));
+            t.message = Some(format!(
+                "attempt {}: no answer to its launch ({error}); the master may have it, so \
+                 it is settled with the master before anything is relaunched",
+                lt.attempt
+            ));
+            step.changes.push(change_of(t, now));
+            held = true;
+        }
+        if held {
+            tracing::warn!(offers = ?shared, %error,
+                "a launch got no answer; its attempts are held until the master settles them");
+            step.actions.push(Action::VoidOffers {
+                offer_ids: shared.to_vec(),
+            });
+        }
+    }
+
+    /// The master took the DECLINE of an unconfirmed launch's offers: what it now answers
+    /// about those attempts is final, so they are reconciled.
+    fn on_offers_voided(&mut self, offer_ids: &[String], now: Now, step: &mut Step) {
+        self.void_backoff = Duration::ZERO;
+        let mut list: Vec<(String, Option<String>)> = Vec::new();
+        for t in self.tasks.values_mut() {
+            let Some(unc) = t.unconfirmed.as_mut() else {
+                continue;
+            };
+            if unc.voided || *unc.offer_ids != *offer_ids {
+                continue;
+            }
+            unc.voided = true;
+            if let Some(b) = &t.backend_task_id {
+                list.push((b.clone(), t.agent_id.as_deref().map(str::to_string)));
+            }
+        }
+        if list.is_empty() || !self.connected {
+            return;
+        }
+        list.sort();
+        if self.recon.explicit {
+            // One round at a time: these join it, and are asked about at once.
+            self.recon.pending.extend(list.iter().cloned());
+            self.stats.reconcile_calls += 1;
+            step.actions.push(Action::Reconcile(list));
+        } else {
+            self.start_round(list, now, step);
+        }
+    }
+
+    /// Sends the DECLINE again for every unconfirmed launch whose offers are not void yet.
+    fn void_offers_again(&mut self, step: &mut Step) {
+        let mut sets: Vec<Arc<[String]>> = self
+            .tasks
+            .values()
+            .filter_map(|t| t.unconfirmed.as_ref())
+            .filter(|u| !u.voided)
+            .map(|u| u.offer_ids.clone())
+            .collect();
+        sets.sort();
+        sets.dedup();
+        for ids in sets {
+            step.actions.push(Action::VoidOffers {
+                offer_ids: ids.to_vec(),
+            });
         }
     }
 
@@ -1013,6 +1173,7 @@ impl Core {
         t.state = TaskState::Queued;
         t.message = Some(format!("{what}; relaunching (retry {n} of {limit})"));
         t.started = false;
+        t.unconfirmed = None;
         self.counts[old as usize] -= 1;
         self.counts[TaskState::Queued as usize] += 1;
         step.changes.push(change_of(t, now));

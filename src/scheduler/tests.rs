@@ -521,6 +521,8 @@ fn retry_limit_exhausted_fails_the_task() {
     assert_eq!((st.launch_failures, st.relaunches, st.failed), (2, 1, 1));
 }
 
+/// An ACCEPT the master refused (or that was never written) launched nothing: a new attempt.
+/// (One that got no answer at all is held instead: see the `an_unanswered_launch_*` tests.)
 #[test]
 fn launch_call_failure_counts_as_a_launch_failure() {
     let clock = Clock::new();
@@ -535,7 +537,7 @@ fn launch_call_failure_counts_as_a_launch_failure() {
     let s = core.handle_event(
         Event::ActionFailed {
             action: launch,
-            error: "connection refused".into(),
+            error: "503 Service Unavailable: Master has not finished recovery".into(),
             fatal: false,
         },
         clock.now(),
@@ -545,12 +547,199 @@ fn launch_call_failure_counts_as_a_launch_failure() {
         .message
         .as_deref()
         .unwrap()
-        .contains("connection refused"));
+        .contains("not finished recovery"));
     let s = core.handle_event(
         Event::Offers(vec![offer("o2", "a1", 4.0, 4096.0)]),
         clock.now(),
     );
     assert_eq!(launches(&s)[0].1, vec!["t-a.2".to_string()]);
+}
+
+/// A core with `t-a` launched on offer `o1` whose ACCEPT got no answer: the step that held it.
+fn unconfirmed_core(clock: &Clock) -> (Core, Step) {
+    let mut core = Core::new(cfg());
+    core.handle_event(subscribed(), clock.now());
+    core.submit(vec![record("t-a")], clock.now());
+    let s = core.handle_event(
+        Event::Offers(vec![offer("o1", "a1", 4.0, 4096.0)]),
+        clock.now(),
+    );
+    let launch = s.actions[0].clone();
+    let s = core.handle_event(
+        Event::ActionUnconfirmed {
+            action: launch,
+            error: "the connection closed before the answer".into(),
+        },
+        clock.now(),
+    );
+    (core, s)
+}
+
+fn reconciled(backend_id: &str, state: BackendState) -> Event {
+    let mut u = update(backend_id, state, None);
+    u.source = Some(UpdateSource::Master);
+    u.reason = Some("REASON_RECONCILIATION".into());
+    Event::Update(u)
+}
+
+#[test]
+fn an_unanswered_launch_is_held_until_its_offers_are_void_and_the_master_says_it_is_gone() {
+    let clock = Clock::new();
+    let (mut core, s) = unconfirmed_core(&clock);
+    // Held as launching, its offer voided; nothing relaunched.
+    assert_eq!(s.changes.len(), 1);
+    assert_eq!(s.changes[0].state, TaskState::Launching);
+    assert!(
+        s.changes[0]
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("no answer"),
+        "{:?}",
+        s.changes[0]
+    );
+    assert_eq!(
+        s.actions,
+        vec![Action::VoidOffers {
+            offer_ids: vec!["o1".into()]
+        }]
+    );
+    // "Unknown to the master" before the offers are void is not final: the ACCEPT may still
+    // arrive and launch it.
+    for state in [
+        BackendState::Gone,
+        BackendState::Unknown,
+        BackendState::GoneByOperator,
+    ] {
+        let s = core.handle_event(reconciled("t-a.1", state), clock.now());
+        assert!(s.changes.is_empty(), "{state:?}: {:?}", s.changes);
+    }
+    assert_eq!(core.state_of("t-a"), Some(TaskState::Launching));
+    let s = core.handle_event(
+        Event::Offers(vec![offer("o2", "a1", 4.0, 4096.0)]),
+        clock.now(),
+    );
+    assert!(
+        launches(&s).is_empty(),
+        "no second attempt: {:?}",
+        s.actions
+    );
+    // The master took the DECLINE: the attempt is asked about, and now its answer is final.
+    let s = core.handle_event(
+        Event::OffersVoided {
+            offer_ids: vec!["o1".into()],
+        },
+        clock.now(),
+    );
+    assert!(
+        has(&s, |a| *a
+            == Action::Reconcile(vec![(
+                "t-a.1".into(),
+                Some("a1".into())
+            )])),
+        "{:?}",
+        s.actions
+    );
+    let s = core.handle_event(reconciled("t-a.1", BackendState::Gone), clock.now());
+    assert_eq!(s.changes[0].state, TaskState::Queued);
+    let s = core.handle_event(
+        Event::Offers(vec![offer("o3", "a1", 4.0, 4096.0)]),
+        clock.now(),
+    );
+    assert_eq!(launches(&s)[0].1, vec!["t-a.2".to_string()]);
+    core.assert_consistent();
+}
+
+#[test]
+fn an_unanswered_launch_the_master_took_runs_once() {
+    let clock = Clock::new();
+    let (mut core, _) = unconfirmed_core(&clock);
+    let s = core.handle_event(
+        Event::OffersVoided {
+            offer_ids: vec!["o1".into()],
+        },
+        clock.now(),
+    );
+    assert!(has(
+        &s,
+        |a| matches!(a, Action::Reconcile(l) if l.len() == 1)
+    ));
+    let s = core.handle_event(reconciled("t-a.1", BackendState::Staging), clock.now());
+    assert_eq!(s.changes[0].state, TaskState::Launching);
+    assert!(s.changes[0]
+        .message
+        .as_deref()
+        .unwrap()
+        .contains("the master has it"));
+    // Known to the master: a later GONE (the task really went away) is final again.
+    for (state, want) in [
+        (BackendState::Starting, TaskState::Starting),
+        (BackendState::Running, TaskState::Running),
+        (BackendState::Finished, TaskState::Succeeded),
+    ] {
+        let s = core.handle_event(Event::Update(update("t-a.1", state, Some(1))), clock.now());
+        assert_eq!(s.changes[0].state, want);
+        assert_eq!(s.changes[0].attempt, 1);
+    }
+    assert_eq!(core.stats().relaunches, 0);
+}
+
+#[test]
+fn an_unanswered_launch_the_master_dropped_is_relaunched_without_waiting_for_the_void() {
+    let clock = Clock::new();
+    let (mut core, _) = unconfirmed_core(&clock);
+    let mut u = update("t-a.1", BackendState::Dropped, None);
+    u.reason = Some("REASON_INVALID_OFFERS".into());
+    let s = core.handle_event(Event::Update(u), clock.now());
+    assert_eq!(s.changes[0].state, TaskState::Queued);
+}
+
+#[test]
+fn a_failed_void_is_sent_again_after_a_backoff_and_after_a_resubscribe() {
+    let mut clock = Clock::new();
+    let (mut core, s) = unconfirmed_core(&clock);
+    let void = s.actions[0].clone();
+    let s = core.handle_event(
+        Event::ActionFailed {
+            action: void.clone(),
+            error: "not subscribed to a Mesos master".into(),
+            fatal: false,
+        },
+        clock.now(),
+    );
+    assert!(!has(&s, |a| matches!(a, Action::VoidOffers { .. })));
+    let s = core.tick(clock.advance(1.0));
+    assert!(
+        !has(&s, |a| matches!(a, Action::VoidOffers { .. })),
+        "not in a loop"
+    );
+    let s = core.tick(clock.advance(5.0));
+    assert!(has(&s, |a| *a == void), "{:?}", s.actions);
+    // Unanswered, then a new subscription: sent again at once.
+    core.handle_event(
+        Event::ActionUnconfirmed {
+            action: void.clone(),
+            error: "timed out".into(),
+        },
+        clock.now(),
+    );
+    let s = core.handle_event(subscribed(), clock.now());
+    assert!(has(&s, |a| *a == void), "{:?}", s.actions);
+    // Voided twice (two DECLINEs taken): reconciled once more, nothing else.
+    core.handle_event(
+        Event::OffersVoided {
+            offer_ids: vec!["o1".into()],
+        },
+        clock.now(),
+    );
+    let s = core.handle_event(
+        Event::OffersVoided {
+            offer_ids: vec!["o1".into()],
+        },
+        clock.now(),
+    );
+    assert!(s.actions.is_empty(), "{:?}", s.actions);
+    core.assert_consistent();
 }
 
 #[test]
@@ -1103,6 +1292,8 @@ mod random_sequences {
         Subscribe,
         Disconnect,
         FailLastLaunch,
+        UnconfirmLastLaunch,
+        VoidAll,
     }
 
     const STATES: [BackendState; 14] = [
@@ -1132,6 +1323,8 @@ mod random_sequences {
             1 => Just(Op::Subscribe),
             1 => Just(Op::Disconnect),
             1 => Just(Op::FailLastLaunch),
+            1 => Just(Op::UnconfirmLastLaunch),
+            1 => Just(Op::VoidAll),
         ]
     }
 
@@ -1151,6 +1344,9 @@ mod random_sequences {
             let mut terminal: HashMap<String, TaskState> = HashMap::new();
             let mut live_attempt: HashMap<String, String> = HashMap::new();
             let mut last_launch: Option<Action> = None;
+            let mut voids: Vec<Vec<String>> = Vec::new();
+            // Attempts whose ACCEPT got no answer, and whether their offers are void yet.
+            let mut unconfirmed: HashMap<String, bool> = HashMap::new();
             let mut offer_n = 0;
             for op in ops {
                 let mut uuid_sent = false;
@@ -1204,7 +1400,36 @@ mod random_sequences {
                         Some(action) => core.handle_event(Event::ActionFailed { action, error: "refused".into(), fatal: false }, clock.now()),
                         None => continue,
                     },
+                    Op::UnconfirmLastLaunch => match last_launch.take() {
+                        Some(action) => {
+                            let step = core.handle_event(Event::ActionUnconfirmed { action, error: "lost".into() }, clock.now());
+                            for c in &step.changes {
+                                unconfirmed.insert(format!("{}.{}", c.task_id, c.attempt), false);
+                            }
+                            step
+                        }
+                        None => continue,
+                    },
+                    Op::VoidAll => {
+                        let mut step = Step::default();
+                        for offer_ids in std::mem::take(&mut voids) {
+                            step.append(core.handle_event(Event::OffersVoided { offer_ids }, clock.now()));
+                        }
+                        for v in unconfirmed.values_mut() { *v = true; }
+                        step
+                    }
                 };
+                if let Op::Update(_, _, s, _) = op {
+                    // A "not known to the master" answer never requeues an unconfirmed attempt
+                    // before its offers are void.
+                    let gone = matches!(STATES[s as usize], BackendState::Gone | BackendState::GoneByOperator | BackendState::Unknown);
+                    for c in &step.changes {
+                        let key = format!("{}.{}", c.task_id, c.attempt);
+                        if gone && unconfirmed.get(&key) == Some(&false) {
+                            prop_assert!(c.state != TaskState::Queued, "{key} requeued before its offers were void");
+                        }
+                    }
+                }
                 core.assert_consistent();
                 for c in &step.changes {
                     prop_assert!(!terminal.contains_key(&c.task_id), "{} changed after its end: {:?}", c.task_id, c);
@@ -1228,6 +1453,7 @@ mod random_sequences {
                             }
                         }
                         Action::Acknowledge { .. } => acks += 1,
+                        Action::VoidOffers { offer_ids, .. } => voids.push(offer_ids.clone()),
                         _ => {}
                     }
                 }

@@ -203,6 +203,19 @@ pub enum Event {
         /// True when retrying the same action cannot help (e.g. a 4xx other than 503).
         fatal: bool,
     },
+    /// An action was written to the master (or may have been) but no answer came: the
+    /// connection broke or the call timed out. The master may or may not carry it out. For a
+    /// `Launch`, the attempts' fate is unknown until they are settled (see
+    /// [`Action::VoidOffers`]): they are never launched again blindly.
+    ActionUnconfirmed {
+        action: Action,
+        error: String,
+    },
+    /// The master has taken the DECLINE of [`Action::VoidOffers`]: from now on no ACCEPT of
+    /// these offers, however late it arrives, can launch anything.
+    OffersVoided {
+        offer_ids: Vec<String>,
+    },
 }
 
 /// The driver's end of a running backend: events come in, actions go out. Each backend runs
@@ -279,6 +292,12 @@ pub enum Action {
         backend_task_id: String,
         uuid: Vec<u8>,
     },
+    /// Makes offers unusable for an ACCEPT still on its way: a DECLINE of `offer_ids` (a
+    /// no-op for the master when they were already used or are gone), answered by
+    /// [`Event::OffersVoided`] once the master has taken it, or by `ActionFailed`. A
+    /// reconciliation asked after that answer is final for an attempt launched on them. No
+    /// decline filter: an offer that was still outstanding is offered again at once.
+    VoidOffers { offer_ids: Vec<String> },
     /// Explicit reconciliation of `(backend task id, agent id)` pairs; empty = implicit.
     Reconcile(Vec<(String, Option<String>)>),
     /// Stop offers for these roles (empty = all).

@@ -10,7 +10,7 @@ use std::sync::{Arc, Weak};
 use airflow_mesos::mesos::proto::scheduler::{call, Call, Event};
 use airflow_mesos::mesos::recordio::encode_record;
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
@@ -22,6 +22,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::cut::{Conn, Cut};
 use super::mesos_json::{JsonError, Schema};
 use super::state::{event_heartbeat, Leadership, StreamMsg};
 use super::{RecordedCall, Shared};
@@ -65,21 +66,55 @@ fn redirect_to(location: String) -> Response {
 
 async fn scheduler(
     State(shared): State<Arc<Shared>>,
+    ConnectInfo(conn): ConnectInfo<Conn>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (response, call) = handle(&shared, &method, &uri, &headers, &body);
+    let cut = take_cut(&shared, &headers, &body);
+    let (response, call) = match cut {
+        Some(Cut::BeforeCall) => {
+            let ct = headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok());
+            (
+                text(StatusCode::OK, ""),
+                parse_call(ct.unwrap_or(""), &body).ok(),
+            )
+        }
+        _ => handle(&shared, &method, &uri, &headers, &body),
+    };
+    if cut.is_some() {
+        // Nothing of the answer is written: the connection closes.
+        conn.cut();
+    }
     shared.record(RecordedCall {
         method: method.to_string(),
         path: uri.path().to_string(),
         headers,
         body,
         call,
-        status: response.status().as_u16(),
+        status: if cut.is_some() {
+            0
+        } else {
+            response.status().as_u16()
+        },
     });
     response
+}
+
+/// The cut set for this call's type, if any (taken: each cut happens once).
+fn take_cut(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Option<Cut> {
+    let mut cuts = shared.cuts.lock().unwrap_or_else(|e| e.into_inner());
+    if cuts.is_empty() {
+        return None;
+    }
+    let ct = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    let c = parse_call(ct, body).ok()?;
+    let t = call::Type::try_from(c.r#type?).ok()?;
+    let i = cuts.iter().position(|(ct, _)| *ct == t)?;
+    Some(cuts.remove(i).1)
 }
 
 /// The authenticated principal, or `Err(401 response)`.

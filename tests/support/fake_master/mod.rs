@@ -26,7 +26,9 @@
 //! (e.g. 503), [`FakeMaster::set_leadership`] / [`FakeMaster::flip_leader_to`] (standby
 //! redirects), [`FakeMaster::require_auth`], [`FakeMaster::rescind_offers`],
 //! [`FakeMaster::mark_agent_unreachable`] / [`FakeMaster::reregister_agent`],
-//! [`FakeMaster::send_task_update`], [`FakeMaster::release_task`].
+//! [`FakeMaster::send_task_update`], [`FakeMaster::release_task`],
+//! [`FakeMaster::cut_connection_at_next`] (the call connection closes without an answer,
+//! before or after the call is carried out; see [`cut`]).
 //!
 //! Time (heartbeats, update resends, decline filters, failover timeouts, scripted sleeps) runs
 //! on the tokio clock, so `#[tokio::test(start_paused = true)]` tests need no real waiting.
@@ -39,6 +41,7 @@
 //! report STARTING, RUNNING and the real exit status; `/files/read` serves the sandbox. Tests of
 //! what a task's command line becomes use it (`tests/mesos_agent.rs`).
 
+pub mod cut;
 pub mod exec;
 pub mod http;
 pub mod mesos_json;
@@ -300,6 +303,8 @@ pub(crate) struct Shared {
     heartbeats: AtomicBool,
     heartbeat_interval: Duration,
     addr: SocketAddr,
+    /// Connection cuts still to make: at the next call of that type.
+    cuts: Mutex<Vec<(call::Type, cut::Cut)>>,
 }
 
 impl Shared {
@@ -422,10 +427,12 @@ impl FakeMaster {
             heartbeats: AtomicBool::new(true),
             heartbeat_interval: opts.heartbeat_interval,
             addr,
+            cuts: Mutex::new(Vec::new()),
         });
         let router = http::router(shared.clone());
         let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, router).await;
+            let app = router.into_make_service_with_connect_info::<cut::Conn>();
+            let _ = axum::serve(cut::CutListener(listener), app).await;
         });
         let ticker = tokio::spawn(ticker(Arc::downgrade(&shared)));
         let master = FakeMaster {
@@ -712,6 +719,17 @@ impl FakeMaster {
                 s.fail_next.push((status, body.to_string()));
             }
         });
+    }
+
+    /// Closes the connection that carries the next call of type `t`, without an answer:
+    /// before the call is carried out or right after ([`cut::Cut`]). The call is recorded
+    /// with status 0. Cuts add up: two calls cut the next two calls of that type.
+    pub fn cut_connection_at_next(&self, t: call::Type, when: cut::Cut) {
+        self.shared
+            .cuts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((t, when));
     }
 
     /// Leader, standby redirecting to another master, or no leader.
