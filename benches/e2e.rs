@@ -2,6 +2,14 @@
 //!
 //! `cargo bench --bench e2e` (or `bash benches/run.sh`, which also runs the matching bench):
 //!
+//! Every run is made at three offered loads (`AM_BENCH_LOADS`, default `flat,1000,100`): *flat
+//! out* (N tasks submitted at once, each finishing at once), and a fixed rate of 1,000 and 100
+//! tasks/s (a `POST /v1/tasks` of rate × 100 ms tasks every 100 ms for `AM_BENCH_LOAD_SECONDS`,
+//! default 10 s, each task running 1 s on its agent; the feed is read at most every 100 ms).
+//! Next to tasks/s each run reports the **daemon's CPU per task**: its user + system time from
+//! `/proc/<pid>/stat` from the first POST until every task is terminal and acknowledged, / N;
+//! the Python peer runs at the same loads on the same master and reports its own.
+//!
 //! 1. **launch rate** — the real `airflow-mesos scheduler` binary (a subprocess) is pointed at a
 //!    fake master whose agents finish every task at once (STARTING → RUNNING → FINISHED, each
 //!    update with a uuid, resent until acknowledged). N tasks (default 10,000) are submitted
@@ -18,6 +26,8 @@
 //!
 //! Environment: `AM_BENCH_TASKS` (N), `AM_BENCH_RSS_TASKS`, `AM_BENCH_PEER_TASKS`,
 //! `AM_BENCH_AVMESOS_TASKS`, `AM_BENCH_ONLY` (comma list of `sqlite,postgres,rss,peer,avmesos`),
+//! `AM_BENCH_LOADS` (comma list of `flat` and rates in tasks/s), `AM_BENCH_LOAD_SECONDS`,
+//! `AM_BENCH_SUBMIT_TICK_MS` (time between two submissions of a fixed-rate load, 100),
 //! `AM_TEST_PG_URL`, `AM_TEST_PYTHON` (python with pymesos; default `/opt/am-venv/bin/python`),
 //! `AM_BENCH_AVMESOS_PYTHON` (python with the provider; default
 //! `/opt/am-avmesos-venv/bin/python`), `AM_BENCH_DAEMON` (daemon binary; default the one cargo
@@ -28,7 +38,7 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -48,6 +58,11 @@ const API_TOKEN: &str = "bench-token";
 const STALL: Duration = Duration::from_secs(60);
 /// How many task specs go in one `POST /v1/tasks`.
 const BATCH: usize = 500;
+/// How long a task of a fixed-rate load runs on its fake agent (between RUNNING and FINISHED).
+const TASK_SECONDS: f64 = 1.0;
+/// The most daemon CPU per task the targets allow (µs), by database.
+const CPU_TARGET_SQLITE: &str = "<= 100";
+const CPU_TARGET_POSTGRES: &str = "<= 150";
 
 /// What to run, from the environment.
 struct Settings {
@@ -61,6 +76,37 @@ struct Settings {
     avmesos_python: PathBuf,
     daemon: PathBuf,
     repo: PathBuf,
+    /// The offered loads to run, in order (`AM_BENCH_LOADS`).
+    loads: Vec<Load>,
+    /// How long a fixed-rate load submits tasks (`AM_BENCH_LOAD_SECONDS`).
+    load_seconds: f64,
+    /// Time between two submissions of a fixed-rate load (`AM_BENCH_SUBMIT_TICK_MS`).
+    tick: Duration,
+}
+
+/// An offered load.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Load {
+    /// N tasks submitted at once (batches of [`BATCH`], back to back), finishing at once.
+    FlatOut,
+    /// Tasks submitted at this many per second, each running [`TASK_SECONDS`] on its agent.
+    Rate(f64),
+}
+
+impl Load {
+    fn label(self) -> String {
+        match self {
+            Load::FlatOut => "flat out".into(),
+            Load::Rate(r) => format!("{r:.0} tasks/s offered"),
+        }
+    }
+
+    fn slug(self) -> String {
+        match self {
+            Load::FlatOut => "flat".into(),
+            Load::Rate(r) => format!("rate{r:.0}"),
+        }
+    }
 }
 
 impl Settings {
@@ -75,6 +121,29 @@ impl Settings {
             }
         }
         let tasks = num("AM_BENCH_TASKS", 10_000)?;
+        let loads_text = std::env::var("AM_BENCH_LOADS").unwrap_or_else(|_| "flat,1000,100".into());
+        let mut loads = Vec::new();
+        for l in loads_text
+            .split(',')
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+        {
+            loads.push(match l {
+                "flat" => Load::FlatOut,
+                r => match r.parse::<f64>() {
+                    Ok(v) if v > 0.0 && v.is_finite() => Load::Rate(v),
+                    _ => bail!("AM_BENCH_LOADS={loads_text:?}: {l:?} is neither `flat` nor a positive rate"),
+                },
+            });
+        }
+        let load_seconds = match std::env::var("AM_BENCH_LOAD_SECONDS") {
+            Ok(v) => match v.trim().parse::<f64>() {
+                Ok(x) if x > 0.0 && x.is_finite() => x,
+                _ => bail!("AM_BENCH_LOAD_SECONDS={v:?} is not a positive number"),
+            },
+            Err(_) => 10.0,
+        };
+        let tick_ms = num("AM_BENCH_SUBMIT_TICK_MS", 100)?.max(1);
         let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
         Ok(Settings {
             tasks,
@@ -100,6 +169,9 @@ impl Settings {
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_airflow-mesos"))),
             repo,
+            loads,
+            load_seconds,
+            tick: Duration::from_millis(tick_ms as u64),
         })
     }
 
@@ -168,64 +240,80 @@ fn main() -> Result<()> {
 
 async fn run_all(s: &Settings) -> Result<Vec<Figure>> {
     let mut figures = Vec::new();
-    let mut ours_sqlite: Option<f64> = None;
 
-    // SQLite, then the peers on the same fake master.
+    // SQLite, then the peers on the same fake master, once per offered load.
     if s.wants("sqlite") || s.wants("peer") || s.wants("avmesos") {
-        let master = throughput_master(s.tasks).await;
-        if s.wants("sqlite") {
-            let dir = tempfile::tempdir()?;
-            let url = format!("sqlite://{}", dir.path().join("bench.db").display());
-            match launch_run(s, &master, &url, dir.path(), s.tasks, "sqlite").await {
-                Ok(r) => {
-                    ours_sqlite = Some(r.tasks_per_s());
-                    figures.extend(r.figures("SQLite", s.tasks));
+        for &load in &s.loads {
+            let n = load_tasks(s, load);
+            let master = load_master(load, n).await;
+            let mut ours: Option<LaunchRun> = None;
+            if s.wants("sqlite") {
+                let dir = tempfile::tempdir()?;
+                let url = format!("sqlite://{}", dir.path().join("bench.db").display());
+                match launch_run(s, &master, &url, dir.path(), n, load, "sqlite").await {
+                    Ok(r) => {
+                        figures.extend(r.figures("SQLite", CPU_TARGET_SQLITE));
+                        ours = Some(r);
+                    }
+                    Err(e) => figures.push(Figure::new(
+                        &format!("launch rate, SQLite, {}", load.label()),
+                        None,
+                        "tasks/s",
+                        if load == Load::FlatOut {
+                            ">= 10000"
+                        } else {
+                            "(no target)"
+                        },
+                        format!("FAILED: {e:#}"),
+                    )),
                 }
-                Err(e) => figures.push(Figure::new(
-                    "launch rate, SQLite",
-                    None,
-                    "tasks/s",
-                    ">= 5000",
-                    format!("FAILED: {e:#}"),
-                )),
             }
-        }
-        if s.wants("peer") {
-            figures.extend(peer_run(s, &master, ours_sqlite).await);
-        }
-        if s.wants("avmesos") {
-            figures.extend(avmesos_run(s, &master, ours_sqlite).await);
+            if s.wants("peer") {
+                let peer_n = match load {
+                    Load::FlatOut => s.peer_tasks,
+                    Load::Rate(_) => n,
+                };
+                figures.extend(peer_run(s, &master, peer_n, load, ours.as_ref()).await);
+            }
+            if s.wants("avmesos") && load == Load::FlatOut {
+                figures.extend(avmesos_run(s, &master, ours.as_ref()).await);
+            }
         }
     }
 
     if s.wants("postgres") {
-        match &s.pg_url {
-            None => figures.push(Figure::new(
-                "launch rate, PostgreSQL",
-                None,
-                "tasks/s",
-                "(no target)",
-                "not run: AM_TEST_PG_URL is not set (bash .ci/setup-databases.sh)".into(),
-            )),
-            Some(base) => {
-                let res = async {
-                    let db = FreshPgDatabase::create(base).await?;
-                    let master = throughput_master(s.tasks).await;
-                    let dir = tempfile::tempdir()?;
-                    let r = launch_run(s, &master, &db.url, dir.path(), s.tasks, "postgres").await;
-                    db.drop_database().await;
-                    r
-                }
-                .await;
-                match res {
-                    Ok(r) => figures.extend(r.figures("PostgreSQL", s.tasks)),
-                    Err(e) => figures.push(Figure::new(
-                        "launch rate, PostgreSQL",
-                        None,
-                        "tasks/s",
-                        "(no target)",
-                        format!("FAILED: {e:#}"),
-                    )),
+        for &load in &s.loads {
+            let n = load_tasks(s, load);
+            let name = format!("launch rate, PostgreSQL, {}", load.label());
+            match &s.pg_url {
+                None => figures.push(Figure::new(
+                    &name,
+                    None,
+                    "tasks/s",
+                    "(no target)",
+                    "not run: AM_TEST_PG_URL is not set (bash .ci/setup-databases.sh)".into(),
+                )),
+                Some(base) => {
+                    let res = async {
+                        let db = FreshPgDatabase::create(base).await?;
+                        let master = load_master(load, n).await;
+                        let dir = tempfile::tempdir()?;
+                        let r =
+                            launch_run(s, &master, &db.url, dir.path(), n, load, "postgres").await;
+                        db.drop_database().await;
+                        r
+                    }
+                    .await;
+                    match res {
+                        Ok(r) => figures.extend(r.figures("PostgreSQL", CPU_TARGET_POSTGRES)),
+                        Err(e) => figures.push(Figure::new(
+                            &name,
+                            None,
+                            "tasks/s",
+                            "(no target)",
+                            format!("FAILED: {e:#}"),
+                        )),
+                    }
                 }
             }
         }
@@ -256,13 +344,38 @@ async fn run_all(s: &Settings) -> Result<Vec<Figure>> {
     Ok(figures)
 }
 
+/// How many tasks a run of `load` submits: N flat out, rate × `load_seconds` otherwise.
+fn load_tasks(s: &Settings, load: Load) -> usize {
+    match load {
+        Load::FlatOut => s.tasks,
+        Load::Rate(r) => ((r * s.load_seconds).round() as usize).max(1),
+    }
+}
+
+/// The fake master of one offered load: flat out, 10 agents with room for all `tasks` at
+/// once, each task finishing at once; at a fixed rate, 10 agents with room for three seconds'
+/// worth of tasks, each task running [`TASK_SECONDS`].
+async fn load_master(load: Load, tasks: usize) -> FakeMaster {
+    match load {
+        Load::FlatOut => throughput_master(tasks, TaskScript::finish()).await,
+        Load::Rate(r) => {
+            let room = ((r * 3.0 * TASK_SECONDS).ceil() as usize).max(10);
+            throughput_master(
+                room,
+                TaskScript::finish_after(Duration::from_secs_f64(TASK_SECONDS)),
+            )
+            .await
+        }
+    }
+}
+
 /// A fake master whose agents, together, can run `tasks` tasks at once (10 agents).
-async fn throughput_master(tasks: usize) -> FakeMaster {
+async fn throughput_master(tasks: usize, script: TaskScript) -> FakeMaster {
     let agents = 10usize;
     let per_agent = tasks.div_ceil(agents).max(1) as f64;
     let opts = FakeMasterOptions {
         record_calls: false,
-        default_task_script: TaskScript::finish(),
+        default_task_script: script,
         agents: (0..agents)
             .map(|_| AgentSpec::new(per_agent * TASK_CPUS, per_agent * TASK_MEM))
             .collect(),
@@ -593,6 +706,7 @@ fn task_spec(i: usize) -> Value {
 // Launch rate and status-update rate.
 
 struct LaunchRun {
+    load: Load,
     tasks: usize,
     seconds: f64,
     submit_seconds: f64,
@@ -617,20 +731,32 @@ impl LaunchRun {
         self.acks as f64 / self.ack_span_seconds.max(1e-9)
     }
 
-    fn figures(&self, db: &str, n: usize) -> Vec<Figure> {
-        let target = if db == "SQLite" {
-            ">= 5000"
-        } else {
-            "(no target)"
+    /// The daemon's CPU time per task, in µs.
+    fn cpu_us_per_task(&self) -> f64 {
+        self.daemon_cpu / self.tasks.max(1) as f64 * 1e6
+    }
+
+    fn figures(&self, db: &str, cpu_target: &str) -> Vec<Figure> {
+        let n = self.tasks;
+        let load = self.load.label();
+        let rate_target = match (db, self.load) {
+            ("SQLite", Load::FlatOut) => ">= 10000",
+            _ => "(no target)",
         };
-        vec![
+        let how = match self.load {
+            Load::FlatOut => format!("N={n} submitted at once in POSTs of {BATCH}"),
+            Load::Rate(_) => {
+                format!("N={n} submitted at a fixed rate, each running {TASK_SECONDS} s")
+            }
+        };
+        let mut out = vec![
             Figure::new(
-                &format!("launch rate, {db}"),
+                &format!("launch rate, {db}, {load}"),
                 Some(self.tasks_per_s()),
                 "tasks/s",
-                target,
+                rate_target,
                 format!(
-                    "N={n}: {:.2} s from first POST to all terminal+acked (POSTs took {:.2} s), {} failed, daemon peak RSS {} MB; CPU used: daemon {:.2} s, fake master + client {:.2} s; load average before: {}",
+                    "{how}: {:.2} s from first POST to all terminal+acked (POSTs took {:.2} s), {} failed, daemon peak RSS {} MB; CPU used: daemon {:.2} s, fake master + client {:.2} s; load average before: {}",
                     self.seconds,
                     self.submit_seconds,
                     self.failed,
@@ -641,6 +767,18 @@ impl LaunchRun {
                 ),
             ),
             Figure::new(
+                &format!("daemon CPU per task, {db}, {load}"),
+                Some(self.cpu_us_per_task()),
+                "µs",
+                cpu_target,
+                format!(
+                    "user+sys of the daemon ({:.3} s) from the first POST until all {n} tasks were terminal and acknowledged, / N",
+                    self.daemon_cpu
+                ),
+            ),
+        ];
+        if self.load == Load::FlatOut {
+            out.push(Figure::new(
                 &format!("status updates, {db}"),
                 Some(self.updates_per_s()),
                 "updates/s",
@@ -649,8 +787,9 @@ impl LaunchRun {
                     "{} updates committed+acknowledged in {:.2} s (first to last ACK); best 100 ms window {:.0}/s",
                     self.acks, self.ack_span_seconds, self.peak_ack_rate
                 ),
-            ),
-        ]
+            ));
+        }
+        out
     }
 }
 
@@ -660,10 +799,11 @@ async fn launch_run(
     database_url: &str,
     dir: &Path,
     n: usize,
+    load: Load,
     label: &str,
 ) -> Result<LaunchRun> {
     let daemon = Daemon::start(s, master, database_url, dir).await?;
-    let perf = Profiler::start(s, daemon.pid(), label);
+    let perf = Profiler::start(s, daemon.pid(), &format!("{label}-{}", load.slug()));
     let load_before = std::fs::read_to_string("/proc/loadavg")
         .ok()
         .and_then(|l| l.split_whitespace().next().map(str::to_string))
@@ -687,7 +827,16 @@ async fn launch_run(
         samples
     };
     let work = async {
-        let r = drive_launch(&daemon, master, &specs, acks_before, updates_before).await;
+        let r = drive_launch(
+            &daemon,
+            master,
+            &specs,
+            load,
+            s.tick,
+            acks_before,
+            updates_before,
+        )
+        .await;
         stop.store(true, Ordering::Relaxed);
         r
     };
@@ -703,6 +852,7 @@ async fn launch_run(
     let acks = master.stats().acknowledged - acks_before;
     let (span, peak) = ack_span(&samples, acks_before);
     Ok(LaunchRun {
+        load,
         tasks: n,
         seconds,
         submit_seconds,
@@ -728,60 +878,94 @@ fn cpu_seconds(pid: u32) -> Option<f64> {
     Some((utime + stime) / 100.0)
 }
 
-/// Submits every spec, follows the change feed until all are terminal and waits for the fake
-/// master to have every agent update acknowledged. Returns (seconds, seconds spent in POSTs,
-/// tasks not succeeded, daemon peak RSS in kB).
+/// Submits every spec (flat out: back to back in POSTs of [`BATCH`]; at a fixed rate: a POST
+/// of `rate × tick` specs every `tick`), follows the change feed until all are terminal and
+/// waits for the fake master to have every agent update acknowledged. Returns (seconds,
+/// seconds spent submitting, tasks not succeeded, daemon peak RSS in kB).
+///
+/// Flat out, the feed is long-polled back to back; at a fixed rate, at most once per `tick`
+/// (as an Airflow executor reads it once per heartbeat), so that the daemon's CPU is not spent
+/// answering a poll per commit.
 async fn drive_launch(
     daemon: &Daemon,
     master: &FakeMaster,
     specs: &[Value],
+    load: Load,
+    tick: Duration,
     acks_before: u64,
     updates_before: u64,
 ) -> Result<(f64, f64, usize, Option<u64>)> {
     let n = specs.len();
     let t0 = Instant::now();
-    let mut ids: HashSet<String> = HashSet::with_capacity(n);
-    for chunk in specs.chunks(BATCH) {
-        ids.extend(daemon.submit(chunk).await?);
-    }
-    let submit_seconds = t0.elapsed().as_secs_f64();
-    if ids.len() != n {
-        bail!(
-            "the daemon returned {} distinct ids for {n} tasks",
-            ids.len()
-        );
-    }
-
-    let mut terminal: HashSet<String> = HashSet::with_capacity(n);
-    let mut failed = 0usize;
-    let mut cursor: Option<String> = None;
-    let mut rss_peak_kb = None;
-    let mut progress = Instant::now();
-    while terminal.len() < n {
-        if progress.elapsed() > STALL {
-            bail!(
-                "stalled: {} of {n} tasks terminal and no new one for {STALL:?}; daemon metrics:\n{}\ndaemon log:\n{}",
-                terminal.len(),
-                daemon.metrics_text().await,
-                daemon.log_tail()
-            );
-        }
-        let (events, next) = daemon.events(&cursor).await?;
-        cursor = next;
-        for e in events {
-            if is_terminal(&e.state) && ids.contains(&e.task_id) {
-                let ok = e.state == "succeeded";
-                if terminal.insert(e.task_id) {
-                    progress = Instant::now();
-                    if !ok {
-                        failed += 1;
-                    }
+    let submit = async {
+        let mut ids: HashSet<String> = HashSet::with_capacity(n);
+        match load {
+            Load::FlatOut => {
+                for chunk in specs.chunks(BATCH) {
+                    ids.extend(daemon.submit(chunk).await?);
+                }
+            }
+            Load::Rate(rate) => {
+                let per_tick = ((rate * tick.as_secs_f64()).round() as usize).max(1);
+                for (k, chunk) in specs.chunks(per_tick).enumerate() {
+                    tokio::time::sleep_until((t0 + tick * k as u32).into()).await;
+                    ids.extend(daemon.submit(chunk).await?);
                 }
             }
         }
-        rss_peak_kb = daemon.memory_kb().map(|(hwm, _)| hwm).or(rss_peak_kb);
+        let took = t0.elapsed().as_secs_f64();
+        if ids.len() != n {
+            bail!(
+                "the daemon returned {} distinct ids for {n} tasks",
+                ids.len()
+            );
+        }
+        Ok((ids, took))
+    };
+    // Flat out, following starts once every task is submitted (as before fixed-rate loads
+    // existed); at a fixed rate, alongside the submissions.
+    let follow = async {
+        let mut terminal: HashMap<String, bool> = HashMap::with_capacity(n);
+        let mut cursor: Option<String> = None;
+        let mut rss_peak_kb = None;
+        let mut progress = Instant::now();
+        while terminal.len() < n {
+            if progress.elapsed() > STALL {
+                bail!(
+                    "stalled: {} of {n} tasks terminal and no new one for {STALL:?}; daemon metrics:\n{}\ndaemon log:\n{}",
+                    terminal.len(),
+                    daemon.metrics_text().await,
+                    daemon.log_tail()
+                );
+            }
+            let polled = Instant::now();
+            let (events, next) = daemon.events(&cursor).await?;
+            cursor = next;
+            for e in events {
+                if is_terminal(&e.state) && !terminal.contains_key(&e.task_id) {
+                    progress = Instant::now();
+                    terminal.insert(e.task_id, e.state == "succeeded");
+                }
+            }
+            rss_peak_kb = daemon.memory_kb().map(|(hwm, _)| hwm).or(rss_peak_kb);
+            if matches!(load, Load::Rate(_)) && terminal.len() < n {
+                tokio::time::sleep_until((polled + tick).into()).await;
+            }
+        }
+        Ok((terminal, rss_peak_kb))
+    };
+    let ((ids, submit_seconds), (terminal, rss_peak_kb)) = match load {
+        Load::FlatOut => {
+            let sub = submit.await?;
+            (sub, follow.await?)
+        }
+        Load::Rate(_) => tokio::try_join!(submit, follow)?,
+    };
+    if let Some(stray) = terminal.keys().find(|id| !ids.contains(*id)) {
+        bail!("the change feed reported task {stray}, which this run did not submit");
     }
-    // Every update the agents sent must be acknowledged (3 per task with this script).
+    let failed = terminal.values().filter(|ok| !**ok).count();
+    // Every update the agents sent must be acknowledged (3 per task with these scripts).
     let expected = master.stats().agent_updates_sent - updates_before;
     let deadline = Instant::now() + Duration::from_secs(60);
     while master.stats().acknowledged - acks_before < expected {
@@ -1018,6 +1202,8 @@ struct PeerResult {
     terminal: u64,
     seconds: f64,
     tasks_per_s: Option<f64>,
+    #[serde(default)]
+    cpu_us_per_task: Option<f64>,
 }
 
 async fn run_python(
@@ -1062,12 +1248,21 @@ fn tail(text: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
-async fn peer_run(s: &Settings, master: &FakeMaster, ours: Option<f64>) -> Vec<Figure> {
+async fn peer_run(
+    s: &Settings,
+    master: &FakeMaster,
+    n: usize,
+    load: Load,
+    ours: Option<&LaunchRun>,
+) -> Vec<Figure> {
     let script = s.repo.join("benches/peer/mesos110_peer.py");
-    let n = s.peer_tasks;
+    let name = format!(
+        "Python peer (Airflow 1.10 algorithm, pymesos), {}",
+        load.label()
+    );
     let acks_before = master.stats().acknowledged;
     let updates_before = master.stats().agent_updates_sent;
-    let args = vec![
+    let mut args = vec![
         "--master".to_string(),
         master.host_port(),
         "--tasks".to_string(),
@@ -1079,35 +1274,62 @@ async fn peer_run(s: &Settings, master: &FakeMaster, ours: Option<f64>) -> Vec<F
         "--timeout".to_string(),
         "1200".to_string(),
     ];
+    if let Load::Rate(rate) = load {
+        args.extend([
+            "--rate".to_string(),
+            format!("{rate}"),
+            "--tick".to_string(),
+            format!("{}", s.tick.as_secs_f64()),
+        ]);
+    }
     let res = run_python(&s.python, &script, &args, Duration::from_secs(1300)).await;
     let (r, raw) = match res {
         Ok(x) => x,
         Err(e) => {
             return vec![Figure::new(
-                "Python peer (Airflow 1.10 algorithm, pymesos)",
+                &name,
                 None,
                 "tasks/s",
-                "ours >= 50x",
+                "(reference)",
                 format!("FAILED: {e:#} (python: {})", s.python.display()),
             )]
         }
     };
     let acked = master.stats().acknowledged - acks_before;
     let sent = master.stats().agent_updates_sent - updates_before;
-    let mut out = vec![Figure::new(
-        "Python peer (Airflow 1.10 algorithm, pymesos)",
-        r.tasks_per_s,
-        "tasks/s",
-        "(reference)",
-        format!(
-            "N={n}: {} terminal in {:.2} s (complete: {}); fake master: {acked} of {sent} updates acknowledged; {raw}",
-            r.terminal, r.seconds, r.complete
+    let mut out = vec![
+        Figure::new(
+            &name,
+            r.tasks_per_s,
+            "tasks/s",
+            "(reference)",
+            format!(
+                "N={n}: {} terminal in {:.2} s (complete: {}); fake master: {acked} of {sent} updates acknowledged; {raw}",
+                r.terminal, r.seconds, r.complete
+            ),
         ),
-    )];
-    if let (Some(ours), Some(theirs)) = (ours, r.tasks_per_s) {
+        Figure::new(
+            &format!("Python peer CPU per task, {}", load.label()),
+            r.cpu_us_per_task,
+            "µs",
+            "(reference)",
+            "user+sys of the peer process from SUBSCRIBED until the last terminal result, / N"
+                .into(),
+        ),
+    ];
+    if let (Some(ours), Some(theirs)) = (ours, r.cpu_us_per_task) {
         out.push(Figure::new(
-            "ratio ours/1.10 peer (SQLite)",
-            Some(ours / theirs),
+            &format!("ratio peer/ours CPU per task (SQLite), {}", load.label()),
+            Some(theirs / ours.cpu_us_per_task().max(1e-9)),
+            "x",
+            ">= 10 (goal 50)",
+            format!("peer {theirs:.1} µs, ours {:.1} µs", ours.cpu_us_per_task()),
+        ));
+    }
+    if let (Load::FlatOut, Some(ours), Some(theirs)) = (load, ours, r.tasks_per_s) {
+        out.push(Figure::new(
+            "ratio ours/1.10 peer tasks/s (SQLite), flat out",
+            Some(ours.tasks_per_s() / theirs),
             "x",
             ">= 50",
             String::new(),
@@ -1116,7 +1338,7 @@ async fn peer_run(s: &Settings, master: &FakeMaster, ours: Option<f64>) -> Vec<F
     out
 }
 
-async fn avmesos_run(s: &Settings, master: &FakeMaster, ours: Option<f64>) -> Vec<Figure> {
+async fn avmesos_run(s: &Settings, master: &FakeMaster, ours: Option<&LaunchRun>) -> Vec<Figure> {
     let name = "Python peer (AVENTER provider 0.4.0)";
     if !s.avmesos_python.is_file() {
         return vec![Figure::new(
@@ -1163,10 +1385,19 @@ async fn avmesos_run(s: &Settings, master: &FakeMaster, ours: Option<f64>) -> Ve
                     r.terminal, r.seconds, r.complete
                 ),
             )];
+            if let Some(cpu) = r.cpu_us_per_task {
+                out.push(Figure::new(
+                    "AVENTER provider CPU per task, flat out",
+                    Some(cpu),
+                    "µs",
+                    "(reference)",
+                    "user+sys of the peer process from SUBSCRIBED to the end, / N (it polls sync() every 10 ms)".into(),
+                ));
+            }
             if let (Some(ours), Some(theirs)) = (ours, r.tasks_per_s.filter(|t| *t > 0.0)) {
                 out.push(Figure::new(
-                    "ratio ours/AVENTER (SQLite)",
-                    Some(ours / theirs),
+                    "ratio ours/AVENTER tasks/s (SQLite)",
+                    Some(ours.tasks_per_s() / theirs),
                     "x",
                     ">= 50",
                     String::new(),

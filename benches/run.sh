@@ -13,7 +13,8 @@
 # minutes the first time; AM_BENCH_SKIP_AVMESOS=1 skips it).
 # Knobs (environment): AM_BENCH_TASKS (default 10000), AM_BENCH_RSS_TASKS (100000),
 # AM_BENCH_PEER_TASKS (= AM_BENCH_TASKS), AM_BENCH_AVMESOS_TASKS (300), AM_BENCH_ONLY
-# (comma list of sqlite,postgres,rss,peer,avmesos), AM_BENCH_SKIP_MATCHING=1.
+# (comma list of sqlite,postgres,rss,peer,avmesos), AM_BENCH_SKIP_MATCHING=1, AM_BENCH_LOADS (offered
+# loads: comma list of `flat` and tasks/s, default flat,1000,100), AM_BENCH_LOAD_SECONDS (10).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"

@@ -26,6 +26,7 @@ Usage: avmesos_peer.py --master 127.0.0.1:5050 --tasks 2000 [--timeout 600]
 import argparse
 import json
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -138,6 +139,7 @@ def main(argv):
         print("avmesos_peer: not subscribed to %s within %.0f s" % (args.master, args.timeout), file=sys.stderr)
         os._exit(1)
     t0 = time.monotonic()
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
 
     terminal = {}
     while len(terminal) < args.tasks and time.monotonic() < deadline:
@@ -149,6 +151,8 @@ def main(argv):
         if len(terminal) < args.tasks:
             time.sleep(args.sync_interval)
     t1 = time.monotonic()
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)
 
     succeeded = sum(1 for s in terminal.values() if s == State.SUCCESS)
     failed = len(terminal) - succeeded
@@ -165,6 +169,9 @@ def main(argv):
         "tasks_per_s": round(len(terminal) / elapsed, 3) if elapsed > 0 else None,
         "subscribe_seconds": round(t0 - started, 6),
         "updates_by_state": update_states,
+        # User + system CPU of the whole process (every thread) from SUBSCRIBED to the end.
+        "cpu_seconds": round(cpu, 6),
+        "cpu_us_per_task": round(cpu / len(terminal) * 1e6, 1) if terminal else None,
     }
     if first_failure:
         result["first_failure"] = first_failure

@@ -26,14 +26,22 @@ moment our daemon's clock starts too: a subscribed scheduler with N tasks submit
 when the executor has seen N terminal results, read from its result queue without the delay of
 Airflow's scheduler loop (the most generous reading for the peer). Prints one JSON line.
 
+With `--rate R`, the commands are not queued up front: a feeder thread queues them at R per
+second (a batch every `--tick` seconds), from SUBSCRIBED on, as an Airflow scheduler hands tasks
+to its executor. The result then also reports the process's CPU time (user + system, every
+thread) from SUBSCRIBED until the last terminal result: `cpu_seconds` and `cpu_us_per_task`
+(reported in both modes).
+
 Usage: mesos110_peer.py --master 127.0.0.1:5050 --tasks 10000 [--task-cpu 1] [--task-mem 256]
        [--image busybox] [--command true] [--timeout 600] [--log-file /dev/null]
+       [--rate 1000 [--tick 0.1]]
 """
 
 import argparse
 import json
 import logging
 import queue
+import resource
 import sys
 import threading
 import time
@@ -179,6 +187,12 @@ class AirflowMesosScheduler(Scheduler):
             self.task_queue.task_done()
 
 
+def cpu_seconds():
+    """User + system CPU seconds of this process, all threads."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--master", required=True, help="host:port of the Mesos master (JSON v1 API)")
@@ -189,6 +203,8 @@ def parse_args(argv):
     p.add_argument("--command", default="true", help="command each task runs")
     p.add_argument("--timeout", type=float, default=600.0, help="give up after this many seconds")
     p.add_argument("--log-file", default="/dev/null", help="where the executor's INFO log goes")
+    p.add_argument("--rate", type=float, default=0.0, help="queue the commands at this many per second (0: all up front)")
+    p.add_argument("--tick", type=float, default=0.1, help="with --rate: seconds between two batches queued")
     p.add_argument(
         "--no-teardown",
         action="store_true",
@@ -215,8 +231,12 @@ def main(argv):
 
     # execute_async(key, command): task_queue.put((key, command)). Airflow 1.10 passed the
     # command as a list and joined it with spaces.
-    for i in range(args.tasks):
-        task_queue.put((("bench_dag", "task_%d" % i, "2026-01-01T00:00:00"), [args.command]))
+    def command(i):
+        return (("bench_dag", "task_%d" % i, "2026-01-01T00:00:00"), [args.command])
+
+    if args.rate <= 0:
+        for i in range(args.tasks):
+            task_queue.put(command(i))
 
     # MesosExecutor.start(): FrameworkInfo with empty user, name 'Airflow', principal 'Airflow'
     # (no authentication), checkpoint off (no failover_timeout set).
@@ -233,6 +253,24 @@ def main(argv):
         driver.stop(failover=True)
         return 1
     t0 = sched.registered_at
+    cpu0 = cpu_seconds()
+
+    def feed():
+        # Batch k (of rate * tick commands) is queued at t0 + k * tick.
+        per_tick = max(1, int(round(args.rate * args.tick)))
+        queued = 0
+        k = 0
+        while queued < args.tasks:
+            delay = t0 + k * args.tick - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            for _ in range(min(per_tick, args.tasks - queued)):
+                task_queue.put(command(queued))
+                queued += 1
+            k += 1
+
+    if args.rate > 0:
+        threading.Thread(target=feed, daemon=True).start()
 
     # sync(): drain the result queue. We block on it instead of polling once per scheduler loop.
     succeeded = 0
@@ -257,6 +295,7 @@ def main(argv):
             complete = True
             break
     t1 = time.monotonic()
+    cpu = cpu_seconds() - cpu0
 
     # end(): 1.10 joins the task queue (only safe once every task is terminal) and stops the
     # driver without failover, which tears the framework down.
@@ -277,6 +316,9 @@ def main(argv):
         "seconds": round(elapsed, 6),
         "tasks_per_s": round(done / elapsed, 3) if elapsed > 0 else None,
         "subscribe_seconds": round(t0 - started, 6),
+        "rate": args.rate,
+        "cpu_seconds": round(cpu, 6),
+        "cpu_us_per_task": round(cpu / done * 1e6, 1) if done else None,
         "offers": sched.offers_seen,
         "launch_calls": sched.launch_calls,
         "empty_launch_calls": sched.empty_launch_calls,

@@ -5,6 +5,11 @@
 //! [`on_pool!`], which expands it for the concrete pool of the connected dialect; only the SQL
 //! that truly differs (upserts, schema) lives in [`super::sql`] and `migrations/<dialect>/`.
 //!
+//! A SQLite database in a file is written by a thread of its own (`db/sqlite_writer.rs`): its
+//! rusqlite connection runs a whole insert or commit per hand-off, where a sqlx connection hands
+//! each statement to its worker thread and back. The rules (planning, head cache, fence, seq
+//! checks) are the same; only the statements are bound differently.
+//!
 //! # Single writer
 //! The driver is the only writer. Change-feed sequence numbers are assigned by the store as
 //! `MAX(seq) + 1, …` inside the writing transaction, so they increase strictly in commit order
@@ -64,6 +69,10 @@ pub struct Store {
     url: Arc<str>,
     /// While set, every write first checks that this daemon still holds the leader lease.
     fence: Arc<std::sync::RwLock<Option<Fence>>>,
+    /// SQLite in a file: the thread that runs the inserts and commits (the other statements
+    /// use the pool). `None` for the server databases and an in-memory SQLite database (which
+    /// exists only in its one pooled connection).
+    writer: Option<Arc<SqliteWriter>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -519,12 +528,77 @@ impl Default for StoreOptions {
     }
 }
 
-/// A task prepared for insertion.
-struct NewTask<'a> {
-    rec: &'a TaskRecord,
+/// A task prepared for insertion: its head (`seq` assigned in the inserting transaction), its
+/// spec as stored, its labels.
+pub(super) struct NewTask {
+    head: TaskHead,
     spec: String,
-    seq: i64,
+    labels: Vec<(String, String)>,
 }
+
+impl NewTask {
+    fn new(rec: &TaskRecord, at_ms: i64) -> Result<NewTask, StoreError> {
+        Ok(NewTask {
+            head: TaskHead {
+                id: rec.id.clone(),
+                external_key: rec.spec.external_key.clone(),
+                state: rec.state,
+                attempts: rec.attempts,
+                current_attempt_id: rec.current_attempt_id.clone(),
+                agent_id: rec.agent_id.clone(),
+                hostname: rec.hostname.clone(),
+                message: rec.message.clone(),
+                reason: rec.reason.clone(),
+                exit_code: rec.exit_code,
+                kill_requested: rec.kill_requested,
+                updated_at: at_ms,
+                seq: 0,
+            },
+            spec: spec_json(&rec.spec, &rec.id)?,
+            labels: rec
+                .spec
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        })
+    }
+
+    /// Bytes of bound data, for chunking.
+    fn size(&self) -> usize {
+        self.spec.len() + 256
+    }
+}
+
+/// The change-feed events of inserted tasks (their `seq` assigned).
+fn insert_events_of(rows: &[NewTask], at_ms: i64) -> Vec<TaskEvent> {
+    rows.iter()
+        .map(|n| TaskEvent {
+            seq: n.head.seq,
+            task_id: n.head.id.clone(),
+            state: n.head.state,
+            attempt: n.head.attempts,
+            message: n.head.message.clone(),
+            at: at_ms,
+            external_key: n.head.external_key.clone(),
+            reason: n.head.reason.clone(),
+            prev_seq: None,
+        })
+        .collect()
+}
+
+/// A spec as stored (JSON). serde_json cannot fail on these types (string keys,
+/// finite-or-null floats); the error names the task, never the (secret) content.
+fn spec_json(spec: &TaskSpec, task_id: &str) -> Result<String, StoreError> {
+    serde_json::to_string(spec).map_err(|e| StoreError::Corrupt {
+        what: format!("spec of task {task_id}"),
+        reason: e.to_string(),
+    })
+}
+
+/// Columns of a task row insert, of an attempt upsert.
+const TASK_INSERT_COLS: usize = 15;
+const ATTEMPT_INSERT_COLS: usize = 11;
 
 impl Store {
     /// Connects to the database at `url` (sqlx syntax: `sqlite:path`, `sqlite:///abs/path`,
@@ -545,6 +619,7 @@ impl Store {
             url: shown.to_string(),
             reason: scrub(&e.to_string(), url),
         };
+        let mut writer_file = None;
         let pools = match dialect {
             Dialect::Sqlite => {
                 let opts = SqliteConnectOptions::from_str(&sqlx_url)
@@ -573,6 +648,7 @@ impl Store {
                         }
                     }
                     create_private_file(opts.get_filename()).await?;
+                    writer_file = Some(opts.get_filename().to_path_buf());
                 }
                 probe(&opts, url, &shown).await?;
                 // An in-memory database lives as long as one connection does: keep exactly one.
@@ -623,14 +699,24 @@ impl Store {
                 )
             }
         };
-        let store = Store {
+        let mut store = Store {
             pools,
             dialect,
             url: shown,
             heads: Arc::default(),
             fence: Arc::default(),
+            writer: None,
         };
         store.migrate(url).await?;
+        if let Some(file) = writer_file {
+            let w =
+                tokio::task::spawn_blocking(move || SqliteWriter::open(&file, SQLITE_BUSY_TIMEOUT))
+                    .await
+                    .map_err(|e| StoreError::WriterStopped {
+                        reason: format!("opening the SQLite writer: {e}"),
+                    })??;
+            store.writer = Some(Arc::new(w));
+        }
         tracing::debug!(url = %store.url, dialect = dialect.name(), "store connected");
         Ok(store)
     }
@@ -657,8 +743,12 @@ impl Store {
         &self.url
     }
 
-    /// Closes all connections (waiting for those in use to be returned).
+    /// Closes all connections (waiting for those in use to be returned, and for the SQLite
+    /// writer to finish what it was given).
     pub async fn close(&self) {
+        if let Some(w) = &self.writer {
+            w.close().await;
+        }
         on_pool!(self, |p| p.close().await)
     }
 
@@ -727,6 +817,18 @@ impl Store {
         let op = "inserting tasks";
         let d = self.dialect;
         let fence = self.fence();
+        let mut rows = tasks
+            .iter()
+            .map(|rec| NewTask::new(rec, at_ms))
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Some(w) = &self.writer {
+            let (events, heads) = w
+                .run(move |w| w.insert(rows, at_ms, fence.as_ref()))
+                .await?;
+            // The driver commits these tasks' launches next: their heads are known exactly.
+            self.heads.remember(heads, &[]);
+            return Ok(events);
+        }
         on_pool!(self, |p| {
             let mut tx = p.begin_write().await.map_err(StoreError::query(op))?;
             let max: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM task_events")
@@ -734,36 +836,12 @@ impl Store {
                 .await
                 .map_err(StoreError::query(op))?;
             let first = max.unwrap_or(0) + 1;
-            let mut new = Vec::with_capacity(tasks.len());
-            for (i, rec) in tasks.iter().enumerate() {
-                // serde_json cannot fail on these types (string keys, finite-or-null floats).
-                let spec = serde_json::to_string(&rec.spec).map_err(|e| StoreError::Corrupt {
-                    what: format!("spec of task {}", rec.id),
-                    reason: e.to_string(),
-                })?;
-                new.push(NewTask {
-                    rec,
-                    spec,
-                    seq: first + i as i64,
-                });
+            for (i, n) in rows.iter_mut().enumerate() {
+                n.head.seq = first + i as i64;
             }
-            let events: Vec<TaskEvent> = new
-                .iter()
-                .map(|n| TaskEvent {
-                    seq: n.seq,
-                    task_id: n.rec.id.clone(),
-                    state: n.rec.state,
-                    attempt: n.rec.attempts,
-                    message: n.rec.message.clone(),
-                    at: at_ms,
-                    external_key: n.rec.spec.external_key.clone(),
-                    reason: n.rec.reason.clone(),
-                    prev_seq: None,
-                })
-                .collect();
+            let events = insert_events_of(&rows, at_ms);
 
-            const TASK_INSERT_COLS: usize = 15;
-            let sizes: Vec<usize> = new.iter().map(|n| n.spec.len() + 256).collect();
+            let sizes: Vec<usize> = rows.iter().map(NewTask::size).collect();
             for r in chunks(
                 &sizes,
                 d.max_params() / TASK_INSERT_COLS,
@@ -778,11 +856,11 @@ impl Store {
                     ))
                     .into_owned();
                 let mut q = sqlx::query(&sql);
-                for n in &new[r] {
-                    let t = n.rec;
+                for n in &rows[r] {
+                    let t = &n.head;
                     q = q
                         .bind(&t.id)
-                        .bind(&t.spec.external_key)
+                        .bind(&t.external_key)
                         .bind(&n.spec)
                         .bind(t.state.as_str())
                         .bind(i64::from(t.attempts))
@@ -795,18 +873,17 @@ impl Store {
                         .bind(t.kill_requested)
                         .bind(at_ms)
                         .bind(at_ms)
-                        .bind(n.seq);
+                        .bind(t.seq);
                 }
                 q.execute(&mut *tx).await.map_err(StoreError::query(op))?;
             }
 
-            let labels: Vec<(&str, &str, &str)> = tasks
+            let labels: Vec<(&str, &str, &str)> = rows
                 .iter()
-                .flat_map(|t| {
-                    t.spec
-                        .labels
+                .flat_map(|n| {
+                    n.labels
                         .iter()
-                        .map(move |(k, v)| (t.id.as_str(), k.as_str(), v.as_str()))
+                        .map(move |(k, v)| (n.head.id.as_str(), k.as_str(), v.as_str()))
                 })
                 .collect();
             let sizes: Vec<usize> = labels
@@ -832,25 +909,8 @@ impl Store {
             check_fence!(d, tx, &fence, op);
             tx.commit().await.map_err(StoreError::query(op))?;
             // The driver commits these tasks' launches next: their heads are known exactly.
-            let heads: Vec<TaskHead> = new
-                .iter()
-                .map(|n| TaskHead {
-                    id: n.rec.id.clone(),
-                    external_key: n.rec.spec.external_key.clone(),
-                    state: n.rec.state,
-                    attempts: n.rec.attempts,
-                    current_attempt_id: n.rec.current_attempt_id.clone(),
-                    agent_id: n.rec.agent_id.clone(),
-                    hostname: n.rec.hostname.clone(),
-                    message: n.rec.message.clone(),
-                    reason: n.rec.reason.clone(),
-                    exit_code: n.rec.exit_code,
-                    kill_requested: n.rec.kill_requested,
-                    updated_at: at_ms,
-                    seq: n.seq,
-                })
-                .collect();
-            self.heads.remember(heads, &[]);
+            self.heads
+                .remember(rows.into_iter().map(|n| n.head).collect(), &[]);
             Ok(events)
         })
     }
@@ -872,6 +932,42 @@ impl Store {
     /// Fails with [`StoreError::UnknownTask`], writing nothing, when a change names a task that
     /// is not stored.
     pub async fn commit(&self, changes: &[Change]) -> Result<Vec<TaskEvent>, StoreError> {
+        if self.writer.is_some() {
+            return self.commit_owned(changes.to_vec()).await;
+        }
+        self.commit_here(changes).await
+    }
+
+    /// [`Store::commit`] of changes the caller gives away (the SQLite writer thread takes
+    /// them without a copy).
+    pub async fn commit_owned(&self, changes: Vec<Change>) -> Result<Vec<TaskEvent>, StoreError> {
+        if changes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let Some(w) = &self.writer else {
+            return self.commit_here(&changes).await;
+        };
+        let fence = self.fence();
+        let heads = self.heads.clone();
+        w.run(move |w| {
+            let fence = fence.as_ref();
+            if let Some(events) = w.commit_once(&heads, &changes, true, fence)? {
+                return Ok(events);
+            }
+            warn_concurrent_writer();
+            heads.clear();
+            for _ in 0..3 {
+                if let Some(events) = w.commit_once(&heads, &changes, false, fence)? {
+                    return Ok(events);
+                }
+            }
+            Err(StoreError::ConcurrentWriter)
+        })
+        .await
+    }
+
+    /// [`Store::commit`] through the pool.
+    async fn commit_here(&self, changes: &[Change]) -> Result<Vec<TaskEvent>, StoreError> {
         if changes.is_empty() {
             return Ok(Vec::new());
         }
@@ -881,10 +977,7 @@ impl Store {
         // Another writer moved a task under the cached heads: forget them all and plan again
         // on what the database holds (on PostgreSQL and MySQL a writer can still slip in
         // between the read and the write of one transaction, hence a few tries).
-        tracing::warn!(
-            "the state store changed under this process's cached task heads; \
-             re-reading them (is a second scheduler writing to the same database?)"
-        );
+        warn_concurrent_writer();
         self.heads.clear();
         for _ in 0..3 {
             if let Some(events) = self.commit_once(changes, false).await? {
@@ -978,7 +1071,6 @@ impl Store {
                 }
             }
 
-            const ATTEMPT_INSERT_COLS: usize = 11;
             let sizes: Vec<usize> = plan.attempts.iter().map(AttemptWrite::size).collect();
             for r in chunks(
                 &sizes,
@@ -1014,11 +1106,7 @@ impl Store {
 
             for c in changes {
                 let Some(spec) = &c.spec else { continue };
-                let json =
-                    serde_json::to_string(spec.as_ref()).map_err(|e| StoreError::Corrupt {
-                        what: format!("spec of task {}", c.task_id),
-                        reason: e.to_string(),
-                    })?;
+                let json = spec_json(spec, &c.task_id)?;
                 let sql = d.sql("UPDATE tasks SET spec = ? WHERE id = ?");
                 sqlx::query(&sql)
                     .bind(json)
@@ -1232,6 +1320,15 @@ mod browse;
 pub use browse::{TaskHistory, TaskPage, TaskPageQuery, MAX_PAGE, SCAN_WINDOW};
 mod lease;
 pub use lease::{Fence, Lease};
+mod sqlite_writer;
+use sqlite_writer::SqliteWriter;
+
+fn warn_concurrent_writer() {
+    tracing::warn!(
+        "the state store changed under this process's cached task heads; \
+         re-reading them (is a second scheduler writing to the same database?)"
+    );
+}
 
 /// Opens (and closes) one connection, so that an unreachable server, a refused login or a bad
 /// SQLite path fails `connect` with the database's own words rather than a pool timeout later.

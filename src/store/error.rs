@@ -42,6 +42,16 @@ pub enum StoreError {
         #[source]
         source: sqlx::Error,
     },
+    /// A statement of the SQLite writer failed.
+    #[error("database error while {op}: {source}")]
+    Sqlite {
+        op: &'static str,
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The SQLite writer thread is gone (the store was closed).
+    #[error("the SQLite writer is not running: {reason}")]
+    WriterStopped { reason: String },
     /// Another writer kept changing the same task rows while this one committed.
     #[error(
         "another process kept writing the same tasks while this one committed \
@@ -93,6 +103,10 @@ impl StoreError {
                 }
                 _ => false,
             },
+            StoreError::Sqlite { source, .. } => matches!(
+                source.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+            ),
             _ => false,
         }
     }

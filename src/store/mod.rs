@@ -6,6 +6,7 @@
 //! # Layout
 //! - [`Store`] (`db.rs`): connect + migrate, and every read and write, written once for the
 //!   three databases.
+//! - `db/sqlite_writer.rs`: the thread that runs inserts and commits on a SQLite file.
 //! - `db/browse.rs`: the bounded reads of the web UI ([`Store::task_page`],
 //!   [`Store::task_history`]).
 //! - `plan.rs`: the pure rules of [`Store::commit`] (which rows change, which events append).
