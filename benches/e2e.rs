@@ -249,7 +249,9 @@ async fn run_all(s: &Settings) -> Result<Vec<Figure>> {
             let mut ours: Option<LaunchRun> = None;
             if s.wants("sqlite") {
                 let dir = tempfile::tempdir()?;
-                let url = format!("sqlite://{}", dir.path().join("bench.db").display());
+                // `sqlite:/abs/path`: the configuration reads `sqlite:///x` the SQLAlchemy way,
+                // as the relative path `x`.
+                let url = format!("sqlite:{}", dir.path().join("bench.db").display());
                 match launch_run(s, &master, &url, dir.path(), n, load, "sqlite").await {
                     Ok(r) => {
                         figures.extend(r.figures("SQLite", CPU_TARGET_SQLITE));
@@ -1089,7 +1091,7 @@ async fn rss_queued_run(s: &Settings) -> Result<Figure> {
     })
     .await;
     let dir = tempfile::tempdir()?;
-    let url = format!("sqlite://{}", dir.path().join("rss-queued.db").display());
+    let url = format!("sqlite:{}", dir.path().join("rss-queued.db").display());
     let daemon = Daemon::start(s, &master, &url, dir.path()).await?;
     let t0 = Instant::now();
     let mut submitted = 0usize;
@@ -1136,7 +1138,7 @@ async fn rss_run(s: &Settings) -> Result<Figure> {
     })
     .await;
     let dir = tempfile::tempdir()?;
-    let url = format!("sqlite://{}", dir.path().join("rss.db").display());
+    let url = format!("sqlite:{}", dir.path().join("rss.db").display());
     let daemon = Daemon::start(s, &master, &url, dir.path()).await?;
     let (hwm_idle, _) = daemon.memory_kb().unwrap_or((0, 0));
     let t0 = Instant::now();
