@@ -6,6 +6,12 @@
 //! acknowledgement always follows the commit of the state it acknowledges and a launch's
 //! attempt is durable before ACCEPT leaves. Events that are already waiting are handled in one
 //! batch and committed together, which is what makes thousands of updates per second cheap.
+//!
+//! Group commit: one commit is in flight at a time, and the driver keeps handling events while
+//! it is. What they change waits in `pending` and rides the next commit, started as soon as the
+//! one in flight is done; every action (an acknowledgement, a launch) waits for the commit of
+//! the step that produced it and goes out in order. A failed commit stops the driver: nothing
+//! of its step, nor of any later one, is sent.
 
 use crate::scheduler::types::{Action, BackendChannels, Event, Now};
 use crate::scheduler::{Core, KillError, Step};
@@ -21,6 +27,8 @@ use tokio_util::sync::CancellationToken;
 
 /// Most events handled before one commit.
 const MAX_BATCH: usize = 2048;
+/// Changes waiting for the commit in flight beyond which no more events are taken in.
+const MAX_PENDING: usize = 4 * MAX_BATCH;
 /// Most tasks accepted in one submission.
 pub const MAX_SUBMIT: usize = 20_000;
 
@@ -168,6 +176,8 @@ pub async fn run(
     let mut driver = Driver {
         agent_sizes: Default::default(),
         outbox: Default::default(),
+        in_flight: None,
+        pending: Step::default(),
         configured_limits,
         core: parts.core,
         store: parts.store,
@@ -178,7 +188,7 @@ pub async fn run(
     };
     // Queued tasks restored from the store may need a revive.
     let step = driver.core.tick(now());
-    driver.apply(step).await?;
+    driver.apply(step);
     let mut events = parts.backend.events;
     let shutdown = parts.shutdown;
     let mut batch = Vec::with_capacity(MAX_BATCH);
@@ -192,6 +202,8 @@ pub async fn run(
         };
         let sender = driver.actions.clone();
         let waiting = !driver.outbox.is_empty();
+        let committing = driver.in_flight.is_some();
+        let room = driver.pending.changes.len() < MAX_PENDING;
         // Not biased: a steady stream of status updates must not starve submissions (nor
         // the reverse); the branches that are ready are taken in random order.
         tokio::select! {
@@ -208,7 +220,8 @@ pub async fn run(
                 }
                 Err(_) => return Err(DriverError::BackendGone),
             },
-            n = events.recv_many(&mut batch, MAX_BATCH) => {
+            done = wait_commit(&mut driver.in_flight), if committing => driver.committed(done)?,
+            n = events.recv_many(&mut batch, MAX_BATCH), if room => {
                 if n == 0 {
                     if shutdown.is_cancelled() { break; }
                     return Err(DriverError::BackendGone);
@@ -221,10 +234,12 @@ pub async fn run(
             },
             _ = sleep => {
                 let step = driver.core.tick(now());
-                driver.apply(step).await?;
+                driver.apply(step);
             }
         }
     }
+    // What was decided is committed (and its actions queued) before the driver stops.
+    driver.settle().await?;
     tracing::info!("driver stopped; running tasks keep running");
     Ok(())
 }
@@ -242,6 +257,35 @@ struct Driver {
     agent_sizes: std::collections::HashMap<String, (i64, i64)>,
     /// True when the limits came from the configuration (then offers do not change them).
     configured_limits: bool,
+    /// The commit under way and the actions of its steps.
+    in_flight: Option<InFlight>,
+    /// Decided while a commit was in flight: its changes ride the next commit, its actions
+    /// wait for that commit.
+    pending: Step,
+}
+
+/// A commit under way on its own task, and what waits for it.
+struct InFlight {
+    commit: tokio::task::JoinHandle<Result<Vec<crate::task::TaskEvent>, StoreError>>,
+    actions: Vec<Action>,
+    changes: usize,
+    started: Instant,
+}
+
+/// The result of the commit in flight (which the caller then clears).
+async fn wait_commit(
+    in_flight: &mut Option<InFlight>,
+) -> Result<Vec<crate::task::TaskEvent>, StoreError> {
+    let Some(f) = in_flight else {
+        return std::future::pending().await;
+    };
+    match (&mut f.commit).await {
+        Ok(r) => r,
+        // The commit task panicked or was cancelled: as good as a failed commit.
+        Err(e) => Err(StoreError::WriterStopped {
+            reason: format!("the commit task ended abnormally: {e}"),
+        }),
+    }
 }
 
 impl Driver {
@@ -310,13 +354,13 @@ impl Driver {
         }
         let handled = started.elapsed();
         let (changes, actions) = (total.changes.len(), total.actions.len());
-        self.apply(total).await?;
+        self.apply(total);
         tracing::debug!(
             events = n_events,
             changes,
             actions,
             handle_us = handled.as_micros() as u64,
-            commit_us = (started.elapsed() - handled).as_micros() as u64,
+            queued_behind_a_commit = self.pending.changes.len(),
             "batch"
         );
         Ok(())
@@ -352,6 +396,8 @@ impl Driver {
     }
 
     async fn handle_request(&mut self, req: Request) -> Result<(), DriverError> {
+        // A submission's insert and a kill's answer follow everything decided before them.
+        self.settle().await?;
         let started = Instant::now();
         match req {
             Request::Submit { specs, reply } => match self.store_submission(specs).await {
@@ -366,7 +412,7 @@ impl Driver {
                     // start finds the tasks queued in the store.
                     let _ = reply.send(Ok(records.clone()));
                     let step = self.core.submit(records, now());
-                    self.apply(step).await?;
+                    self.apply(step);
                 }
                 Err(e) => {
                     if let SubmitError::Store(s) = &e {
@@ -377,7 +423,8 @@ impl Driver {
             },
             Request::Kill { id, reply } => match self.core.kill(&id, now()) {
                 Ok(step) => {
-                    self.apply(step).await?;
+                    self.apply(step);
+                    self.settle().await?;
                     let state = self.core.state_of(&id).unwrap_or(TaskState::Killed);
                     let _ = reply.send(Ok(state));
                 }
@@ -427,16 +474,69 @@ impl Driver {
         Ok(records)
     }
 
-    /// Commits the step's changes, then queues its actions for the backend, in order.
-    async fn apply(&mut self, step: Step) -> Result<(), DriverError> {
-        if !step.changes.is_empty() {
-            let events = self.store.commit(&step.changes).await?;
-            self.metrics.commits.fetch_add(1, Ordering::Relaxed);
-            if let Some(last) = events.last() {
-                self.metrics.last_seq.fetch_max(last.seq, Ordering::Relaxed);
-            }
+    /// Commits the step's changes, then queues its actions for the backend, in order: at once
+    /// when there is nothing to commit nor a commit in flight; after the commit of its changes
+    /// otherwise (one started now, or the next one when a commit is in flight).
+    fn apply(&mut self, step: Step) {
+        if self.in_flight.is_some() {
+            self.pending.changes.extend(step.changes);
+            self.pending.actions.extend(step.actions);
+        } else if step.changes.is_empty() {
+            self.release(step.actions);
+        } else {
+            self.start_commit(step);
         }
-        for action in step.actions {
+    }
+
+    fn start_commit(&mut self, step: Step) {
+        let store = self.store.clone();
+        let changes = step.changes;
+        self.in_flight = Some(InFlight {
+            changes: changes.len(),
+            started: Instant::now(),
+            commit: tokio::spawn(async move { store.commit_owned(changes).await }),
+            actions: step.actions,
+        });
+    }
+
+    /// The commit in flight is done: its actions go out, and what waited for it is committed
+    /// next (or, with nothing to commit, goes out too).
+    fn committed(
+        &mut self,
+        done: Result<Vec<crate::task::TaskEvent>, StoreError>,
+    ) -> Result<(), DriverError> {
+        let Some(f) = self.in_flight.take() else {
+            return Ok(());
+        };
+        let events = done?;
+        tracing::debug!(
+            changes = f.changes,
+            actions = f.actions.len(),
+            commit_us = f.started.elapsed().as_micros() as u64,
+            "committed"
+        );
+        self.metrics.commits.fetch_add(1, Ordering::Relaxed);
+        if let Some(last) = events.last() {
+            self.metrics.last_seq.fetch_max(last.seq, Ordering::Relaxed);
+        }
+        self.release(f.actions);
+        let next = std::mem::take(&mut self.pending);
+        self.apply(next);
+        self.flush()
+    }
+
+    /// Waits until nothing is committing or waiting to be committed.
+    async fn settle(&mut self) -> Result<(), DriverError> {
+        while self.in_flight.is_some() {
+            let done = wait_commit(&mut self.in_flight).await;
+            self.committed(done)?;
+        }
+        Ok(())
+    }
+
+    /// Queues committed actions for the backend, in order.
+    fn release(&mut self, actions: Vec<Action>) {
+        for action in actions {
             self.metrics.cluster.observe_action(&action);
             match &action {
                 Action::Launch { tasks, .. } => {
@@ -456,7 +556,6 @@ impl Driver {
             }
             self.outbox.push_back(action);
         }
-        self.flush()
     }
 
     /// Hands queued actions to the backend as far as its channel has room; the rest wait in
@@ -492,3 +591,249 @@ fn action_name(a: &Action) -> &'static str {
 
 /// How long to wait for in-flight work at shutdown.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scheduler::types::{
+        to_milli, BackendState, Flavour, Offer, Quantity, Resource, StatusUpdate,
+    };
+    use crate::scheduler::CoreConfig;
+
+    /// A driver on a SQLite file, with the test as its backend.
+    struct Harness {
+        events: mpsc::Sender<Event>,
+        actions: mpsc::Receiver<Action>,
+        handle: DriverHandle,
+        driver: tokio::task::JoinHandle<Result<(), DriverError>>,
+        db: std::path::PathBuf,
+        _dir: tempfile::TempDir,
+    }
+
+    async fn start() -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("driver.db");
+        let store = Store::connect(&format!("sqlite:{}", db.display()))
+            .await
+            .unwrap();
+        let (events, events_rx) = mpsc::channel(64);
+        let (actions_tx, actions) = mpsc::channel(64);
+        let (handle, mut requests) = channel();
+        let parts = DriverParts {
+            core: Core::new(CoreConfig {
+                default_image: Some("img".into()),
+                ..CoreConfig::default()
+            }),
+            store,
+            backend: BackendChannels {
+                events: events_rx,
+                actions: actions_tx,
+            },
+            defaults: SpecDefaults {
+                image: Some("img".into()),
+                cpus: 1.0,
+                mem: 256.0,
+                disk: 0.0,
+                max_mem: None,
+                max_cpus: None,
+                containerizer: crate::task::Containerizer::Docker,
+                uncontainerized: false,
+            },
+            framework_name: "fw".into(),
+            shutdown: CancellationToken::new(),
+        };
+        let metrics = handle.metrics.clone();
+        let driver = tokio::spawn(async move { run(parts, metrics, &mut requests).await });
+        Harness {
+            events,
+            actions,
+            handle,
+            driver,
+            db,
+            _dir: dir,
+        }
+    }
+
+    fn offer() -> Offer {
+        let f = Flavour::plain("*");
+        let scalar = |name: &str, v: f64| Resource {
+            name: name.into(),
+            quantity: Quantity::Scalar(to_milli(v)),
+            flavour: f.clone(),
+        };
+        Offer {
+            id: "o1".into(),
+            agent_id: "a1".into(),
+            hostname: "a1.example".into(),
+            agent_url: None,
+            resources: vec![scalar("cpus", 8.0), scalar("mem", 8192.0)],
+            attributes: vec![],
+            allocation_role: None,
+        }
+    }
+
+    fn update(backend_task_id: &str, state: BackendState, uuid: u8) -> Event {
+        Event::Update(StatusUpdate {
+            backend_task_id: backend_task_id.into(),
+            state,
+            message: None,
+            reason: None,
+            source: None,
+            agent_id: Some("a1".into()),
+            uuid: Some(vec![uuid; 16]),
+            timestamp: None,
+            exit_code: None,
+        })
+    }
+
+    impl Harness {
+        /// The next action, skipping revives, suppresses and reconciliations.
+        async fn next_action(&mut self) -> Action {
+            loop {
+                let a = tokio::time::timeout(Duration::from_secs(10), self.actions.recv())
+                    .await
+                    .expect("an action within 10 s")
+                    .expect("the driver is running");
+                if !matches!(
+                    a,
+                    Action::Revive(_) | Action::Suppress(_) | Action::Reconcile(_)
+                ) {
+                    return a;
+                }
+            }
+        }
+
+        /// Subscribes, submits one task and lets it launch; returns its backend task id.
+        async fn launched_task(&mut self) -> String {
+            self.events
+                .send(Event::Subscribed {
+                    framework_id: "fw-1".into(),
+                    heartbeat_interval_secs: None,
+                    master: None,
+                })
+                .await
+                .unwrap();
+            let rec = self
+                .handle
+                .submit(vec![TaskSpec::shell("true")])
+                .await
+                .unwrap();
+            self.events
+                .send(Event::Offers(vec![offer()]))
+                .await
+                .unwrap();
+            match self.next_action().await {
+                Action::Launch { tasks, .. } => {
+                    assert_eq!(tasks.len(), 1);
+                    assert!(tasks[0].backend_task_id.starts_with(&rec[0].id));
+                    tasks[0].backend_task_id.clone()
+                }
+                other => panic!("expected a launch, got {other:?}"),
+            }
+        }
+
+        /// A second connection to the database.
+        async fn sql(&self, statement: &str) {
+            use sqlx::Connection;
+            let mut c = sqlx::SqliteConnection::connect(&format!("sqlite:{}", self.db.display()))
+                .await
+                .unwrap();
+            sqlx::query(statement).execute(&mut c).await.unwrap();
+            c.close().await.unwrap();
+        }
+    }
+
+    /// An update is acknowledged only once committed: when the commit that holds it fails,
+    /// no acknowledgement goes out (the master resends the update to whoever leads next) and
+    /// the driver stops.
+    #[tokio::test]
+    async fn a_failing_commit_blocks_the_acknowledgement() {
+        let mut h = start().await;
+        let task = h.launched_task().await;
+        h.events
+            .send(update(&task, BackendState::Starting, 1))
+            .await
+            .unwrap();
+        match h.next_action().await {
+            Action::Acknowledge {
+                backend_task_id,
+                uuid,
+                ..
+            } => assert_eq!(
+                (backend_task_id.as_str(), uuid),
+                (task.as_str(), vec![1; 16])
+            ),
+            other => panic!("expected the STARTING acknowledgement, got {other:?}"),
+        }
+        // From now on every commit fails.
+        h.sql(
+            "CREATE TRIGGER no_events BEFORE INSERT ON task_events \
+             BEGIN SELECT RAISE(ABORT, 'injected failure'); END",
+        )
+        .await;
+        h.events
+            .send(update(&task, BackendState::Running, 2))
+            .await
+            .unwrap();
+        let stopped = tokio::time::timeout(Duration::from_secs(10), &mut h.driver)
+            .await
+            .expect("the driver stops")
+            .unwrap();
+        let err = stopped.expect_err("a failed commit stops the driver");
+        assert!(err.to_string().contains("injected failure"), "{err}");
+        while let Ok(a) = h.actions.try_recv() {
+            assert!(
+                !matches!(a, Action::Acknowledge { .. }),
+                "acknowledged without a commit: {a:?}"
+            );
+        }
+    }
+
+    /// While a commit waits (here for the database's write lock, held by another connection),
+    /// the update it holds is not acknowledged; updates arriving meanwhile are handled and
+    /// ride the next commit, one for all of them, and their acknowledgements follow it.
+    #[tokio::test]
+    async fn updates_arriving_during_a_commit_ride_the_next_one() {
+        let mut h = start().await;
+        let task = h.launched_task().await;
+        use sqlx::Connection;
+        let mut blocker = sqlx::SqliteConnection::connect(&format!("sqlite:{}", h.db.display()))
+            .await
+            .unwrap();
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut blocker)
+            .await
+            .unwrap();
+        let metrics = h.handle.metrics.clone();
+        let commits = || metrics.commits.load(Ordering::Relaxed);
+        let before = commits();
+        h.events
+            .send(update(&task, BackendState::Starting, 1))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        for (state, uuid) in [(BackendState::Running, 2), (BackendState::Finished, 3)] {
+            h.events.send(update(&task, state, uuid)).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(h.handle.metrics.status_updates.load(Ordering::Relaxed), 3);
+        while let Ok(a) = h.actions.try_recv() {
+            assert!(
+                !matches!(a, Action::Acknowledge { .. }),
+                "acknowledged before the commit: {a:?}"
+            );
+        }
+        assert_eq!(commits(), before, "the first commit still waits");
+        sqlx::query("ROLLBACK").execute(&mut blocker).await.unwrap();
+        let mut acked = Vec::new();
+        while acked.len() < 3 {
+            if let Action::Acknowledge { uuid, .. } = h.next_action().await {
+                acked.push(uuid[0]);
+            }
+        }
+        assert_eq!(acked, [1, 2, 3], "in order");
+        assert_eq!(commits(), before + 2, "RUNNING and FINISHED in one commit");
+        let done = h.handle.metrics.last_seq.load(Ordering::Relaxed);
+        assert!(done > 0);
+    }
+}
