@@ -90,7 +90,9 @@ const MAX_CACHED_HEADS: usize = 12_288;
 
 /// The heads of live tasks as this process last inserted, committed or read them. Only the
 /// writer (the driver, through [`Store::insert_tasks`] and [`Store::commit`]) fills it; a commit checks every row's `seq` as it
-/// updates it, so a stale entry costs a retry, never a wrong write.
+/// updates it, so a stale entry costs a retry, never a wrong write. A commit takes the heads
+/// it plans on out of the cache and puts them back once committed (a failed commit leaves
+/// them to be read again), so that no head is copied.
 #[derive(Default)]
 struct HeadCache(std::sync::Mutex<HashMap<String, TaskHead>>);
 
@@ -104,25 +106,25 @@ impl HeadCache {
         })
     }
 
-    /// The cached heads of `ids`, and the ids not cached.
-    fn lookup<'a>(&self, ids: &[&'a str]) -> (Vec<TaskHead>, Vec<&'a str>) {
-        let map = self.map();
+    /// Takes the cached heads of `ids` out of the cache (a commit gives them back with
+    /// [`HeadCache::keep`] once written), and returns the ids not cached.
+    fn take<'a>(&self, ids: &[&'a str]) -> (Vec<TaskHead>, Vec<&'a str>) {
+        let mut map = self.map();
         let mut found = Vec::with_capacity(ids.len());
         let mut missing = Vec::new();
         for id in ids {
-            match map.get(*id) {
-                Some(h) => found.push(h.clone()),
+            match map.remove(*id) {
+                Some(h) => found.push(h),
                 None => missing.push(*id),
             }
         }
         (found, missing)
     }
 
-    /// After a commit: the heads it read from the database, then the rows it wrote; terminal
-    /// tasks leave the cache.
-    fn remember(&self, read: Vec<TaskHead>, written: &[TaskHead]) {
+    /// Keeps `heads` as this process last wrote or read them; terminal tasks leave the cache.
+    fn keep(&self, heads: impl IntoIterator<Item = TaskHead>) {
         let mut map = self.map();
-        for h in read.into_iter().chain(written.iter().cloned()) {
+        for h in heads {
             if h.state.is_terminal() {
                 map.remove(&h.id);
             } else if map.len() < MAX_CACHED_HEADS || map.contains_key(&h.id) {
@@ -826,7 +828,7 @@ impl Store {
                 .run(move |w| w.insert(rows, at_ms, fence.as_ref()))
                 .await?;
             // The driver commits these tasks' launches next: their heads are known exactly.
-            self.heads.remember(heads, &[]);
+            self.heads.keep(heads);
             return Ok(events);
         }
         on_pool!(self, |p| {
@@ -909,8 +911,7 @@ impl Store {
             check_fence!(d, tx, &fence, op);
             tx.commit().await.map_err(StoreError::query(op))?;
             // The driver commits these tasks' launches next: their heads are known exactly.
-            self.heads
-                .remember(rows.into_iter().map(|n| n.head).collect(), &[]);
+            self.heads.keep(rows.into_iter().map(|n| n.head));
             Ok(events)
         })
     }
@@ -1005,12 +1006,11 @@ impl Store {
             let mut tx = p.begin_write().await.map_err(StoreError::query(op))?;
             let t_begin = t0.elapsed();
             let (mut heads, missing) = if use_cache {
-                self.heads.lookup(&ids)
+                self.heads.take(&ids)
             } else {
                 (Vec::new(), ids.clone())
             };
             let cached = heads.len();
-            let mut read = Vec::new();
             for r in chunks(
                 &vec![0; missing.len()],
                 d.max_params().min(5000),
@@ -1027,12 +1027,8 @@ impl Store {
                     q = q.bind(*id);
                 }
                 let rows = q.fetch_all(&mut *tx).await.map_err(StoreError::query(op))?;
-                read.extend(collect::<_, TaskHead>(rows)?);
+                heads.extend(collect::<_, TaskHead>(rows)?);
             }
-            // Only the heads read here are new to the cache; the cached ones are there.
-            heads.extend(read.iter().cloned());
-            let old_seq: HashMap<String, i64> =
-                heads.iter().map(|h| (h.id.clone(), h.seq)).collect();
             let t_heads = t0.elapsed();
             let max: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM task_events")
                 .fetch_one(&mut *tx)
@@ -1048,7 +1044,7 @@ impl Store {
                 let sql = d.task_update(r.len());
                 let rows = r.len() as u64;
                 let mut q = sqlx::query(&sql);
-                for t in &plan.tasks[r] {
+                for (t, old_seq) in plan.tasks[r.clone()].iter().zip(&plan.old_seq[r]) {
                     q = q
                         .bind(&t.id)
                         .bind(t.state.as_str())
@@ -1062,7 +1058,7 @@ impl Store {
                         .bind(t.kill_requested)
                         .bind(t.updated_at)
                         .bind(t.seq)
-                        .bind(old_seq.get(&t.id).copied().unwrap_or(t.seq));
+                        .bind(*old_seq);
                 }
                 let done = q.execute(&mut *tx).await.map_err(StoreError::query(op))?;
                 if done.rows_affected() != rows {
@@ -1089,15 +1085,15 @@ impl Store {
                 let mut q = sqlx::query(&sql);
                 for a in &plan.attempts[r] {
                     q = q
-                        .bind(&a.task_id)
+                        .bind(a.task_id)
                         .bind(i64::from(a.attempt))
-                        .bind(&a.backend_task_id)
-                        .bind(&a.agent_id)
-                        .bind(&a.hostname)
-                        .bind(&a.agent_url)
+                        .bind(a.backend_task_id.as_ref())
+                        .bind(a.agent_id)
+                        .bind(a.hostname)
+                        .bind(a.agent_url)
                         .bind(a.state.as_str())
-                        .bind(&a.message)
-                        .bind(&a.reason)
+                        .bind(a.message)
+                        .bind(a.reason)
                         .bind(a.started_at)
                         .bind(a.updated_at);
                 }
@@ -1122,7 +1118,9 @@ impl Store {
             // Last, so that the lease row is locked only for the commit itself.
             check_fence!(d, tx, &fence, op);
             tx.commit().await.map_err(StoreError::query(op))?;
-            self.heads.remember(read, &plan.tasks);
+            let events = plan.events;
+            self.heads
+                .keep(plan.tasks.into_iter().chain(plan.untouched));
             tracing::trace!(
                 changes = changes.len(),
                 cached,
@@ -1135,7 +1133,7 @@ impl Store {
                 commit_us = (t0.elapsed() - t_events).as_micros() as u64,
                 "commit"
             );
-            Ok(Some(plan.events))
+            Ok(Some(events))
         })
     }
 
@@ -1381,9 +1379,9 @@ impl TaskHead {
     }
 }
 
-impl AttemptWrite {
+impl AttemptWrite<'_> {
     fn size(&self) -> usize {
-        let opt = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+        let opt = |s: &Option<&str>| s.map_or(0, str::len);
         64 + self.task_id.len()
             + self.backend_task_id.len()
             + opt(&self.agent_id)

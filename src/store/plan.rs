@@ -19,6 +19,7 @@
 
 use super::{Change, StoreError};
 use crate::task::{attempt_task_id, TaskEvent, TaskState};
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 /// The mutable columns of a stored task (everything but the spec and creation time).
@@ -40,37 +41,66 @@ pub(crate) struct TaskHead {
 }
 
 /// An attempt row to insert, or to merge into the stored one (fields that are `None` keep the
-/// stored value; `started_at` and `backend_task_id` are only used on insert).
+/// stored value; `started_at` and `backend_task_id` are only used on insert). It borrows from
+/// the changes it was planned from.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct AttemptWrite {
-    pub task_id: String,
+pub(crate) struct AttemptWrite<'c> {
+    pub task_id: &'c str,
     pub attempt: u32,
-    pub backend_task_id: String,
-    pub agent_id: Option<String>,
-    pub hostname: Option<String>,
-    pub agent_url: Option<String>,
+    pub backend_task_id: Cow<'c, str>,
+    pub agent_id: Option<&'c str>,
+    pub hostname: Option<&'c str>,
+    pub agent_url: Option<&'c str>,
     pub state: TaskState,
-    pub message: Option<String>,
-    pub reason: Option<String>,
+    pub message: Option<&'c str>,
+    pub reason: Option<&'c str>,
     pub started_at: i64,
     pub updated_at: i64,
 }
 
 /// What one commit writes.
 #[derive(Debug, Default, PartialEq)]
-pub(crate) struct Plan {
-    /// Task rows whose columns changed (final values).
+pub(crate) struct Plan<'c> {
+    /// Task rows whose columns changed (final values), in the order first touched.
     pub tasks: Vec<TaskHead>,
+    /// For each of `tasks`, the `seq` its row had when read (the row is written only where
+    /// it still has it).
+    pub old_seq: Vec<i64>,
+    /// The heads given that no change moved (to keep in the head cache).
+    pub untouched: Vec<TaskHead>,
     /// At most one per `(task_id, attempt)`, in first-touched order.
-    pub attempts: Vec<AttemptWrite>,
+    pub attempts: Vec<AttemptWrite<'c>>,
     /// Events to append, `seq` from `next_seq` upwards.
     pub events: Vec<TaskEvent>,
 }
 
-fn overwrite(field: &mut Option<String>, new: &Option<String>) {
-    if new.is_some() {
+/// Sets `field` to `new` (even `None`); true when that changed it.
+fn assign(field: &mut Option<String>, new: &Option<String>) -> bool {
+    if field != new {
         field.clone_from(new);
+        true
+    } else {
+        false
     }
+}
+
+/// Sets `field` to `new` when `new` is `Some`; true when that changed it.
+fn overwrite(field: &mut Option<String>, new: &Option<String>) -> bool {
+    new.is_some() && assign(field, new)
+}
+
+/// Sets an attempt's `field` to a later change's `new` when that carries it.
+fn later<'c>(field: &mut Option<&'c str>, new: &'c Option<String>) {
+    if let Some(n) = new {
+        *field = Some(n.as_str());
+    }
+}
+
+/// A head being planned: its row's `seq` when read, and the position among the dirty tasks.
+struct Slot {
+    head: TaskHead,
+    old_seq: i64,
+    dirty: Option<usize>,
 }
 
 /// Plans the writes of `changes` over the stored `heads`; event seqs start at `next_seq`.
@@ -79,54 +109,62 @@ pub(crate) fn plan_commit(
     heads: Vec<TaskHead>,
     changes: &[Change],
     next_seq: i64,
-) -> Result<Plan, StoreError> {
-    // (current head, dirty?) per task, and the order tasks were first touched in.
-    let mut tasks: HashMap<String, (TaskHead, bool)> = heads
+) -> Result<Plan<'_>, StoreError> {
+    // Heads sorted by id and found by binary search: no map keyed by copies of the ids.
+    let mut slots: Vec<Slot> = heads
         .into_iter()
-        .map(|h| (h.id.clone(), (h, false)))
+        .map(|head| Slot {
+            old_seq: head.seq,
+            head,
+            dirty: None,
+        })
         .collect();
-    let mut touched: Vec<String> = Vec::new();
-    let mut attempts: Vec<AttemptWrite> = Vec::new();
-    let mut attempt_idx: HashMap<(String, u32), usize> = HashMap::new();
+    slots.sort_unstable_by(|a, b| a.head.id.cmp(&b.head.id));
+    let mut dirty_order: Vec<usize> = Vec::new();
+    let mut attempts: Vec<AttemptWrite<'_>> = Vec::new();
+    let mut attempt_idx: HashMap<(&str, u32), usize> = HashMap::new();
     let mut events = Vec::new();
     let mut seq = next_seq;
 
     for c in changes {
-        let Some((head, dirty)) = tasks.get_mut(&c.task_id) else {
+        let Ok(i) = slots.binary_search_by(|s| s.head.id.as_str().cmp(&c.task_id)) else {
             return Err(StoreError::UnknownTask {
                 task_id: c.task_id.clone(),
             });
         };
-        let backend_id = || {
-            c.backend_task_id
-                .clone()
-                .unwrap_or_else(|| attempt_task_id(&c.task_id, c.attempt))
+        let slot = &mut slots[i];
+        let head = &mut slot.head;
+        let backend_id = || -> Cow<'_, str> {
+            match &c.backend_task_id {
+                Some(b) => Cow::Borrowed(b.as_str()),
+                None => Cow::Owned(attempt_task_id(&c.task_id, c.attempt)),
+            }
         };
 
         if c.attempt > 0 {
-            match attempt_idx.get(&(c.task_id.clone(), c.attempt)) {
+            match attempt_idx.get(&(c.task_id.as_str(), c.attempt)) {
                 Some(&i) => {
                     let a = &mut attempts[i];
                     a.state = c.state;
-                    overwrite(&mut a.agent_id, &c.agent_id);
-                    overwrite(&mut a.hostname, &c.hostname);
-                    overwrite(&mut a.agent_url, &c.agent_url);
-                    overwrite(&mut a.message, &c.message);
-                    overwrite(&mut a.reason, &c.reason);
+                    later(&mut a.agent_id, &c.agent_id);
+                    later(&mut a.hostname, &c.hostname);
+                    later(&mut a.agent_url, &c.agent_url);
+                    later(&mut a.message, &c.message);
+                    later(&mut a.reason, &c.reason);
                     a.updated_at = c.at;
                 }
                 None => {
-                    attempt_idx.insert((c.task_id.clone(), c.attempt), attempts.len());
+                    attempt_idx.insert((c.task_id.as_str(), c.attempt), attempts.len());
                     attempts.push(AttemptWrite {
-                        task_id: c.task_id.clone(),
+                        task_id: &c.task_id,
                         attempt: c.attempt,
                         backend_task_id: backend_id(),
-                        agent_id: c.agent_id.clone(),
-                        hostname: c.hostname.clone(),
-                        agent_url: c.agent_url.clone(),
+                        agent_id: c.agent_id.as_deref(),
+                        hostname: c.hostname.as_deref(),
+                        agent_url: c.agent_url.as_deref(),
                         state: c.state,
-                        message: c.message.clone(),
-                        reason: c.reason.clone(),
+                        message: c.message.as_deref(),
+                        reason: c.reason.as_deref(),
                         started_at: c.at,
                         updated_at: c.at,
                     });
@@ -137,32 +175,44 @@ pub(crate) fn plan_commit(
             }
         }
 
-        let before = head.clone();
+        let (before_state, before_seq) = (head.state, head.seq);
         let new_attempt = c.attempt > head.attempts;
+        let mut changed = false;
         if new_attempt {
             head.attempts = c.attempt;
-            head.current_attempt_id = Some(backend_id());
-            head.agent_id.clone_from(&c.agent_id);
-            head.hostname.clone_from(&c.hostname);
-            head.message.clone_from(&c.message);
-            head.reason.clone_from(&c.reason);
+            let id = backend_id();
+            if head.current_attempt_id.as_deref() != Some(&*id) {
+                head.current_attempt_id = Some(id.into_owned());
+            }
+            changed = true;
+            assign(&mut head.agent_id, &c.agent_id);
+            assign(&mut head.hostname, &c.hostname);
+            assign(&mut head.message, &c.message);
+            assign(&mut head.reason, &c.reason);
             head.exit_code = c.exit_code;
         } else {
             if c.attempt > 0 {
-                overwrite(&mut head.current_attempt_id, &c.backend_task_id);
+                changed |= overwrite(&mut head.current_attempt_id, &c.backend_task_id);
             }
-            overwrite(&mut head.agent_id, &c.agent_id);
-            overwrite(&mut head.hostname, &c.hostname);
-            overwrite(&mut head.message, &c.message);
-            overwrite(&mut head.reason, &c.reason);
-            if c.exit_code.is_some() {
+            changed |= overwrite(&mut head.agent_id, &c.agent_id);
+            changed |= overwrite(&mut head.hostname, &c.hostname);
+            changed |= overwrite(&mut head.message, &c.message);
+            changed |= overwrite(&mut head.reason, &c.reason);
+            if c.exit_code.is_some() && head.exit_code != c.exit_code {
                 head.exit_code = c.exit_code;
+                changed = true;
             }
         }
-        head.state = c.state;
-        head.kill_requested |= c.kill_requested;
+        if head.state != c.state {
+            head.state = c.state;
+            changed = true;
+        }
+        if c.kill_requested && !head.kill_requested {
+            head.kill_requested = true;
+            changed = true;
+        }
 
-        if before.state != c.state || new_attempt {
+        if before_state != c.state || new_attempt {
             head.seq = seq;
             events.push(TaskEvent {
                 seq,
@@ -173,25 +223,33 @@ pub(crate) fn plan_commit(
                 at: c.at,
                 external_key: head.external_key.clone(),
                 reason: c.reason.clone(),
-                prev_seq: Some(before.seq),
+                prev_seq: Some(before_seq),
             });
             seq += 1;
         }
-        if *head != before {
+        if changed {
             head.updated_at = c.at;
-            if !*dirty {
-                *dirty = true;
-                touched.push(c.task_id.clone());
+            if slot.dirty.is_none() {
+                slot.dirty = Some(dirty_order.len());
+                dirty_order.push(i);
             }
         }
     }
 
-    let tasks = touched
-        .into_iter()
-        .filter_map(|id| tasks.remove(&id).map(|(h, _)| h))
-        .collect();
+    // The dirty heads in the order first touched, the others apart.
+    let mut tasks: Vec<Option<(TaskHead, i64)>> = (0..dirty_order.len()).map(|_| None).collect();
+    let mut untouched = Vec::with_capacity(slots.len() - dirty_order.len());
+    for s in slots {
+        match s.dirty {
+            Some(k) => tasks[k] = Some((s.head, s.old_seq)),
+            None => untouched.push(s.head),
+        }
+    }
+    let (tasks, old_seq) = tasks.into_iter().flatten().unzip();
     Ok(Plan {
         tasks,
+        old_seq,
+        untouched,
         attempts,
         events,
     })
@@ -262,6 +320,8 @@ mod tests {
             "kept when later changes omit it"
         );
         assert_eq!(t.exit_code, Some(0));
+        assert_eq!(plan.old_seq, vec![1], "the seq the row is checked against");
+        assert!(plan.untouched.is_empty());
         assert_eq!(plan.attempts.len(), 1, "one upsert per attempt");
         assert_eq!(plan.attempts[0].started_at, 10);
         assert_eq!(plan.attempts[0].updated_at, 30);
@@ -274,9 +334,11 @@ mod tests {
         h.state = TaskState::Running;
         h.attempts = 1;
         h.current_attempt_id = Some("a.1".into());
-        let plan = plan_commit(vec![h], &[change("a", TaskState::Running, 1, 99)], 5).unwrap();
+        let changes = [change("a", TaskState::Running, 1, 99)];
+        let plan = plan_commit(vec![h], &changes, 5).unwrap();
         assert!(plan.events.is_empty());
         assert!(plan.tasks.is_empty());
+        assert_eq!(plan.untouched.len(), 1, "given back for the head cache");
     }
 
     #[test]
@@ -286,7 +348,8 @@ mod tests {
         h.attempts = 1;
         h.agent_id = Some("old-agent".into());
         h.message = Some("dropped".into());
-        let plan = plan_commit(vec![h], &[change("a", TaskState::Launching, 2, 50)], 3).unwrap();
+        let changes = [change("a", TaskState::Launching, 2, 50)];
+        let plan = plan_commit(vec![h], &changes, 3).unwrap();
         assert_eq!(
             plan.events.len(),
             1,
@@ -304,7 +367,8 @@ mod tests {
         let mut h = head("a");
         h.state = TaskState::Running;
         h.attempts = 2;
-        let plan = plan_commit(vec![h], &[change("a", TaskState::Failed, 1, 50)], 3).unwrap();
+        let changes = [change("a", TaskState::Failed, 1, 50)];
+        let plan = plan_commit(vec![h], &changes, 3).unwrap();
         assert!(plan.events.is_empty());
         assert!(plan.tasks.is_empty());
         assert_eq!(plan.attempts.len(), 1);
@@ -321,7 +385,8 @@ mod tests {
         h.state = TaskState::Queued;
         let mut kill = change("a", TaskState::Killing, 0, 5);
         kill.kill_requested = true;
-        let plan = plan_commit(vec![h], &[kill, change("a", TaskState::Killed, 0, 6)], 1).unwrap();
+        let changes = [kill, change("a", TaskState::Killed, 0, 6)];
+        let plan = plan_commit(vec![h], &changes, 1).unwrap();
         assert_eq!(plan.events.len(), 2);
         assert_eq!(plan.events[1].attempt, 1);
         assert!(plan.tasks[0].kill_requested);

@@ -382,14 +382,11 @@ impl WriterConn {
             ids.sort_unstable();
             ids.dedup();
             let (mut heads, missing) = if use_cache {
-                cache.lookup(&ids)
+                cache.take(&ids)
             } else {
                 (Vec::new(), ids.clone())
             };
-            let read = w.read_heads(op, &missing)?;
-            heads.extend(read.iter().cloned());
-            let old_seq: HashMap<String, i64> =
-                heads.iter().map(|h| (h.id.clone(), h.seq)).collect();
+            heads.extend(w.read_heads(op, &missing)?);
             let next = w.max_seq(op)? + 1;
             let plan = plan_commit(heads, changes, next)?;
 
@@ -400,7 +397,7 @@ impl WriterConn {
                 let rows = r.len();
                 let mut stmt = w.conn.prepare_cached(&sql).map_err(sqlite_err(op))?;
                 let mut b = Binder::new(&mut stmt);
-                for t in &plan.tasks[r] {
+                for (t, old_seq) in plan.tasks[r.clone()].iter().zip(&plan.old_seq[r]) {
                     b.bind(&t.id)
                         .and_then(|b| b.bind(t.state.as_str()))
                         .and_then(|b| b.bind(i64::from(t.attempts)))
@@ -413,7 +410,7 @@ impl WriterConn {
                         .and_then(|b| b.bind(t.kill_requested))
                         .and_then(|b| b.bind(t.updated_at))
                         .and_then(|b| b.bind(t.seq))
-                        .and_then(|b| b.bind(old_seq.get(&t.id).copied().unwrap_or(t.seq)))
+                        .and_then(|b| b.bind(*old_seq))
                         .map_err(sqlite_err(op))?;
                 }
                 if stmt.raw_execute().map_err(sqlite_err(op))? != rows {
@@ -431,15 +428,15 @@ impl WriterConn {
                 let mut stmt = w.conn.prepare_cached(&sql).map_err(sqlite_err(op))?;
                 let mut b = Binder::new(&mut stmt);
                 for a in &plan.attempts[r] {
-                    b.bind(&a.task_id)
+                    b.bind(a.task_id)
                         .and_then(|b| b.bind(i64::from(a.attempt)))
-                        .and_then(|b| b.bind(&a.backend_task_id))
-                        .and_then(|b| b.bind(&a.agent_id))
-                        .and_then(|b| b.bind(&a.hostname))
-                        .and_then(|b| b.bind(&a.agent_url))
+                        .and_then(|b| b.bind(a.backend_task_id.as_ref()))
+                        .and_then(|b| b.bind(a.agent_id))
+                        .and_then(|b| b.bind(a.hostname))
+                        .and_then(|b| b.bind(a.agent_url))
                         .and_then(|b| b.bind(a.state.as_str()))
-                        .and_then(|b| b.bind(&a.message))
-                        .and_then(|b| b.bind(&a.reason))
+                        .and_then(|b| b.bind(a.message))
+                        .and_then(|b| b.bind(a.reason))
                         .and_then(|b| b.bind(a.started_at))
                         .and_then(|b| b.bind(a.updated_at))
                         .map_err(sqlite_err(op))?;
@@ -460,8 +457,9 @@ impl WriterConn {
             w.insert_events(op, &plan.events)?;
             // Last, so that the lease is checked as close to the commit as can be.
             w.finish(op, fence)?;
-            cache.remember(read, &plan.tasks);
-            Ok(Some(plan.events))
+            let events = plan.events;
+            cache.keep(plan.tasks.into_iter().chain(plan.untouched));
+            Ok(Some(events))
         })
     }
 }
