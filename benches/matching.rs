@@ -1,7 +1,15 @@
 //! Matching benchmarks (criterion): how long one matching round takes, and how it grows.
 //!
 //! * `place/10k_tasks_x_1k_offers`: the placement algorithm alone ([`matching::place`]) on
-//!   10,000 queued tasks in 4 classes against 1,000 offers (more work than capacity).
+//!   10,000 queued tasks in 4 classes against 1,000 offers (more work than capacity). The
+//!   classes (a class is the tasks of one resource shape and constraint set, placed together):
+//!   1 cpu / 256 MB; 0.5 cpu / 1 GB on zone z1 or z2; 0.25 cpu / 512 MB with one host port;
+//!   2 cpus / 4 GB on `airflow:true` agents; 2,500 tasks each. Every offer is an agent of 8
+//!   unreserved + 2 reserved cpus, 32 + 8 GB, 100 GB disk, ports 31000-32000, in zone z0-z2.
+//! * `place/10k_tasks_x_1k_offers_each_its_own_size` and
+//!   `core_round/10k_tasks_x_1k_offers_each_its_own_size`: the same, but every task has a
+//!   size of its own (cpus 0.05-2.0 and mem 64-313 MB, no two alike), as when each DAG task
+//!   sets its `executor_config`: 10,000 classes of one task.
 //! * `core_round/10k_tasks_x_1k_offers`: a whole `Core::handle_event(Offers)` round: placement,
 //!   launch specs, state changes and the LAUNCH/DECLINE actions.
 //! * `place_growth/*` and `core_round_growth/*`: 1k, 10k and 100k tasks with tasks/10 offers
@@ -102,6 +110,23 @@ fn run_place(plan: &mut Plan, demands: &[Demand], tasks: u64, offers: &[Offer]) 
     plan.placements.len()
 }
 
+/// A size of its own for task `i` (no two of the first 10,000 alike): cpus 0.05-2.0, mem
+/// 64-313 MB.
+fn own_size(i: usize) -> (f64, f64) {
+    (0.05 * (1 + i % 40) as f64, 64.0 + (i / 40) as f64)
+}
+
+/// One class per task, each of its own size.
+fn run_place_own_sizes(plan: &mut Plan, demands: &[Demand], offers: &[Offer]) -> usize {
+    let classes = demands
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (d, (i as u64..i as u64 + 1).step_by(1)))
+        .collect();
+    place_into(plan, classes, offers);
+    plan.placements.len()
+}
+
 fn spec(i: usize) -> TaskSpec {
     let mut s = TaskSpec::shell(format!("airflow tasks run dag task_{i} 2024-01-01"));
     match i % 4 {
@@ -136,8 +161,13 @@ fn now() -> Now {
     }
 }
 
-/// A connected core holding `n` queued tasks.
+/// A connected core holding `n` queued tasks, of the 4 shapes of [`spec`].
 fn core_with(n: usize) -> Core {
+    core_with_specs((0..n).map(spec).collect())
+}
+
+/// A connected core holding `specs` as queued tasks.
+fn core_with_specs(specs: Vec<TaskSpec>) -> Core {
     let mut core = Core::new(CoreConfig {
         default_image: Some("airflow:2".into()),
         task_mem: 256.0,
@@ -151,10 +181,12 @@ fn core_with(n: usize) -> Core {
         },
         now(),
     );
-    let records = (0..n)
-        .map(|i| TaskRecord {
+    let records = specs
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| TaskRecord {
             seq: i as i64,
-            ..TaskRecord::queued(format!("t-{i:08}"), spec(i), i as i64)
+            ..TaskRecord::queued(format!("t-{i:08}"), s, i as i64)
         })
         .collect();
     core.submit(records, now());
@@ -182,6 +214,21 @@ fn bench(c: &mut Criterion) {
         let mut plan = Plan::default();
         b.iter(|| black_box(run_place(&mut plan, &fenced, 10_000, black_box(&offers_1k))))
     });
+    let own: Vec<Demand> = (0..10_000)
+        .map(|i| {
+            let (cpus, mem) = own_size(i);
+            Demand {
+                scalars: [to_milli(cpus), to_milli(mem), 0],
+                fixed_ports: vec![],
+                dynamic_ports: 0,
+                constraints: vec![],
+            }
+        })
+        .collect();
+    g.bench_function("10k_tasks_x_1k_offers_each_its_own_size", |b| {
+        let mut plan = Plan::default();
+        b.iter(|| black_box(run_place_own_sizes(&mut plan, &own, black_box(&offers_1k))))
+    });
     g.finish();
 
     let mut g = c.benchmark_group("place_growth");
@@ -205,6 +252,27 @@ fn bench(c: &mut Criterion) {
             |(mut core, offers)| {
                 let step = core.handle_event(Event::Offers(offers), now());
                 // Returned, so that dropping the core is not timed.
+                (core, black_box(step))
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    let core = core_with_specs(
+        (0..10_000)
+            .map(|i| {
+                let mut s = TaskSpec::shell(format!("airflow tasks run dag task_{i} 2024-01-01"));
+                let (cpus, mem) = own_size(i);
+                s.cpus = Some(cpus);
+                s.mem = Some(mem);
+                s
+            })
+            .collect(),
+    );
+    g.bench_function("10k_tasks_x_1k_offers_each_its_own_size", |b| {
+        b.iter_batched(
+            || (core.clone(), offers_1k.clone()),
+            |(mut core, offers)| {
+                let step = core.handle_event(Event::Offers(offers), now());
                 (core, black_box(step))
             },
             BatchSize::PerIteration,
