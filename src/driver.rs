@@ -27,8 +27,9 @@ use tokio_util::sync::CancellationToken;
 
 /// Most events handled before one commit.
 const MAX_BATCH: usize = 2048;
-/// Changes waiting for the commit in flight beyond which no more events are taken in.
-const MAX_PENDING: usize = 4 * MAX_BATCH;
+/// Changes waiting for the commit in flight beyond which no more events are taken in (two
+/// batches alive at once at most: the one committing and the next).
+const MAX_PENDING: usize = MAX_BATCH;
 /// Most tasks accepted in one submission.
 pub const MAX_SUBMIT: usize = 20_000;
 

@@ -73,6 +73,9 @@ pub struct Store {
     /// use the pool). `None` for the server databases and an in-memory SQLite database (which
     /// exists only in its one pooled connection).
     writer: Option<Arc<SqliteWriter>>,
+    /// The change feed's last seq as this process last wrote it (PostgreSQL's one-call
+    /// commit plans on it; the call checks it), or `postgres::UNKNOWN_SEQ`.
+    last_seq: Arc<std::sync::atomic::AtomicI64>,
 }
 
 impl std::fmt::Debug for Store {
@@ -708,6 +711,7 @@ impl Store {
             heads: Arc::default(),
             fence: Arc::default(),
             writer: None,
+            last_seq: Arc::new(std::sync::atomic::AtomicI64::new(postgres::UNKNOWN_SEQ)),
         };
         store.migrate(url).await?;
         if let Some(file) = writer_file {
@@ -910,6 +914,10 @@ impl Store {
             // Last, so that the lease row is locked only for the commit itself.
             check_fence!(d, tx, &fence, op);
             tx.commit().await.map_err(StoreError::query(op))?;
+            if let Some(last) = events.last() {
+                self.last_seq
+                    .store(last.seq, std::sync::atomic::Ordering::Release);
+            }
             // The driver commits these tasks' launches next: their heads are known exactly.
             self.heads.keep(rows.into_iter().map(|n| n.head));
             Ok(events)
@@ -995,6 +1003,9 @@ impl Store {
         changes: &[Change],
         use_cache: bool,
     ) -> Result<Option<Vec<TaskEvent>>, StoreError> {
+        if let Pools::Postgres(p) = &self.pools {
+            return self.commit_once_pg(p, changes, use_cache).await;
+        }
         let op = "committing task changes";
         let d = self.dialect;
         let mut ids: Vec<&str> = changes.iter().map(|c| c.task_id.as_str()).collect();
@@ -1318,6 +1329,7 @@ mod browse;
 pub use browse::{TaskHistory, TaskPage, TaskPageQuery, MAX_PAGE, SCAN_WINDOW};
 mod lease;
 pub use lease::{Fence, Lease};
+mod postgres;
 mod sqlite_writer;
 use sqlite_writer::SqliteWriter;
 

@@ -199,10 +199,15 @@ impl Store {
     }
 
     /// From now on every write first checks that `fence` still holds (`None`: no check, a
-    /// single daemon). The cached task heads are dropped: another leader may have written.
+    /// single daemon). The cached task heads and feed position are dropped: another leader
+    /// may have written.
     pub fn set_fence(&self, fence: Option<Fence>) {
         *self.fence.write().unwrap_or_else(|e| e.into_inner()) = fence;
         self.heads.clear();
+        self.last_seq.store(
+            super::postgres::UNKNOWN_SEQ,
+            std::sync::atomic::Ordering::Release,
+        );
     }
 
     /// The fence writes are checked against.
