@@ -8,51 +8,41 @@ use anyhow::{bail, Context};
 use std::io::Write as _;
 use std::path::Path;
 
-/// Reads a job file: one spec, a list of specs, or `{tasks: [...]}` (YAML or JSON). Errors
-/// name the file and the task (`jobs.yaml: tasks[2]: unknown field `comand``).
-pub fn read_job_file(path: &Path) -> anyhow::Result<Vec<TaskSpec>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read job file {}", path.display()))?;
-    parse_job_file(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+/// Exit code of a job file that is not a valid submission (as README's exit code table says).
+pub const EXIT_BAD_JOB_FILE: i32 = 65;
+/// Exit code of a job file that cannot be read.
+pub const EXIT_UNREADABLE_JOB_FILE: i32 = 66;
+/// Exit code of bad usage (flags that do not go together, a malformed `--env`).
+pub const EXIT_USAGE: i32 = 2;
+
+/// Why a job file could not be used, with the exit code it gives.
+#[derive(Debug)]
+pub struct JobFileError {
+    pub message: String,
+    pub exit_code: i32,
+}
+
+/// Reads a job file: one spec, a list of specs, or `{tasks: [...]}` (YAML or JSON), with the
+/// schema of `POST /v1/tasks` ([`crate::task::submission`]). Errors name the file and the
+/// field (`job file jobs.yaml: tasks[2]: unknown field `comand``).
+pub fn read_job_file(path: &Path) -> Result<Vec<TaskSpec>, JobFileError> {
+    let text = std::fs::read_to_string(path).map_err(|e| JobFileError {
+        message: format!("cannot read job file {}: {e}", path.display()),
+        exit_code: EXIT_UNREADABLE_JOB_FILE,
+    })?;
+    parse_job_file(&text).map_err(|e| JobFileError {
+        message: format!("job file {}: {e}", path.display()),
+        exit_code: EXIT_BAD_JOB_FILE,
+    })
 }
 
 /// Parses job-file text (YAML, which includes JSON).
 pub fn parse_job_file(text: &str) -> Result<Vec<TaskSpec>, String> {
-    let value: serde_yaml_ng::Value = serde_yaml_ng::from_str(text).map_err(|e| e.to_string())?;
-    let (items, prefixed) = match value {
-        serde_yaml_ng::Value::Sequence(items) => (items, true),
-        serde_yaml_ng::Value::Mapping(mut m) => {
-            match m.remove(serde_yaml_ng::Value::String("tasks".into())) {
-                Some(serde_yaml_ng::Value::Sequence(items)) => {
-                    if let Some((k, _)) = m.iter().next() {
-                        return Err(format!(
-                            "unknown top-level key {k:?} (expected only `tasks`)"
-                        ));
-                    }
-                    (items, true)
-                }
-                Some(_) => return Err("`tasks` must be a list".into()),
-                None => (vec![serde_yaml_ng::Value::Mapping(m)], false),
-            }
-        }
-        _ => return Err("expected a task spec, a list of specs, or {tasks: [...]}".into()),
-    };
-    if items.is_empty() {
+    let specs = crate::task::submission::from_yaml(text).map_err(|e| e.to_string())?;
+    if specs.is_empty() {
         return Err("no tasks in the file".into());
     }
-    items
-        .into_iter()
-        .enumerate()
-        .map(|(i, v)| {
-            serde_yaml_ng::from_value::<TaskSpec>(v).map_err(|e| {
-                if prefixed {
-                    format!("tasks[{i}]: {e}")
-                } else {
-                    e.to_string()
-                }
-            })
-        })
-        .collect()
+    Ok(specs)
 }
 
 fn spec_from_args(args: &SubmitArgs) -> anyhow::Result<TaskSpec> {
@@ -100,21 +90,37 @@ fn apply_overrides(spec: &mut TaskSpec, args: &SubmitArgs) -> anyhow::Result<()>
     Ok(())
 }
 
+/// The specs to submit: from the job files, or from the command line; with the flags applied.
+fn specs_of(args: &SubmitArgs) -> Result<Vec<TaskSpec>, JobFileError> {
+    let usage = |e: anyhow::Error| JobFileError {
+        message: format!("{e:#}"),
+        exit_code: EXIT_USAGE,
+    };
+    if args.files.is_empty() {
+        return Ok(vec![spec_from_args(args).map_err(usage)?]);
+    }
+    if !args.command.is_empty() || args.shell.is_some() {
+        return Err(usage(anyhow::anyhow!(
+            "give either -f FILE or a command (`-- CMD ARGS...`, --shell), not both"
+        )));
+    }
+    let mut all = Vec::new();
+    for f in &args.files {
+        for mut s in read_job_file(f)? {
+            apply_overrides(&mut s, args).map_err(usage)?;
+            all.push(s);
+        }
+    }
+    Ok(all)
+}
+
 pub async fn run(args: SubmitArgs, cfg: &Config) -> anyhow::Result<i32> {
-    let specs = if args.files.is_empty() {
-        vec![spec_from_args(&args)?]
-    } else {
-        if !args.command.is_empty() {
-            bail!("give either -f FILE or `-- CMD ARGS...`, not both");
+    let specs = match specs_of(&args) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {}", e.message);
+            return Ok(e.exit_code);
         }
-        let mut all = Vec::new();
-        for f in &args.files {
-            for mut s in read_job_file(f)? {
-                apply_overrides(&mut s, &args)?;
-                all.push(s);
-            }
-        }
-        all
     };
     let client = super::client(cfg);
     let tasks = match client.submit(&specs).await {
@@ -162,6 +168,34 @@ mod tests {
         );
         let t = parse_job_file("tasks:\n  - command: a\n    cpus: 0.5\n").unwrap();
         assert_eq!(t[0].cpus, Some(0.5));
+    }
+
+    #[test]
+    fn job_files_refuse_duplicate_and_unknown_keys_with_the_path() {
+        let e = parse_job_file("tasks:\n  - command: a\n    cpus: 1\n    cpus: 2\n").unwrap_err();
+        assert!(e.starts_with("tasks[0]: duplicate key `cpus`"), "{e}");
+        let e = parse_job_file("tasks:\n  - command: a\n    cpus: many\n").unwrap_err();
+        assert!(e.starts_with("tasks[0].cpus: invalid type"), "{e}");
+        let e = parse_job_file("tasks: [{command: a}]\nextra: 1\n").unwrap_err();
+        assert!(e.starts_with("extra: "), "{e}");
+    }
+
+    #[test]
+    fn a_bad_job_file_exits_65_and_an_unreadable_one_66() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("hello.yaml");
+        std::fs::write(&p, "tasks:\n  - command: a\n    cpus: [1]\n").unwrap();
+        let e = read_job_file(&p).unwrap_err();
+        assert_eq!(e.exit_code, 65);
+        assert!(
+            e.message.starts_with("job file ")
+                && e.message
+                    .contains("hello.yaml: tasks[0].cpus: invalid type"),
+            "{}",
+            e.message
+        );
+        let e = read_job_file(&dir.path().join("missing.yaml")).unwrap_err();
+        assert_eq!(e.exit_code, 66, "{}", e.message);
     }
 
     #[test]

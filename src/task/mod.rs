@@ -7,6 +7,7 @@
 pub mod policy;
 pub mod spec;
 pub mod state;
+pub mod submission;
 
 pub use policy::{Policy, PolicyError};
 pub use spec::{
