@@ -177,6 +177,9 @@ fn no_file_no_env_gives_every_default() {
         containerizer: Containerizer::Docker,
         database_url: "sqlite:/home/af/airflow/airflow-mesos.db".into(),
         api_listen: "127.0.0.1:11000".parse().unwrap(),
+        api_max_connections: 1024,
+        api_header_timeout: 10.0,
+        api_idle_timeout: 60.0,
         api_token: None,
         api_url: "http://127.0.0.1:11000".into(),
         public_url: None,
@@ -355,6 +358,9 @@ fn all_keys_expected(path: Option<PathBuf>) -> Config {
         containerizer: Containerizer::Mesos,
         database_url: "postgres://am:db-pass-xyz@db:5432/am".into(),
         api_listen: "0.0.0.0:12000".parse().unwrap(),
+        api_max_connections: 1024,
+        api_header_timeout: 10.0,
+        api_idle_timeout: 60.0,
         api_token: Some(Secret::new("tok-xyz")),
         api_url: "http://sched:12000".into(),
         public_url: Some("http://10.0.0.5:12000".into()),
@@ -1710,4 +1716,43 @@ fn docker_privileged_is_the_operators_choice_for_every_task() {
     assert_eq!(p.host_paths, vec![PathBuf::from("/run/docker.sock")]);
     let l = ok(Some("[mesos]\n"), &[]);
     assert_eq!(l.config.task_policy(), l.config.policy);
+}
+
+#[test]
+fn api_connection_limits_have_defaults_and_bounds() {
+    let c = ok(Some("[mesos]\n"), &[]).config;
+    assert_eq!(
+        (
+            c.api_max_connections,
+            c.api_header_timeout,
+            c.api_idle_timeout
+        ),
+        (1024, 10.0, 60.0)
+    );
+    let c = ok(
+        Some("[mesos]\napi_max_connections = 64\napi_header_timeout = 2.5\napi_idle_timeout = 5\n"),
+        &[],
+    )
+    .config;
+    assert_eq!(
+        (
+            c.api_max_connections,
+            c.api_header_timeout,
+            c.api_idle_timeout
+        ),
+        (64, 2.5, 5.0)
+    );
+    let e = errs(
+        Some("[mesos]\napi_max_connections = 0\napi_header_timeout = NaN\napi_idle_timeout = -1\n"),
+        &[],
+    );
+    let keys: Vec<Option<&str>> = e.errors.iter().map(|x| x.key()).collect();
+    for key in [
+        "api_max_connections",
+        "api_header_timeout",
+        "api_idle_timeout",
+    ] {
+        assert!(keys.contains(&Some(key)), "{key}: {e}");
+    }
+    assert!(e.to_string().contains("from 1 to 1000000"), "{e}");
 }

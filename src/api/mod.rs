@@ -20,6 +20,8 @@
 
 mod forward;
 pub mod logs;
+pub mod query;
+pub mod serve;
 mod views;
 
 /// The web UI forwards a kill made on a standby to the leader, marked like the API's own.
@@ -32,12 +34,13 @@ use crate::scheduler::KillError;
 use crate::store::{Store, TaskFilter};
 use crate::task::{TaskSpec, TaskState};
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use query::ApiQuery;
 use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
@@ -139,6 +142,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::web::routes(state.clone()))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn(query::json_errors))
         .with_state(state)
 }
 
@@ -294,50 +298,18 @@ async fn metrics(State(st): State<AppState>) -> Result<Response, ApiError> {
         .into_response())
 }
 
-/// Parses a submission body: one spec, `{"tasks": [...]}`, or a bare list. Errors name the
-/// field (`tasks[3].cpus: invalid type ...`).
+/// Parses a submission body: one spec, `{"tasks": [...]}`, or a bare list, with the schema of
+/// job files ([`crate::task::submission`]): unknown and duplicate keys are refused, and errors
+/// name the field by its path (`tasks[3].cpus: invalid type ...`).
 pub fn parse_submission(body: &[u8]) -> Result<Vec<TaskSpec>, ApiError> {
-    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
-        ApiError::new(StatusCode::BAD_REQUEST, format!("body is not JSON: {e}")).field("body")
-    })?;
-    let (items, prefix) = match value {
-        serde_json::Value::Array(items) => (items, "tasks"),
-        serde_json::Value::Object(mut o) if o.contains_key("tasks") => match o.remove("tasks") {
-            Some(serde_json::Value::Array(items)) => (items, "tasks"),
-            _ => {
-                return Err(
-                    ApiError::new(StatusCode::BAD_REQUEST, "`tasks` must be a list").field("tasks"),
-                )
-            }
-        },
-        other @ serde_json::Value::Object(_) => (vec![other], ""),
-        _ => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "body must be a task spec object or {\"tasks\": [...]}",
-            )
-            .field("body"))
-        }
-    };
-    items
-        .into_iter()
-        .enumerate()
-        .map(|(i, v)| {
-            serde_json::from_value::<TaskSpec>(v).map_err(|e| {
-                let field = if prefix.is_empty() {
-                    spec_error_field(&e.to_string())
-                } else {
-                    format!("tasks[{i}]")
-                };
-                ApiError::new(StatusCode::BAD_REQUEST, format!("{field}: {e}")).field(field)
-            })
-        })
-        .collect()
-}
-
-/// Best-effort field name from a serde error message (`unknown field `x``, `missing field `x``).
-fn spec_error_field(msg: &str) -> String {
-    msg.split('`').nth(1).unwrap_or("body").to_string()
+    crate::task::submission::from_json(body).map_err(|e| {
+        let field = if e.field.is_empty() {
+            "body".to_string()
+        } else {
+            e.field.clone()
+        };
+        ApiError::new(StatusCode::BAD_REQUEST, e.to_string()).field(field)
+    })
 }
 
 async fn submit(State(st): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
@@ -405,17 +377,19 @@ struct ListQuery {
     state: Option<String>,
     label: Option<String>,
     external_key: Option<String>,
+    #[serde(default, deserialize_with = "query::feed_position")]
     since: Option<i64>,
+    #[serde(default, deserialize_with = "query::page_size")]
     limit: Option<u32>,
 }
 
 async fn list(
     State(st): State<AppState>,
-    Query(q): Query<ListQuery>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Response, ApiError> {
     let mut filter = TaskFilter {
         since: q.since,
-        limit: Some(q.limit.unwrap_or(1000).min(10_000)),
+        limit: Some(q.limit.unwrap_or(1000).min(query::MAX_PAGE)),
         external_key: q.external_key,
         ..TaskFilter::default()
     };
@@ -441,19 +415,22 @@ async fn list(
 
 #[derive(Debug, Deserialize)]
 struct EventsQuery {
+    #[serde(default, deserialize_with = "query::feed_position")]
     since: Option<i64>,
+    #[serde(default, deserialize_with = "query::page_size")]
     limit: Option<u32>,
     /// Seconds to wait for new events when there are none (long poll, at most 60).
+    #[serde(default, deserialize_with = "query::wait_seconds")]
     wait: Option<f64>,
 }
 
 async fn events(
     State(st): State<AppState>,
-    Query(q): Query<EventsQuery>,
+    ApiQuery(q): ApiQuery<EventsQuery>,
 ) -> Result<Response, ApiError> {
     let since = q.since.unwrap_or(0);
-    let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
-    let wait = Duration::from_secs_f64(q.wait.unwrap_or(0.0).clamp(0.0, 60.0));
+    let limit = q.limit.unwrap_or(1000).clamp(1, query::MAX_PAGE);
+    let wait = Duration::from_secs_f64(q.wait.unwrap_or(0.0).clamp(0.0, query::MAX_WAIT_SECS));
     let deadline = Instant::now() + wait;
     loop {
         let evs = st.store.events_since(since, limit).await?;
@@ -501,14 +478,16 @@ async fn kill(State(st): State<AppState>, Path(id): Path<String>) -> Result<Resp
 #[derive(Debug, Deserialize)]
 struct LogQuery {
     stream: Option<String>,
+    #[serde(default, deserialize_with = "query::byte_offset")]
     offset: Option<u64>,
+    #[serde(default, deserialize_with = "query::byte_length")]
     length: Option<usize>,
 }
 
 async fn task_logs(
     State(st): State<AppState>,
     Path(id): Path<String>,
-    Query(q): Query<LogQuery>,
+    ApiQuery(q): ApiQuery<LogQuery>,
 ) -> Result<Response, ApiError> {
     let stderr = match q.stream.as_deref().unwrap_or("stdout") {
         "stdout" => false,

@@ -124,11 +124,17 @@ pub async fn run(args: SchedulerArgs, cfg: &Config) -> anyhow::Result<i32> {
         .with_context(|| format!("cannot listen on [mesos] api_listen = {}", cfg.api_listen))?;
     tracing::info!(addr = %listener.local_addr()?, ui = %crate::web::ui_url(cfg), "API listening");
     let api_shutdown = shutdown.clone();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, api::router(state))
-            .with_graceful_shutdown(async move { api_shutdown.cancelled().await })
-            .await
-    });
+    let limits = api::serve::Limits {
+        max_connections: cfg.api_max_connections,
+        header_timeout: Duration::from_secs_f64(cfg.api_header_timeout),
+        idle_timeout: Duration::from_secs_f64(cfg.api_idle_timeout),
+    };
+    let server = tokio::spawn(api::serve::serve(
+        listener,
+        api::router(state),
+        limits,
+        api_shutdown,
+    ));
 
     if let Some(idle) = args.exit_when_idle {
         tokio::spawn(exit_when_idle(

@@ -41,6 +41,9 @@ impl fmt::Debug for Config {
             containerizer,
             database_url,
             api_listen,
+            api_max_connections,
+            api_header_timeout,
+            api_idle_timeout,
             api_token,
             api_url,
             public_url,
@@ -98,6 +101,9 @@ impl fmt::Debug for Config {
             .field("containerizer", containerizer)
             .field("database_url", &redact_url(database_url))
             .field("api_listen", api_listen)
+            .field("api_max_connections", api_max_connections)
+            .field("api_header_timeout", api_header_timeout)
+            .field("api_idle_timeout", api_idle_timeout)
             .field("api_token", api_token)
             .field("api_url", api_url)
             .field("public_url", public_url)

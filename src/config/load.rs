@@ -61,6 +61,9 @@ pub struct Loaded {
 /// running tasks (Airflow 1.10 left it unset = 0, which makes Mesos kill every task as soon as
 /// the scheduler disconnects).
 pub const DEFAULT_FAILOVER_TIMEOUT: f64 = 604_800.0;
+/// The default `api_max_connections`.
+pub const DEFAULT_API_MAX_CONNECTIONS: usize = 1024;
+
 /// The default `api_listen`.
 pub const DEFAULT_API_LISTEN: &str = "127.0.0.1:11000";
 
@@ -485,6 +488,24 @@ impl Cx<'_> {
             .unwrap_or(default)
     }
 
+    /// A number of seconds from `min` to `max`.
+    fn seconds_within(&mut self, key: &'static str, default: f64, min: f64, max: f64) -> f64 {
+        self.typed(
+            key,
+            Some(default),
+            Some(fmt_num(default)),
+            |t| match parse_number(t, Bound::Positive, "seconds") {
+                Ok(v) if (min..=max).contains(&v) => Ok(v),
+                _ => Err(format!(
+                    "a number of seconds from {} to {}",
+                    fmt_num(min),
+                    fmt_num(max)
+                )),
+            },
+        )
+        .unwrap_or(default)
+    }
+
     fn number(
         &mut self,
         key: &'static str,
@@ -773,6 +794,19 @@ impl Cx<'_> {
                 parse_listen,
             )
             .unwrap_or(default_listen);
+        let api_max_connections = self
+            .typed(
+                "api_max_connections",
+                Some(DEFAULT_API_MAX_CONNECTIONS),
+                Some(DEFAULT_API_MAX_CONNECTIONS.to_string()),
+                |t| match t.parse::<usize>() {
+                    Ok(n) if (1..=1_000_000).contains(&n) => Ok(n),
+                    _ => Err("a whole number of connections from 1 to 1000000".to_string()),
+                },
+            )
+            .unwrap_or(DEFAULT_API_MAX_CONNECTIONS);
+        let api_header_timeout = self.seconds_within("api_header_timeout", 10.0, 0.1, 3600.0);
+        let api_idle_timeout = self.seconds_within("api_idle_timeout", 60.0, 0.1, 86_400.0);
         let api_token = self.secret("api_token");
         let default_api_url = api_url_for(api_listen);
         let api_url = self
@@ -955,6 +989,9 @@ impl Cx<'_> {
             containerizer,
             database_url,
             api_listen,
+            api_max_connections,
+            api_header_timeout,
+            api_idle_timeout,
             api_token,
             api_url,
             public_url,

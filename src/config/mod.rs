@@ -167,6 +167,12 @@ pub struct Config {
     /// by [`crate::store::translate_url`].
     pub database_url: String,
     pub api_listen: SocketAddr,
+    /// Most connections the API keeps open (`api_max_connections`).
+    pub api_max_connections: usize,
+    /// Seconds a client has to send a whole request head (`api_header_timeout`).
+    pub api_header_timeout: f64,
+    /// Seconds a kept-alive API connection may sit idle (`api_idle_timeout`).
+    pub api_idle_timeout: f64,
     pub api_token: Option<Secret>,
     /// Base URL clients (CLI, Airflow shim) use to reach the daemon; several daemons'
     /// comma-separated (clients try them in turn).
