@@ -267,6 +267,9 @@ backend = docker
 containerizer = mesos
 database_url = postgresql+psycopg2://am:db-pass-xyz@db:5432/am
 api_listen = 0.0.0.0:12000
+api_max_connections = 2048
+api_header_timeout = 5
+api_idle_timeout = 120
 api_token = tok-xyz
 api_url = http://sched:12000/
 public_url = http://10.0.0.5:12000
@@ -358,9 +361,9 @@ fn all_keys_expected(path: Option<PathBuf>) -> Config {
         containerizer: Containerizer::Mesos,
         database_url: "postgres://am:db-pass-xyz@db:5432/am".into(),
         api_listen: "0.0.0.0:12000".parse().unwrap(),
-        api_max_connections: 1024,
-        api_header_timeout: 10.0,
-        api_idle_timeout: 60.0,
+        api_max_connections: 2048,
+        api_header_timeout: 5.0,
+        api_idle_timeout: 120.0,
         api_token: Some(Secret::new("tok-xyz")),
         api_url: "http://sched:12000".into(),
         public_url: Some("http://10.0.0.5:12000".into()),
