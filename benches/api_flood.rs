@@ -9,9 +9,10 @@
 //!
 //! Run with `cargo bench --bench api_flood` (builds the daemon with the bench profile).
 //! `AM_BENCH_FLOOD` sets N; `AM_BENCH_DAEMON` names another daemon binary (e.g. an older build,
-//! for a before/after comparison). This process raises its own file limit with `prlimit`
-//! (needs root, or a hard limit above N) and spreads its connections over several loopback
-//! source addresses (127.0.0.2-9) so the ephemeral ports suffice.
+//! for a before/after comparison). The connections are held by child processes of 10,000
+//! each (a process holds no more descriptors than its limit), spread over several loopback
+//! source addresses (127.0.0.2-9) so the ephemeral ports suffice. Needs `prlimit`
+//! (util-linux) to start the daemon with its limit.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::{Command, Stdio};
@@ -92,18 +93,32 @@ fn summary(mut v: Vec<Option<Duration>>) -> String {
     )
 }
 
+/// A flooding process: opens `count` half-open connections, prints how many it holds, and
+/// holds them until its stdin closes.
+async fn flood_child(spec: &str) {
+    let v: Vec<usize> = spec.split(',').map(|x| x.parse().unwrap()).collect();
+    let (port, first, count) = (v[0] as u16, v[1], v[2]);
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut held = Vec::with_capacity(count);
+    let batch = 500;
+    let mut i = first;
+    while i < first + count {
+        let end = (i + batch).min(first + count);
+        let opened = futures::future::join_all((i..end).map(|k| half_open(addr, k))).await;
+        held.extend(opened.into_iter().flatten());
+        i = end;
+    }
+    println!("{}", held.len());
+    let mut sink = Vec::new();
+    let _ = tokio::io::AsyncReadExt::read_to_end(&mut tokio::io::stdin(), &mut sink).await;
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let n = env_usize("AM_BENCH_FLOOD", 24_000);
-    let me = std::process::id().to_string();
-    let limit = format!("--nofile={0}:{0}", n + 2_000);
-    let ok = Command::new("prlimit")
-        .args(["--pid", &me, &limit])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        eprintln!("could not raise this process's file limit to {}", n + 2_000);
+    if let Ok(spec) = std::env::var("AM_BENCH_FLOOD_CHILD") {
+        return flood_child(&spec).await;
     }
+    let n = env_usize("AM_BENCH_FLOOD", 24_000);
     let bin = std::env::var("AM_BENCH_DAEMON")
         .unwrap_or_else(|_| env!("CARGO_BIN_EXE_airflow-mesos").to_string());
     let home = tempfile::tempdir().unwrap();
@@ -133,7 +148,6 @@ async fn main() {
         .expect("start the daemon");
     let pid = daemon.id();
     let url = format!("http://127.0.0.1:{port}/healthz");
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let started = Instant::now();
     while healthz(&url).await.is_none() {
         assert!(
@@ -162,18 +176,33 @@ async fn main() {
         })
     };
 
+    // The flood, from child processes (this bench re-run with AM_BENCH_FLOOD_CHILD) of at
+    // most 10,000 connections each: a process may not hold more descriptors than its limit.
     let t0 = Instant::now();
-    let mut held = Vec::with_capacity(n);
-    let batch = 500;
-    let mut i = 0;
-    while i < n {
-        let end = (i + batch).min(n);
-        let opened = futures::future::join_all((i..end).map(|k| half_open(addr, k))).await;
-        held.extend(opened.into_iter().flatten());
-        i = end;
+    let per = 10_000;
+    let mut children = Vec::new();
+    let mut first = 0;
+    while first < n {
+        let count = per.min(n - first);
+        let child = tokio::process::Command::new(std::env::current_exe().unwrap())
+            .env("AM_BENCH_FLOOD_CHILD", format!("{port},{first},{count}"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start a flooding process");
+        children.push(child);
+        first += count;
+    }
+    let mut opened = 0;
+    for c in &mut children {
+        let mut line = String::new();
+        let mut out = tokio::io::BufReader::new(c.stdout.take().unwrap());
+        tokio::io::AsyncBufReadExt::read_line(&mut out, &mut line)
+            .await
+            .unwrap();
+        opened += line.trim().parse::<usize>().unwrap_or(0);
     }
     let open_time = t0.elapsed();
-    let opened = held.len();
     // All held: /healthz 20 more times, one after the other.
     let mut held_answers = Vec::new();
     for _ in 0..20 {
@@ -183,7 +212,10 @@ async fn main() {
     flooding.store(false, Ordering::Relaxed);
     let _ = prober.await;
     let (fds_held, rss_held) = proc_stat(pid);
-    drop(held);
+    for mut c in children {
+        drop(c.stdin.take());
+        let _ = c.wait().await;
+    }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (fds_after, rss_after) = proc_stat(pid);
     let after = healthz(&url).await;

@@ -119,6 +119,24 @@ impl Shared {
     }
 }
 
+/// Connections the kernel completes before the accept loop takes them (the most Linux allows
+/// by default, `net.core.somaxconn`): under a flood a client's connection waits in this queue
+/// instead of having its SYN dropped and retried a second later.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// A listening socket on `addr` with [`LISTEN_BACKLOG`] (`SO_REUSEADDR` set, as
+/// `TcpListener::bind` does).
+pub fn listen(addr: std::net::SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Serves `app` on `listener` until `shutdown` is cancelled, then lets the requests in
 /// progress finish (the caller bounds how long it waits for this future).
 pub async fn serve(

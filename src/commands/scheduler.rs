@@ -119,8 +119,7 @@ pub async fn run(args: SchedulerArgs, cfg: &Config) -> anyhow::Result<i32> {
         role: role_rx,
         allowed_origins: cfg.allowed_origins.clone().into(),
     };
-    let listener = tokio::net::TcpListener::bind(cfg.api_listen)
-        .await
+    let listener = api::serve::listen(cfg.api_listen)
         .with_context(|| format!("cannot listen on [mesos] api_listen = {}", cfg.api_listen))?;
     tracing::info!(addr = %listener.local_addr()?, ui = %crate::web::ui_url(cfg), "API listening");
     let api_shutdown = shutdown.clone();
