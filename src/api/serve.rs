@@ -151,23 +151,23 @@ pub async fn serve(
         open: Mutex::new(HashMap::new()),
     });
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    // The reaper runs until every connection has ended (after a shutdown too: a half-open
+    // connection is still closed when its head times out).
     let reaper = {
         let shared = shared.clone();
-        let stop = shutdown.clone();
         let step = (limits.header_timeout.min(limits.idle_timeout) / 4)
             .clamp(Duration::from_millis(50), Duration::from_secs(1));
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(step);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                tokio::select! {
-                    _ = tick.tick() => {
-                        let n = shared.reap();
-                        if n > 0 {
-                            tracing::debug!(closed = n, "API connections timed out (request head or idle)");
-                        }
-                    }
-                    _ = stop.cancelled() => break,
+                tick.tick().await;
+                let n = shared.reap();
+                if n > 0 {
+                    tracing::debug!(
+                        closed = n,
+                        "API connections timed out (request head or idle)"
+                    );
                 }
             }
         })
@@ -243,9 +243,9 @@ pub async fn serve(
         });
     }
     drop(listener);
-    reaper.abort();
     tasks.close();
     tasks.wait().await;
+    reaper.abort();
 }
 
 async fn serve_one(
