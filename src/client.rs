@@ -115,6 +115,8 @@ pub struct Client {
     /// Index in `bases` of the daemon that answered last.
     current: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     token: Option<String>,
+    /// Added to the message of a 401 answer (where the token came from).
+    auth_hint: Option<String>,
     http: reqwest::Client,
 }
 
@@ -130,12 +132,19 @@ impl Client {
             bases,
             current: Default::default(),
             token,
+            auth_hint: None,
             http: reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(5))
                 .timeout(Duration::from_secs(120))
                 .build()
                 .expect("TLS backend initialises"),
         }
+    }
+
+    /// Says, in the error of a 401 answer, where the token came from (or why there is none).
+    pub fn with_auth_hint(mut self, hint: String) -> Client {
+        self.auth_hint = Some(hint);
+        self
     }
 
     /// A request for `path`; sent to one daemon after another by [`Client::send`].
@@ -210,10 +219,13 @@ impl Client {
             .await
             .map_err(|e| ClientError::Decode(e.to_string()))?;
         if !status.is_success() {
-            let (message, field) = match serde_json::from_slice::<ErrorBody>(&bytes) {
+            let (mut message, field) = match serde_json::from_slice::<ErrorBody>(&bytes) {
                 Ok(b) => (b.error, b.field),
                 Err(_) => (String::from_utf8_lossy(&bytes).into_owned(), None),
             };
+            if let (401, Some(hint)) = (status.as_u16(), &self.auth_hint) {
+                message = format!("{message}; {hint}");
+            }
             return Err(ClientError::Api {
                 status: status.as_u16(),
                 message,

@@ -19,6 +19,7 @@
 //! | [`onetime`] | one-time files (workload JSON, registry credentials) that agents fetch into a sandbox |
 //! | [`registry`] | registry credentials as docker config JSON, `docker.tar.gz`, or user/password for the engine |
 //! | [`api`] | the axum HTTP API (token auth), `/metrics`, `/healthz` |
+//! | [`token`] | the API token a daemon generates when none is configured, and the file clients read it from |
 //! | [`web`] | the web UI under `/ui/` (server-rendered HTML, login with the API token), the framework's `webui_url` |
 //! | [`client`] | HTTP client of the API, used by the CLI verbs |
 //! | [`cli`], [`commands`] | clap argument types; one file per subcommand (the binary only parses and dispatches) |
@@ -43,4 +44,5 @@ pub mod registry;
 pub mod scheduler;
 pub mod store;
 pub mod task;
+pub mod token;
 pub mod web;

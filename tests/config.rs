@@ -181,6 +181,7 @@ fn no_file_no_env_gives_every_default() {
         api_header_timeout: 10.0,
         api_idle_timeout: 60.0,
         api_token: None,
+        api_token_file: "/home/af/airflow/airflow-mesos/api-token".into(),
         api_url: "http://127.0.0.1:11000".into(),
         public_url: None,
         registry: RegistryAuth::default(),
@@ -271,6 +272,7 @@ api_max_connections = 2048
 api_header_timeout = 5
 api_idle_timeout = 120
 api_token = tok-xyz
+api_token_file = /srv/am/token
 api_url = http://sched:12000/
 public_url = http://10.0.0.5:12000
 framework_user = airflow
@@ -365,6 +367,7 @@ fn all_keys_expected(path: Option<PathBuf>) -> Config {
         api_header_timeout: 5.0,
         api_idle_timeout: 120.0,
         api_token: Some(Secret::new("tok-xyz")),
+        api_token_file: "/srv/am/token".into(),
         api_url: "http://sched:12000".into(),
         public_url: Some("http://10.0.0.5:12000".into()),
         registry: RegistryAuth {
@@ -1110,6 +1113,34 @@ fn missing_secret_file_names_key_and_path() {
         e.errors[0].to_string(),
         format!("{PATH}:2: [mesos] api_token_secret: cannot read secret file /run/secrets/none: No such file or directory")
     );
+}
+
+#[test]
+fn an_empty_secret_from_a_command_or_file_is_an_error_and_an_empty_value_is_unset() {
+    let sys = Fake::default()
+        .cmd("print-nothing", 0, "\n")
+        .file("/run/secrets/empty", "");
+    for (text, key) in [
+        ("[mesos]\napi_token_cmd = print-nothing\n", "api_token"),
+        (
+            "[mesos]\napi_token_secret = /run/secrets/empty\n",
+            "api_token",
+        ),
+        (
+            "[mesos]\ndocker_registry_password_secret = /run/secrets/empty\n",
+            "docker_registry_password",
+        ),
+    ] {
+        let e = load_with(Some(text), &[], &sys).unwrap_err();
+        assert_eq!(e.errors.len(), 1, "{e}");
+        let msg = e.errors[0].to_string();
+        assert!(
+            msg.contains(&format!("[mesos] {key}")) && msg.contains("non-empty secret"),
+            "{msg}"
+        );
+    }
+    let l = load_with(Some("[mesos]\napi_token =\n"), &[], &sys).unwrap();
+    assert!(l.config.api_token.is_none());
 }
 
 // ------------------------------------------------------------------------------------------

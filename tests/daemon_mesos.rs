@@ -535,10 +535,7 @@ async fn api_stays_responsive_while_ten_thousand_tasks_are_submitted() {
         .map(|i| serde_json::json!({"command": format!("echo {i}"), "cpus": 0.01, "mem": 32}))
         .collect();
     let body = serde_json::json!({ "tasks": specs });
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap();
+    let http = d.http(Duration::from_secs(5));
     let submit = {
         let http = http.clone();
         let url = d.url("/v1/tasks");
@@ -573,6 +570,8 @@ async fn api_stays_responsive_while_ten_thousand_tasks_are_submitted() {
     // All of them are stored, and launching has begun.
     let all: Value = http
         .get(d.url("/v1/tasks?limit=10000"))
+        // 10,000 tasks are megabytes of JSON: the probes' 5 s is for small answers.
+        .timeout(Duration::from_secs(60))
         .send()
         .await
         .unwrap()
@@ -587,6 +586,7 @@ async fn api_stays_responsive_while_ten_thousand_tasks_are_submitted() {
     while started.elapsed() < Duration::from_secs(240) {
         let page: Value = http
             .get(d.url("/v1/tasks?state=succeeded&limit=10000"))
+            .timeout(Duration::from_secs(60))
             .send()
             .await
             .unwrap()

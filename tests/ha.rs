@@ -75,12 +75,12 @@ impl Cluster {
                 )
             })
             .collect();
+        let daemons: Vec<Daemon> = daemons;
+        // One database, one generated token: every daemon takes it.
+        let http = daemons[0].http(Duration::from_secs(10));
         Cluster {
             daemons,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()
-                .unwrap(),
+            http,
             api_urls,
         }
     }

@@ -244,3 +244,92 @@ async fn no_cross_site_requests_reach_the_api() {
     let out = d.cli(&["kill", &id]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_a_configured_token_the_api_takes_only_the_generated_one() {
+    let Some(image) = require_env("AM_TEST_BUSYBOX", "a local busybox image") else {
+        return;
+    };
+    let mut d = Daemon::start(
+        &format!(
+            "backend = docker\ndocker_image_slave = {image}\ntask_cpu = 0.1\ntask_memory = 32\n"
+        ),
+        None,
+    );
+    let file = d.token_file();
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{}", file.display());
+    let dir_mode = std::fs::metadata(file.parent().unwrap())
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(dir_mode, 0o700);
+    let token = d.token.clone().expect("the daemon wrote its token");
+    assert_eq!(token.len(), 64, "256 random bits in hex");
+
+    // Nobody without the token submits or reads, whatever the scheme's case.
+    let http = reqwest::Client::new();
+    let spec = json!({"command": "echo hi"});
+    for auth in [
+        None,
+        Some("Bearer ".to_string()),
+        Some("Bearer nope".to_string()),
+    ] {
+        let mut r = http.post(d.url("/v1/tasks")).json(&spec);
+        if let Some(a) = &auth {
+            r = r.header("Authorization", a);
+        }
+        let r = r.send().await.unwrap();
+        assert_eq!(r.status(), 401, "{auth:?}");
+        let body: Value = r.json().await.unwrap();
+        assert!(
+            body["error"].as_str().unwrap().contains("api_token_file"),
+            "{body}"
+        );
+    }
+    let r = http.get(d.url("/v1/tasks")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    for scheme in ["Bearer", "bearer", "BEARER"] {
+        let r = http
+            .get(d.url("/v1/tasks"))
+            .header("Authorization", format!("{scheme} {token}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{scheme}");
+    }
+
+    // The CLI (same AIRFLOW_HOME) finds the file; the token survives a restart.
+    let out = d.cli_json(&["submit", "--json", "--wait", "--", "echo", "from-cli"]);
+    assert_eq!(out["tasks"][0]["state"], "succeeded", "{out}");
+    d.terminate();
+    std::fs::remove_file(&file).unwrap();
+    d.token = None;
+    d.spawn();
+    assert_eq!(
+        d.token.as_deref(),
+        Some(token.as_str()),
+        "the same token after a restart"
+    );
+
+    // A CLI that cannot find the file says where it looked.
+    let other_home = tempfile::tempdir().unwrap();
+    let out = common::cli_in(other_home.path(), &d.cfg_path(), &["list"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("401") || err.contains("credentials"), "{err}");
+    assert!(
+        err.contains(
+            &other_home
+                .path()
+                .join("airflow-mesos")
+                .join("api-token")
+                .display()
+                .to_string()
+        ),
+        "{err}"
+    );
+    assert!(!err.contains(&token), "the token is never printed: {err}");
+}

@@ -1,8 +1,9 @@
 //! The HTTP API of the daemon (axum): task submission, queries, the change feed, kills, logs,
 //! one-time files, `/metrics` and `/healthz`.
 //!
-//! Every route needs the configured token (`Authorization: Bearer <api_token>`, or HTTP Basic
-//! with `api_username`/`api_password`) except `GET /healthz`, `GET /metrics` and the one-time
+//! Every route needs the token (`Authorization: Bearer <token>`: `[mesos] api_token`, or the one
+//! the daemon generated into `[mesos] api_token_file`, see [`crate::token`]; or HTTP Basic with
+//! `api_username`/`api_password`) except `GET /healthz`, `GET /metrics` and the one-time
 //! file route (whose URL carries its own unguessable token). Writes go through the driver (the
 //! single writer); reads go to the store.
 //!
@@ -67,10 +68,16 @@ impl Auth {
         else {
             return false;
         };
-        if let (Some(t), Some(given)) = (&self.token, value.strip_prefix("Bearer ")) {
-            return constant_time_eq(t.as_bytes(), given.trim().as_bytes());
+        // The scheme is case-insensitive (RFC 9110 §11.1).
+        let (scheme, credentials) = value.trim_start().split_once(' ').unwrap_or((value, ""));
+        let credentials = credentials.trim();
+        if let Some(t) = self.token.as_ref().filter(|_| scheme.eq_ignore_ascii_case("bearer")) {
+            return constant_time_eq(t.as_bytes(), credentials.as_bytes());
         }
-        if let (Some((u, p)), Some(b64)) = (&self.basic, value.strip_prefix("Basic ")) {
+        if let (Some((u, p)), Some(b64)) = (
+            &self.basic,
+            Some(credentials).filter(|_| scheme.eq_ignore_ascii_case("basic")),
+        ) {
             use base64::Engine;
             if let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(b64.trim()) {
                 let expected = format!("{u}:{p}");
@@ -203,7 +210,8 @@ async fn require_auth(State(st): State<AppState>, req: Request, next: Next) -> R
     } else {
         let mut r = ApiError::new(
             StatusCode::UNAUTHORIZED,
-            "missing or wrong credentials: send `Authorization: Bearer <api_token>`",
+            "missing or wrong credentials: send `Authorization: Bearer <token>` ([mesos] api_token, \
+             or the content of the daemon's [mesos] api_token_file)",
         )
         .into_response();
         r.headers_mut().insert(

@@ -5,7 +5,7 @@ use crate::config::Config;
 use std::io::Write as _;
 
 pub async fn run(args: KillArgs, cfg: &Config) -> anyhow::Result<i32> {
-    let client = super::client(cfg);
+    let client = super::client(cfg)?;
     let mut code = 0;
     let mut results = Vec::new();
     for id in &args.ids {

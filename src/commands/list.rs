@@ -6,7 +6,7 @@ use crate::config::Config;
 use std::io::Write as _;
 
 pub async fn run(args: ListArgs, cfg: &Config) -> anyhow::Result<i32> {
-    let client = super::client(cfg);
+    let client = super::client(cfg)?;
     let mut q: Vec<(&str, String)> = vec![("limit", args.limit.to_string())];
     if let Some(s) = args.state {
         q.push(("state", s));

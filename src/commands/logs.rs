@@ -6,7 +6,7 @@ use std::io::Write;
 use std::time::Duration;
 
 pub async fn run(args: LogsArgs, cfg: &Config) -> anyhow::Result<i32> {
-    let client = super::client(cfg);
+    let client = super::client(cfg)?;
     let mut offset = 0;
     let mut out = std::io::stdout();
     loop {

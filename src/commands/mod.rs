@@ -21,11 +21,13 @@ pub const EXIT_TASK_FAILED: i32 = 1;
 /// Exit code when `--timeout` ran out (as `timeout(1)`).
 pub const EXIT_TIMEOUT: i32 = 124;
 
-/// The API client for the daemon the configuration names.
-pub fn client(cfg: &Config) -> Client {
-    Client::new(
-        &cfg.api_url,
-        cfg.api_token.as_ref().map(|t| t.expose().to_string()),
+/// The API client for the daemon the configuration names, with `[mesos] api_token` or else the
+/// token the daemon wrote to `[mesos] api_token_file`.
+pub fn client(cfg: &Config) -> anyhow::Result<Client> {
+    let token = crate::token::for_client(cfg)?;
+    Ok(
+        Client::new(&cfg.api_url, token.token().map(str::to_string))
+            .with_auth_hint(token.hint()),
     )
 }
 

@@ -37,20 +37,7 @@ pub fn spec_defaults(cfg: &Config) -> SpecDefaults {
     }
 }
 
-/// Refuses to expose the API beyond loopback without a token.
-pub fn check_listen(cfg: &Config) -> anyhow::Result<()> {
-    if !cfg.api_listen.ip().is_loopback() && cfg.api_token.is_none() {
-        bail!(
-            "[mesos] api_listen = {} is not a loopback address and [mesos] api_token is not set: \
-             refusing to serve an unauthenticated API to the network (set api_token, or listen on 127.0.0.1)",
-            cfg.api_listen
-        );
-    }
-    Ok(())
-}
-
 pub async fn run(args: SchedulerArgs, cfg: &Config) -> anyhow::Result<i32> {
-    check_listen(cfg)?;
     // One daemon per SQLite file: held until the process ends.
     let _sqlite_lock = match crate::store::sqlite_path(&cfg.database_url) {
         Some(path) => Some(crate::leader::lock_sqlite(&path)?),
@@ -88,6 +75,23 @@ pub async fn run(args: SchedulerArgs, cfg: &Config) -> anyhow::Result<i32> {
         None => Role::Leader { term: 0 },
         Some(_) => Role::Standby { leader: None },
     });
+    let api_token = match &cfg.api_token {
+        Some(t) => t.expose().to_string(),
+        None => {
+            let token = crate::token::from_key(&store.daemon_key(crate::token::STORE_KEY).await?);
+            crate::token::write_file(&cfg.api_token_file, &token).with_context(|| {
+                format!(
+                    "cannot write the generated API token to {} ([mesos] api_token_file)",
+                    cfg.api_token_file.display()
+                )
+            })?;
+            tracing::info!(
+                file = %cfg.api_token_file.display(),
+                "no [mesos] api_token set: the API takes the generated token in this file"
+            );
+            token
+        }
+    };
     let (logs, backend_name) = match cfg.backend {
         Backend::Mesos => (LogSource::Agents, "mesos"),
         Backend::Docker => (LogSource::Local(cfg.sandbox_dir.clone()), "docker"),
@@ -100,7 +104,7 @@ pub async fn run(args: SchedulerArgs, cfg: &Config) -> anyhow::Result<i32> {
         driver: handle,
         files: files.clone(),
         auth: Auth {
-            token: cfg.api_token.as_ref().map(|t| t.expose().to_string()),
+            token: Some(api_token),
             basic: match (&cfg.api_username, &cfg.api_password) {
                 (Some(u), Some(p)) => Some((u.clone(), p.expose().to_string())),
                 _ => None,

@@ -5,7 +5,7 @@ use crate::config::Config;
 use std::io::Write as _;
 
 pub async fn run(args: StatusArgs, cfg: &Config) -> anyhow::Result<i32> {
-    let client = super::client(cfg);
+    let client = super::client(cfg)?;
     match client.get(&args.id).await {
         Ok(t) => {
             let mut out = std::io::stdout().lock();

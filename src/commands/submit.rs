@@ -122,7 +122,7 @@ pub async fn run(args: SubmitArgs, cfg: &Config) -> anyhow::Result<i32> {
             return Ok(e.exit_code);
         }
     };
-    let client = super::client(cfg);
+    let client = super::client(cfg)?;
     let tasks = match client.submit(&specs).await {
         Ok(t) => t,
         Err(e) => {

@@ -12,7 +12,7 @@ use std::io::Write as _;
 use std::time::{Duration, Instant};
 
 pub async fn run(args: WaitArgs, cfg: &Config) -> anyhow::Result<i32> {
-    let client = super::client(cfg);
+    let client = super::client(cfg)?;
     wait_for(&client, &args.ids, args.timeout, args.out.json).await
 }
 

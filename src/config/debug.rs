@@ -45,6 +45,7 @@ impl fmt::Debug for Config {
             api_header_timeout,
             api_idle_timeout,
             api_token,
+            api_token_file,
             api_url,
             public_url,
             registry,
@@ -105,6 +106,7 @@ impl fmt::Debug for Config {
             .field("api_header_timeout", api_header_timeout)
             .field("api_idle_timeout", api_idle_timeout)
             .field("api_token", api_token)
+            .field("api_token_file", api_token_file)
             .field("api_url", api_url)
             .field("public_url", public_url)
             .field("registry", registry)

@@ -95,6 +95,7 @@ pub const KEYS: &[KeySpec] = &[
     key("api_header_timeout", N),
     key("api_idle_timeout", N),
     secret("api_token", N),
+    key("api_token_file", N),
     key("api_url", N),
     key("public_url", N),
     key("framework_user", N),

@@ -523,6 +523,19 @@ impl Cx<'_> {
                 self.record(key, Some("***".into()), raw.source);
                 Some(Secret::new(raw.text))
             }
+            // `key =` (empty) leaves a secret unset; an empty command output or secret file is
+            // a mistake (a token that was never written, a command that printed nothing).
+            Resolved::Value(raw) if matches!(raw.source, Source::Cmd { .. } | Source::Secret { .. }) => {
+                let at = self.at(raw.source.clone());
+                self.errors.push(ConfigError::Invalid {
+                    key: key.to_string(),
+                    at,
+                    value: None,
+                    expected: "a non-empty secret".into(),
+                });
+                self.record(key, None, raw.source);
+                None
+            }
             _ => {
                 self.record(key, None, Source::Default);
                 None
@@ -808,6 +821,15 @@ impl Cx<'_> {
         let api_header_timeout = self.seconds_within("api_header_timeout", 10.0, 0.1, 3600.0);
         let api_idle_timeout = self.seconds_within("api_idle_timeout", 60.0, 0.1, 86_400.0);
         let api_token = self.secret("api_token");
+        let default_token_file = airflow_home.join("airflow-mesos").join("api-token");
+        let api_token_file = self
+            .typed(
+                "api_token_file",
+                Some(default_token_file.clone()),
+                Some(default_token_file.display().to_string()),
+                |t| Ok(PathBuf::from(t)),
+            )
+            .unwrap_or(default_token_file);
         let default_api_url = api_url_for(api_listen);
         let api_url = self
             .typed(
@@ -993,6 +1015,7 @@ impl Cx<'_> {
             api_header_timeout,
             api_idle_timeout,
             api_token,
+            api_token_file,
             api_url,
             public_url,
             registry: RegistryAuth {

@@ -174,6 +174,9 @@ pub struct Config {
     /// Seconds a kept-alive API connection may sit idle (`api_idle_timeout`).
     pub api_idle_timeout: f64,
     pub api_token: Option<Secret>,
+    /// Where the daemon writes the token it generated when `api_token` is not set, and where
+    /// the CLI reads it (default `$AIRFLOW_HOME/airflow-mesos/api-token`).
+    pub api_token_file: PathBuf,
     /// Base URL clients (CLI, Airflow shim) use to reach the daemon; several daemons'
     /// comma-separated (clients try them in turn).
     pub api_url: String,

@@ -69,6 +69,11 @@ impl Daemon {
         d
     }
 
+    /// Where the daemon writes its generated API token (`[mesos] api_token_file`'s default).
+    pub fn token_file(&self) -> PathBuf {
+        self.home.path().join("airflow-mesos").join("api-token")
+    }
+
     pub fn cfg_path(&self) -> PathBuf {
         self.home.path().join("airflow.cfg")
     }
@@ -99,6 +104,12 @@ impl Daemon {
                 }
             }
             if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                if self.token.is_none() {
+                    // No api_token configured: the daemon generated one into its file.
+                    self.token = std::fs::read_to_string(self.token_file())
+                        .ok()
+                        .map(|t| t.trim().to_string());
+                }
                 return;
             }
             assert!(
@@ -184,6 +195,22 @@ impl Daemon {
 
 /// The daemon's HTTP API and web UI, for the tests that use them directly.
 impl Daemon {
+    /// An HTTP client that sends the daemon's token with every request.
+    pub fn http(&self, timeout: Duration) -> reqwest::Client {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(t) = &self.token {
+            headers.insert(
+                reqwest::header::AUTHORIZATION,
+                format!("Bearer {t}").parse().unwrap(),
+            );
+        }
+        reqwest::Client::builder()
+            .default_headers(headers)
+            .timeout(timeout)
+            .build()
+            .unwrap()
+    }
+
     /// `POST /v1/tasks` with `spec` and the daemon's token; the new task's id.
     pub async fn api_submit(&self, spec: &serde_json::Value) -> String {
         let mut req = reqwest::Client::new()

@@ -3,7 +3,8 @@
 ``[mesos] api_url`` (default ``http://127.0.0.1:11000``) and ``[mesos] api_token`` (optional; also
 ``api_token_cmd`` / ``api_token_secret``, each also as ``AIRFLOW__MESOS__...`` env vars, with
 Airflow's precedence: env, env ``_CMD``, env ``_SECRET``, file value, file ``_cmd``, file
-``_secret``). Airflow itself honours ``_cmd``/``_secret`` only for options it declares sensitive,
+``_secret``). Without ``api_token``, the token the daemon generated is read from
+``[mesos] api_token_file`` (default ``$AIRFLOW_HOME/airflow-mesos/api-token``). Airflow itself honours ``_cmd``/``_secret`` only for options it declares sensitive,
 which a custom section is not, so this module resolves them with Airflow's own helpers.
 
 ``[mesos_executor]`` holds what only the shim uses: ``task_template`` (JSON object of spec fields
@@ -105,6 +106,33 @@ def _float(get: Callable[..., Optional[str]], section: str, key: str, default: f
     return value
 
 
+def token_file(get: Callable[..., Optional[str]], environ: Optional[Dict[str, str]] = None) -> str:
+    """``[mesos] api_token_file``, defaulting the way the daemon does."""
+    env = os.environ if environ is None else environ
+    configured = env.get("AIRFLOW__MESOS__API_TOKEN_FILE") or get("mesos", "api_token_file", fallback=None)
+    if configured and configured.strip():
+        return os.path.expanduser(configured.strip())
+    home = env.get("AIRFLOW_HOME") or os.path.join(os.path.expanduser("~"), "airflow")
+    return os.path.join(home, "airflow-mesos", "api-token")
+
+
+def read_token_file(path: str) -> Optional[str]:
+    """The daemon's generated token; None when the file does not exist (yet)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            token = f.read().strip()
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise ValueError(
+            f"cannot read the API token file {path} ([mesos] api_token_file): {e.strerror}; it is "
+            "readable by the daemon's user only: run Airflow as that user or set [mesos] api_token"
+        ) from None
+    if not token:
+        raise ValueError(f"the API token file {path} ([mesos] api_token_file) is empty")
+    return token
+
+
 def load(get: Optional[Callable[..., Optional[str]]] = None, environ: Optional[Dict[str, str]] = None) -> Settings:
     """Reads the settings through ``get`` (default: Airflow's ``conf.get``)."""
     if get is None:
@@ -113,7 +141,8 @@ def load(get: Optional[Callable[..., Optional[str]]] = None, environ: Optional[D
         get = conf.get
     return Settings(
         api_url=(get("mesos", "api_url", fallback=None) or DEFAULT_API_URL).strip(),
-        api_token=resolve_secret("mesos", "api_token", get, environ),
+        api_token=resolve_secret("mesos", "api_token", get, environ)
+        or read_token_file(token_file(get, environ)),
         template=parse_template(get("mesos_executor", "task_template", fallback=None)),
         events_wait=_float(get, "mesos_executor", "events_wait", 0.0),
         request_timeout=_float(get, "mesos_executor", "request_timeout", 10.0),

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from airflow_mesos_executor.client import DaemonClient, DaemonError, DaemonUnavailable
-from airflow_mesos_executor.settings import execution_api_server_url, load, resolve_secret
+from airflow_mesos_executor.settings import execution_api_server_url, load, read_token_file, resolve_secret, token_file
 from airflow_mesos_executor.spec import (
     WORKLOAD_COMMAND,
     SpecBuildError,
@@ -231,6 +231,31 @@ def test_secret_precedence_follows_airflow():
     assert resolve_secret("mesos", "api_token", get, {}, run, secret) == "from-backend:k"
     del cfg[("mesos", "api_token_secret")]
     assert resolve_secret("mesos", "api_token", get, {}, run, secret) is None
+
+
+def test_without_api_token_the_daemons_generated_token_file_is_read(tmp_path):
+    home = tmp_path / "home"
+    env = {"AIRFLOW_HOME": str(home)}
+    # No file yet (the daemon has not started): no token, the daemon's 401 says why.
+    assert load(_getter({}), env).api_token is None
+    (home / "airflow-mesos").mkdir(parents=True)
+    (home / "airflow-mesos" / "api-token").write_text("c0ffee\n")
+    assert token_file(_getter({}), env) == str(home / "airflow-mesos" / "api-token")
+    assert load(_getter({}), env).api_token == "c0ffee"
+    # A configured token wins; a configured file path is read instead of the default.
+    assert load(_getter({("mesos", "api_token"): "mine"}), env).api_token == "mine"
+    other = tmp_path / "other-token"
+    other.write_text("beef")
+    assert load(_getter({("mesos", "api_token_file"): str(other)}), env).api_token == "beef"
+    other.write_text("\n")
+    with pytest.raises(ValueError, match="is empty"):
+        read_token_file(str(other))
+    other.chmod(0)
+    import os
+
+    if os.geteuid() != 0:
+        with pytest.raises(ValueError, match="api_token_file"):
+            read_token_file(str(other))
 
 
 def test_execution_api_url_defaults_like_the_task_sdk():
