@@ -8,7 +8,7 @@
 
 use crate::config::Config;
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// The `daemon_keys` entry the generated token is derived from.
@@ -86,9 +86,11 @@ impl ClientToken {
             ClientToken::Configured(_) => {
                 "the token is [mesos] api_token; it does not match the daemon's".into()
             }
-            ClientToken::File(_) => "the token was read from [mesos] api_token_file; a daemon with \
+            ClientToken::File(_) => {
+                "the token was read from [mesos] api_token_file; a daemon with \
                  another database or its own [mesos] api_token does not take it"
-                .into(),
+                    .into()
+            }
             ClientToken::Missing(p) => format!(
                 "no token: [mesos] api_token is not set and {} does not exist (the daemon writes \
                  it at its first start; use the daemon's AIRFLOW_HOME or set api_token)",

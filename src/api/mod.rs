@@ -71,7 +71,11 @@ impl Auth {
         // The scheme is case-insensitive (RFC 9110 §11.1).
         let (scheme, credentials) = value.trim_start().split_once(' ').unwrap_or((value, ""));
         let credentials = credentials.trim();
-        if let Some(t) = self.token.as_ref().filter(|_| scheme.eq_ignore_ascii_case("bearer")) {
+        if let Some(t) = self
+            .token
+            .as_ref()
+            .filter(|_| scheme.eq_ignore_ascii_case("bearer"))
+        {
             return constant_time_eq(t.as_bytes(), credentials.as_bytes());
         }
         if let (Some((u, p)), Some(b64)) = (

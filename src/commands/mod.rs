@@ -25,10 +25,7 @@ pub const EXIT_TIMEOUT: i32 = 124;
 /// token the daemon wrote to `[mesos] api_token_file`.
 pub fn client(cfg: &Config) -> anyhow::Result<Client> {
     let token = crate::token::for_client(cfg)?;
-    Ok(
-        Client::new(&cfg.api_url, token.token().map(str::to_string))
-            .with_auth_hint(token.hint()),
-    )
+    Ok(Client::new(&cfg.api_url, token.token().map(str::to_string)).with_auth_hint(token.hint()))
 }
 
 /// Prints tasks as a table (human) — id, state, attempts, name/command, message.

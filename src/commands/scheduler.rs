@@ -12,7 +12,7 @@ use crate::onetime::OneTimeFiles;
 use crate::scheduler::{Core, CoreConfig};
 use crate::store::Store;
 use crate::task::SpecDefaults;
-use anyhow::{bail, Context};
+use anyhow::Context;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;

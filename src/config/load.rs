@@ -525,7 +525,9 @@ impl Cx<'_> {
             }
             // `key =` (empty) leaves a secret unset; an empty command output or secret file is
             // a mistake (a token that was never written, a command that printed nothing).
-            Resolved::Value(raw) if matches!(raw.source, Source::Cmd { .. } | Source::Secret { .. }) => {
+            Resolved::Value(raw)
+                if matches!(raw.source, Source::Cmd { .. } | Source::Secret { .. }) =>
+            {
                 let at = self.at(raw.source.clone());
                 self.errors.push(ConfigError::Invalid {
                     key: key.to_string(),

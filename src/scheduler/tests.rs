@@ -1374,7 +1374,13 @@ mod random_sequences {
                         let id = &ids[t as usize % ids.len()];
                         let attempt = core.task(id).map_or(1, |v| v.attempt.max(1));
                         let attempt = attempt.saturating_sub(u32::from(back)).max(1);
-                        let mut u = update(&format!("{id}.{attempt}"), STATES[s as usize], with_uuid.then_some(7));
+                        let key = format!("{id}.{attempt}");
+                        if !matches!(STATES[s as usize], BackendState::Gone | BackendState::GoneByOperator | BackendState::Unknown) {
+                            // Any other answer means the master has (or had) the attempt: its
+                            // launch is confirmed, and a GONE after it is an ordinary end.
+                            unconfirmed.remove(&key);
+                        }
+                        let mut u = update(&key, STATES[s as usize], with_uuid.then_some(7));
                         u.agent_id = Some("a1".into());
                         uuid_sent = with_uuid;
                         core.handle_event(Event::Update(u), clock.now())
