@@ -65,7 +65,10 @@ async fn submit_wait_list_logs_and_exit_codes() {
     assert_eq!(out.status.code(), Some(0), "{out:?}");
 
     // The change feed shows each transition of each task exactly once, in order.
-    let feed: Value = reqwest::get(d.url("/v1/events?since=0&limit=1000"))
+    let feed: Value = d
+        .http(std::time::Duration::from_secs(30))
+        .get(d.url("/v1/events?since=0&limit=1000"))
+        .send()
         .await
         .unwrap()
         .json()
@@ -135,7 +138,7 @@ async fn api_needs_the_token_and_refuses_bad_input_without_changing_state() {
     assert_eq!(r.status(), 400);
     let body: Value = r.json().await.unwrap();
     assert!(body["error"].as_str().unwrap().contains("imagee"), "{body}");
-    assert_eq!(body["field"], "tasks[1]");
+    assert_eq!(body["field"], "tasks[1].imagee");
     let r = post("not json").await.unwrap();
     assert_eq!(r.status(), 400);
     let r = http

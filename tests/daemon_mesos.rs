@@ -215,7 +215,10 @@ async fn failures_errors_duplicates_and_logs() {
         Some(Reason::TaskInvalid)
     ));
     wait_state(&d, &held, "failed").await;
-    let feed: Value = reqwest::get(d.url("/v1/events?since=0&limit=1000"))
+    let feed: Value = d
+        .http(Duration::from_secs(30))
+        .get(d.url("/v1/events?since=0&limit=1000"))
+        .send()
         .await
         .unwrap()
         .json()
