@@ -4,8 +4,10 @@
 ``api_token_cmd`` / ``api_token_secret``, each also as ``AIRFLOW__MESOS__...`` env vars, with
 Airflow's precedence: env, env ``_CMD``, env ``_SECRET``, file value, file ``_cmd``, file
 ``_secret``). Without ``api_token``, the token the daemon generated is read from
-``[mesos] api_token_file`` (default ``$AIRFLOW_HOME/airflow-mesos/api-token``). Airflow itself honours ``_cmd``/``_secret`` only for options it declares sensitive,
-which a custom section is not, so this module resolves them with Airflow's own helpers.
+``[mesos] api_token_file`` (default ``$AIRFLOW_HOME/airflow-mesos/api-token``). Airflow itself
+honours ``_cmd``/``_secret`` only for options declared sensitive; the provider declares
+``api_token`` so (``provider_info.py``), but Airflow applies that only once it has loaded the
+providers' configuration, so this module resolves them itself, with Airflow's own helpers.
 
 ``[mesos_executor]`` holds what only the shim uses: ``task_template`` (JSON object of spec fields
 given to every task), ``events_wait`` (seconds ``sync()`` long-polls the change feed, default 0),
@@ -31,6 +33,9 @@ class Settings:
     events_wait: float = 0.0
     request_timeout: float = 10.0
     execution_api_server_url: Optional[str] = None
+    # [core] executor, passed to every task: a task parses its DAG, and Airflow refuses a DAG whose
+    # tasks name an executor that this setting does not list.
+    core_executor: Optional[str] = None
 
 
 def _run_command(command: str) -> str:
@@ -147,4 +152,5 @@ def load(get: Optional[Callable[..., Optional[str]]] = None, environ: Optional[D
         events_wait=_float(get, "mesos_executor", "events_wait", 0.0),
         request_timeout=_float(get, "mesos_executor", "request_timeout", 10.0),
         execution_api_server_url=execution_api_server_url(get),
+        core_executor=(get("core", "executor", fallback=None) or "").strip() or None,
     )
