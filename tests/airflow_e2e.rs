@@ -1,12 +1,21 @@
-//! The Airflow executor shim (`examples/airflow`) under test:
+//! The Airflow provider (`examples/airflow`, package `airflow-mesos-provider`) under test. Every
+//! test that runs Airflow installs it from this checkout with `pip install` (no dependencies, no
+//! network) into a temporary directory put on `PYTHONPATH`, so the virtualenvs' own copies do not
+//! matter.
 //!
 //! * `shim_unit_tests`: the shim's pytest suite against a fake daemon API (no daemon, no Docker).
+//! * `provider_in_airflow_3`, `provider_in_airflow_2`: Airflow 3 and 2.10 find the provider
+//!   (`airflow providers list`, `airflow providers executors`, `airflow info`) and its options
+//!   with their defaults (`airflow config list`).
 //! * `airflow_e2e_local_docker`: real Apache Airflow 3 (api-server, dag-processor, scheduler,
-//!   SQLite) with `AirflowMesosExecutor`, and this crate's `airflow-mesos scheduler` with
-//!   `backend = docker`, run the example DAG in real containers, with a scheduler restart in the
-//!   middle; `examples/airflow/tests/e2e_driver.py` does the run and the checks (final states in
-//!   Airflow's DB, one run per task try, adoption after the restart, no workload token in the
-//!   daemon's log, the containers' config or the API's answers).
+//!   SQLite) with `[core] executor = LocalExecutor,airflow_mesos_executor.AirflowMesosExecutor`,
+//!   and this crate's `airflow-mesos scheduler` with `backend = docker`, run the example DAG (its
+//!   tasks choose the airflow-mesos executor with `executor=`, one stays on LocalExecutor) in real
+//!   containers, with a scheduler restart in the middle; `examples/airflow/tests/e2e_driver.py`
+//!   does the run and the checks (final states and executors in Airflow's DB, one run per task
+//!   try, the LocalExecutor task on the host and never at the daemon, adoption after the restart,
+//!   no workload token in the daemon's log, the containers' config or the API's answers).
+//! * `airflow2_e2e_local_docker`: the same with Airflow 2.10 (`AM_TEST_AIRFLOW2_VENV`).
 //!
 //! * `airflow_executor_mesos_path_fake_master`: the executor with real Airflow 3 workloads against
 //!   the daemon on the fake Mesos master (`tests/support`), states only
@@ -15,9 +24,9 @@
 //!   master recorded (requests, TaskInfos) nor in the daemon's log; the workload reaches the agent
 //!   as a fetch URI served by the daemon.
 //!
-//! Needs the virtualenv of `.ci/setup-airflow.sh` (`AM_TEST_AIRFLOW_VENV`) and, for the end-to-end
-//! test, a Docker engine with `AM_TEST_BASE_IMAGE` (`.ci/setup-docker.sh`). With `CI=true` a
-//! missing prerequisite fails the test; otherwise it is skipped with a notice.
+//! Needs the virtualenvs of `.ci/setup-airflow.sh` (`AM_TEST_AIRFLOW_VENV`, `AM_TEST_AIRFLOW2_VENV`)
+//! and, for the end-to-end tests, a Docker engine with `AM_TEST_BASE_IMAGE` (`.ci/setup-docker.sh`).
+//! With `CI=true` a missing prerequisite fails the test; otherwise it is skipped with a notice.
 
 mod support;
 
@@ -60,6 +69,32 @@ fn airflow_python() -> Option<PathBuf> {
     if !ok {
         return missing(&format!(
             "{} cannot import Airflow 3, the shim and pytest: run .ci/setup-airflow.sh",
+            python.display()
+        ));
+    }
+    Some(python)
+}
+
+/// The Python of the Airflow 2.10 virtualenv of `.ci/setup-airflow.sh` (`AM_TEST_AIRFLOW2_VENV`).
+fn airflow2_python() -> Option<PathBuf> {
+    let Ok(venv) = std::env::var("AM_TEST_AIRFLOW2_VENV") else {
+        return missing(
+            "AM_TEST_AIRFLOW2_VENV is not set: run .ci/setup-airflow.sh and source .ci/test-env-airflow.sh",
+        );
+    };
+    let python = Path::new(&venv).join("bin").join("python");
+    let ok = Command::new(&python)
+        .args([
+            "-c",
+            "import sys, airflow; sys.exit(not airflow.__version__.startswith('2.10.'))",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        return missing(&format!(
+            "{} cannot import Airflow 2.10: run .ci/setup-airflow.sh",
             python.display()
         ));
     }
@@ -147,6 +182,197 @@ fn shim_unit_tests() {
     println!("{}", out.lines().last().unwrap_or_default());
 }
 
+/// `examples/airflow` installed the way an operator does (`pip install`, not editable, no
+/// dependencies, nothing fetched) into a temporary directory: the package Airflow loads when that
+/// directory is on `PYTHONPATH`. The sources are copied first so that the build leaves nothing in
+/// the checkout.
+fn install_provider(python: &Path) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("a temporary directory for the provider");
+    let src = dir.path().join("src");
+    let example = repo().join("examples").join("airflow");
+    std::fs::create_dir_all(src.join("airflow_mesos_executor")).expect("creating the source copy");
+    for f in ["pyproject.toml", "README.md"] {
+        std::fs::copy(example.join(f), src.join(f)).expect("copying the provider's sources");
+    }
+    for entry in std::fs::read_dir(example.join("airflow_mesos_executor")).expect("the package") {
+        let path = entry.expect("a package entry").path();
+        if path.extension().is_some_and(|e| e == "py") {
+            std::fs::copy(
+                &path,
+                src.join("airflow_mesos_executor")
+                    .join(path.file_name().unwrap()),
+            )
+            .expect("copying a module");
+        }
+    }
+    let (status, out) = run_bounded(
+        Command::new(python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--no-deps",
+                "--no-build-isolation",
+            ])
+            .args(["--no-index", "--target"])
+            .arg(dir.path().join("site"))
+            .arg(&src),
+        Duration::from_secs(180),
+        "pip install of examples/airflow",
+    );
+    assert!(
+        status.success(),
+        "pip install of examples/airflow failed ({status}):\n{out}"
+    );
+    dir
+}
+
+/// The Airflow CLI of the virtualenv of `python`, with the provider of `site` importable and a
+/// fresh AIRFLOW_HOME; runs the given commands concurrently (each Airflow start-up takes seconds).
+fn airflow_cli(python: &Path, site: &Path, home: &Path, commands: &[&[&str]]) -> Vec<String> {
+    let airflow = python.with_file_name("airflow");
+    let children: Vec<_> = commands
+        .iter()
+        .map(|args| {
+            let out = tempfile::NamedTempFile::new().expect("a temporary file for the output");
+            let child = Command::new(&airflow)
+                .args(*args)
+                .env("AIRFLOW_HOME", home)
+                .env("PYTHONPATH", site)
+                .env("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+                .env(
+                    "AIRFLOW__CORE__EXECUTOR",
+                    "LocalExecutor,airflow_mesos_executor.AirflowMesosExecutor",
+                )
+                .env("AIRFLOW__MESOS__API_URL", "http://mesos-daemon.test:11000")
+                .env_remove("AIRFLOW_CONFIG")
+                .stdout(out.reopen().expect("reopening the output file"))
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("starting {} {args:?}: {e}", airflow.display()));
+            (args, child, out)
+        })
+        .collect();
+    children
+        .into_iter()
+        .map(|(args, child, out)| {
+            let what = format!("airflow {}", args.join(" "));
+            let status = wait_bounded(child, Duration::from_secs(240), &what, out.path());
+            let text = std::fs::read_to_string(out.path()).unwrap_or_default();
+            assert!(status.success(), "{what} failed ({status}):\n{text}");
+            text
+        })
+        .collect()
+}
+
+/// The lines of `[section]` in the output of `airflow config list`.
+fn config_section(listing: &str, section: &str) -> Vec<String> {
+    let header = format!("[{section}]");
+    listing
+        .lines()
+        .skip_while(|l| l.trim() != header)
+        .skip(1)
+        .take_while(|l| !l.starts_with('['))
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+/// Checks the provider in the Airflow of `python`: listed by `airflow providers list` (with its
+/// version) and `airflow info`, its executor by `airflow providers executors`, its options with
+/// their defaults (and a value from the environment) by `airflow config list`.
+fn check_provider(python: &Path) {
+    let provider = install_provider(python);
+    let home = tempfile::tempdir().expect("a temporary AIRFLOW_HOME");
+    let site = provider.path().join("site");
+    let outs = airflow_cli(
+        python,
+        &site,
+        home.path(),
+        &[
+            &["providers", "list", "-o", "json"],
+            &["providers", "executors", "-o", "json"],
+            &["config", "list"],
+            &["info"],
+        ],
+    );
+    let json_of = |text: &str| -> serde_json::Value {
+        // Airflow 2.10 may print warnings before the JSON document.
+        let start = text.find('[').unwrap_or(0);
+        serde_json::from_str(&text[start..]).unwrap_or_else(|e| panic!("not JSON ({e}):\n{text}"))
+    };
+    let providers = json_of(&outs[0]);
+    let ours = providers
+        .as_array()
+        .and_then(|a| {
+            a.iter()
+                .find(|p| p["package_name"] == "airflow-mesos-provider")
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "airflow providers list lacks airflow-mesos-provider:\n{}",
+                outs[0]
+            )
+        });
+    assert_eq!(ours["version"], "0.1.0", "the provider's version: {ours}");
+    let executors = json_of(&outs[1]);
+    assert!(
+        executors.as_array().is_some_and(|a| a
+            .iter()
+            .any(|e| e["executor_class_names"] == "airflow_mesos_executor.AirflowMesosExecutor")),
+        "airflow providers executors lacks the executor:\n{}",
+        outs[1]
+    );
+    let mesos = config_section(&outs[2], "mesos");
+    assert!(
+        mesos.contains(&"api_url = http://mesos-daemon.test:11000".to_string()),
+        "airflow config list: [mesos] lacks api_url from the environment: {mesos:?}\n{}",
+        outs[2]
+    );
+    assert!(
+        mesos
+            .iter()
+            .any(|l| l.trim_start_matches("# ").starts_with("api_token =")),
+        "airflow config list: [mesos] does not declare api_token: {mesos:?}"
+    );
+    let executor = config_section(&outs[2], "mesos_executor");
+    for line in ["task_template =", "events_wait = 0", "request_timeout = 10"] {
+        assert!(
+            executor.contains(&line.to_string()),
+            "airflow config list: [mesos_executor] lacks `{line}`: {executor:?}"
+        );
+    }
+    assert!(
+        outs[3]
+            .lines()
+            .any(|l| l.starts_with("airflow-mesos-provider") && l.contains("0.1.0")),
+        "airflow info does not list the provider:\n{}",
+        outs[3]
+    );
+    assert!(
+        outs[3].contains("LocalExecutor,airflow_mesos_executor.AirflowMesosExecutor"),
+        "airflow info does not show the executors:\n{}",
+        outs[3]
+    );
+}
+
+#[test]
+fn provider_in_airflow_3() {
+    let Some(python) = airflow_python() else {
+        return;
+    };
+    check_provider(&python);
+}
+
+#[test]
+fn provider_in_airflow_2() {
+    let Some(python) = airflow2_python() else {
+        return;
+    };
+    check_provider(&python);
+}
+
 #[test]
 fn airflow_e2e_local_docker() {
     let Some(python) = airflow_python() else {
@@ -155,17 +381,36 @@ fn airflow_e2e_local_docker() {
     let Some(image) = docker_image() else {
         return;
     };
+    e2e_local_docker(&python, &image);
+}
+
+/// The same DAG, the same checks, with Airflow 2.10 (`airflow tasks run` in the containers).
+#[test]
+fn airflow2_e2e_local_docker() {
+    let Some(python) = airflow2_python() else {
+        return;
+    };
+    let Some(image) = docker_image() else {
+        return;
+    };
+    e2e_local_docker(&python, &image);
+}
+
+fn e2e_local_docker(python: &Path, image: &str) {
+    // The executor as installed by pip (not the venv's copy, which may be of another checkout).
+    let provider = install_provider(python);
     let driver = repo()
         .join("examples")
         .join("airflow")
         .join("tests")
         .join("e2e_driver.py");
     let (status, out) = run_bounded(
-        Command::new(&python)
+        Command::new(python)
             .arg(&driver)
+            .env("PYTHONPATH", provider.path().join("site"))
             .args(["--daemon-bin", env!("CARGO_BIN_EXE_airflow-mesos")])
-            .args(["--image", &image, "--timeout", "280"]),
-        Duration::from_secs(330),
+            .args(["--image", image, "--timeout", "400"]),
+        Duration::from_secs(450),
         "the Airflow end-to-end run",
     );
     assert!(
@@ -319,9 +564,11 @@ async fn airflow_executor_mesos_path_fake_master() {
     let api_token_env = api_token.clone();
     let (status, out) = tokio::task::spawn_blocking(move || {
         std::fs::create_dir_all(&py_home).expect("creating the driver's AIRFLOW_HOME");
+        let provider = install_provider(&python);
         run_bounded(
             Command::new(&python)
                 .arg(&driver)
+                .env("PYTHONPATH", provider.path().join("site"))
                 .args(["--timeout", "120"])
                 .env("AIRFLOW_HOME", &py_home)
                 .env("AIRFLOW__MESOS__API_URL", &api_env)

@@ -107,11 +107,20 @@ class AirflowMesosExecutor(BaseExecutor):
 
     # -- building specs -------------------------------------------------------------------
 
+    def _core_env(self) -> Dict[str, str]:
+        """``[core] executor`` as the scheduler has it: the task parses its DAG, and Airflow refuses
+        a DAG whose tasks choose (``executor=``) an executor that setting does not list."""
+        assert self.settings is not None
+        if not self.settings.core_executor:
+            return {}
+        return {"AIRFLOW__CORE__EXECUTOR": self.settings.core_executor}
+
     def _workload_env(self) -> Dict[str, str]:
         assert self.settings is not None
         return {
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": self.settings.execution_api_server_url or "",
             "AIRFLOW_IS_EXECUTOR_CONTAINER": "true",
+            **self._core_env(),
         }
 
     def _spec_for_workload(self, workload: Any) -> Dict[str, Any]:
@@ -136,6 +145,7 @@ class AirflowMesosExecutor(BaseExecutor):
         return build_spec(
             key=key_fields(key),
             command=argv,
+            env=self._core_env() or None,
             executor_config=executor_config,
             template=self.settings.template,
         )

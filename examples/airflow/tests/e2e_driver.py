@@ -9,7 +9,10 @@ the daemon (``backend = docker``), ``airflow api-server``, ``airflow dag-process
 ``airflow scheduler`` (SQLite metadata DB), triggers ``mesos_example``, restarts the scheduler while
 the ``slow`` task runs, waits for the run to finish and then checks:
 
-* Airflow's database: every task's final state (``flaky`` succeeded on try 2, ``doomed`` failed);
+* Airflow's database: every task's final state (``flaky`` succeeded on try 2, ``doomed`` failed)
+  and executor (``[core] executor = LocalExecutor,...AirflowMesosExecutor``: the DAG's tasks choose
+  the airflow-mesos executor, ``on_scheduler`` runs with LocalExecutor, on this host, not in a
+  container, and never reaches the daemon);
 * no task try ran twice or got lost: one daemon task per try (by ``external_key``), one mark file
   per try written by the task itself (created with O_EXCL), the restarted scheduler adopted the
   running task;
@@ -18,6 +21,13 @@ the ``slow`` task runs, waits for the run to finish and then checks:
 
 The task containers get Airflow by bind-mounting this virtualenv, its base Python and the few host
 libraries Python needs (read-only, same paths; host and image are both Debian 12).
+
+With Airflow 2.10 (the virtualenv's Airflow decides): no api-server or dag-processor; the tasks are
+``airflow tasks run --local`` and reach the SQLite metadata DB through a bind mount of
+AIRFLOW_HOME (SQLite with several processes is what Airflow's own tests do, with
+``_AIRFLOW__SKIP_DATABASE_EXECUTOR_COMPATIBILITY_CHECK``; a real setup uses PostgreSQL or MySQL);
+the checks on workload tokens have no token to look for and the task output is read from
+Airflow's task log.
 Every process started here is killed and every container removed at the end, also on failure.
 Exit status 0 = all checks held; the reason is printed otherwise.
 """
@@ -52,10 +62,25 @@ EXPECTED = {
     "flaky": ("success", 2),
     "doomed": ("failed", 1),
     "slow": ("success", 1),
+    "on_scheduler": ("success", 1),
     "report": ("success", 1),
 }
+# Tasks left with the default executor (the first of [core] executor): they run on this host.
+LOCAL_TASKS = {"on_scheduler"}
+MESOS_EXECUTOR = "airflow_mesos_executor.AirflowMesosExecutor"
 JWT_RE = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")
 HOST_LIBS = ["libssl.so.3", "libcrypto.so.3", "libsqlite3.so.0"]
+
+
+def airflow_major() -> int:
+    import importlib.metadata
+
+    return int(importlib.metadata.version("apache-airflow").split(".")[0])
+
+
+# Airflow 2.10: the scheduler parses the DAGs itself, tasks run `airflow tasks run --local` and
+# talk to the metadata DB directly (no api-server, no workload token).
+AIRFLOW2 = airflow_major() == 2
 
 
 class Failure(Exception):
@@ -94,6 +119,24 @@ class Run:
             {"container_path": venv, "host_path": venv, "mode": "ro"},
             {"container_path": base_python, "host_path": base_python, "mode": "ro"},
         ]
+        env = {
+            "PATH": f"{venv}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "AIRFLOW__CORE__DAGS_FOLDER": f"{self.home}/dags",
+            "AIRFLOW__LOGGING__BASE_LOG_FOLDER": f"{self.home}/logs",
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AM_EXAMPLE_MARK_DIR": marks,
+            "AM_EXAMPLE_SLOW_SECONDS": str(self.args.slow_seconds),
+        }
+        if AIRFLOW2:
+            # The metadata DB (and airflow.cfg) in AIRFLOW_HOME, the provider as the scheduler has it.
+            vols.append({"container_path": self.home, "host_path": self.home, "mode": "rw"})
+            env["AIRFLOW_HOME"] = self.home
+            env["_AIRFLOW__SKIP_DATABASE_EXECUTOR_COMPATIBILITY_CHECK"] = "1"
+            paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+            for p in paths:
+                vols.append({"container_path": p, "host_path": p, "mode": "ro"})
+            if paths:
+                env["PYTHONPATH"] = os.pathsep.join(paths)
         libdir = "/usr/lib/x86_64-linux-gnu"
         for lib in HOST_LIBS:
             path = os.path.join(libdir, lib)
@@ -104,14 +147,7 @@ class Run:
             "cpus": 0.25,
             "mem": 1024,
             "volumes": vols,
-            "env": {
-                "PATH": f"{venv}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                "AIRFLOW__CORE__DAGS_FOLDER": f"{self.home}/dags",
-                "AIRFLOW__LOGGING__BASE_LOG_FOLDER": f"{self.home}/logs",
-                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-                "AM_EXAMPLE_MARK_DIR": marks,
-                "AM_EXAMPLE_SLOW_SECONDS": str(self.args.slow_seconds),
-            },
+            "env": env,
             "labels": {"am-e2e": self.tag},
         }
 
@@ -142,12 +178,16 @@ class Run:
                 "AIRFLOW__MESOS__LOCAL_MEMORY": "12000",
                 "AIRFLOW__MESOS_EXECUTOR__TASK_TEMPLATE": json.dumps(template),
                 # The daemon's policy lets the tasks mount exactly the host paths they need.
+                # The LocalExecutor task (on this host) marks its try too.
+                "AM_EXAMPLE_MARK_DIR": marks,
                 "AIRFLOW__MESOS__ALLOWED_HOST_PATHS": ", ".join(
                     sorted({v["host_path"] for v in template["volumes"]})
                 ),
                 "PYTHONUNBUFFERED": "1",
             }
         )
+        if AIRFLOW2:
+            env["_AIRFLOW__SKIP_DATABASE_EXECUTOR_COMPATIBILITY_CHECK"] = "1"
         return env
 
     def remaining(self) -> float:
@@ -230,7 +270,7 @@ class Run:
         for d in ("logs", "marks"):
             os.makedirs(os.path.join(self.home, d))
         os.chmod(os.path.join(self.home, "marks"), 0o777)
-        log(f"AIRFLOW_HOME={self.home}; migrating the metadata DB")
+        log(f"Airflow {'2' if AIRFLOW2 else '3'}; AIRFLOW_HOME={self.home}; migrating the metadata DB")
         self.airflow("db", "migrate", timeout=240)
 
     def start_daemon(self) -> None:
@@ -246,8 +286,9 @@ class Run:
         self.wait_for("the daemon's API", up, limit=60, every=0.5)
 
     def start_airflow(self) -> None:
-        self.start("api-server", [os.path.join(sys.prefix, "bin", "airflow"), "api-server", "--port", str(self.api_port)])
-        self.start("dag-processor", [os.path.join(sys.prefix, "bin", "airflow"), "dag-processor"])
+        if not AIRFLOW2:
+            self.start("api-server", [os.path.join(sys.prefix, "bin", "airflow"), "api-server", "--port", str(self.api_port)])
+            self.start("dag-processor", [os.path.join(sys.prefix, "bin", "airflow"), "dag-processor"])
         self.start("scheduler", [os.path.join(sys.prefix, "bin", "airflow"), "scheduler"])
 
         def parsed():
@@ -257,6 +298,8 @@ class Run:
             return self._has_table("serialized_dag") and self.db("select 1 from serialized_dag where dag_id=?", (DAG_ID,))
 
         self.wait_for("the DAG to be parsed", parsed, limit=120)
+        if AIRFLOW2:
+            return
 
         def api_up():
             try:
@@ -273,6 +316,10 @@ class Run:
     def ti_states(self) -> dict:
         rows = self.db("select task_id, state, try_number from task_instance where dag_id=? and run_id=?", (DAG_ID, RUN_ID))
         return {r[0]: (r[1], r[2]) for r in rows}
+
+    def ti_executors(self) -> dict:
+        rows = self.db("select task_id, executor from task_instance where dag_id=? and run_id=?", (DAG_ID, RUN_ID))
+        return dict(rows)
 
     def run_dag(self) -> None:
         self.airflow("dags", "trigger", DAG_ID, "--run-id", RUN_ID)
@@ -303,6 +350,8 @@ class Run:
         info = json.loads(subprocess.run(["docker", "inspect", *ids], capture_output=True, text=True, check=True).stdout)
         self.inspected = info
         for c in info:
+            if AIRFLOW2:
+                break
             env = c["Config"].get("Env") or []
             if not any(e.startswith("AIRFLOW__CORE__EXECUTION_API_SERVER_URL=") for e in env):
                 raise Failure(f"container {c['Id'][:12]} lacks AIRFLOW__CORE__EXECUTION_API_SERVER_URL: {env}")
@@ -317,14 +366,42 @@ class Run:
         for task_id, (state, tries) in EXPECTED.items():
             if cli_states.get(task_id) != state:
                 raise Failure(f"{task_id}: Airflow says {cli_states.get(task_id)}, expected {state} ({cli_states})")
-            if states[task_id][1] != tries:
+            # Airflow 2.10 counts a try when it schedules the task instance, and a restarted
+            # scheduler resets scheduled ones: a try number may be skipped without anything run.
+            if states[task_id][1] != tries and not AIRFLOW2:
                 raise Failure(f"{task_id}: try_number {states[task_id][1]}, expected {tries}")
         log(f"Airflow's DB: {cli_states}")
 
+        executors = self.ti_executors()
+        for task_id in EXPECTED:
+            want = "LocalExecutor" if task_id in LOCAL_TASKS else MESOS_EXECUTOR
+            if executors.get(task_id) != want:
+                raise Failure(f"{task_id}: executor {executors.get(task_id)!r}, expected {want!r} ({executors})")
+        log(f"executors: {executors}")
+
         expected_marks = sorted(f"{t}.{n}" for t, (_, tries) in EXPECTED.items() for n in range(1, tries + 1))
         marks = sorted(os.listdir(os.path.join(self.home, "marks")))
+        if AIRFLOW2:
+            # As many tries ran as expected, the last one being the task instance's try number.
+            ran = {}
+            for m in marks:
+                t, n = m.rsplit(".", 1)
+                ran.setdefault(t, []).append(int(n))
+            for task_id, (_, tries) in EXPECTED.items():
+                numbers = sorted(ran.get(task_id, []))
+                if len(numbers) != tries or numbers[-1] != states[task_id][1]:
+                    raise Failure(f"{task_id}: tries that ran {numbers}, expected {tries} ending at try {states[task_id][1]}")
+            expected_marks = marks
         if marks != expected_marks:
             raise Failure(f"task tries that ran (mark files) {marks}, expected exactly {expected_marks}")
+        host_pid_ns = os.readlink("/proc/self/ns/pid")
+        for mark in marks:
+            pid_ns = open(os.path.join(self.home, "marks", mark)).read().split()[0]
+            where = "host" if pid_ns == host_pid_ns else "container"
+            want = "host" if mark.split(".")[0] in LOCAL_TASKS else "container"
+            if where != want:
+                raise Failure(f"task try {mark} ran in a {where}, expected a {want}")
+        expected_marks = [m for m in expected_marks if m.split(".")[0] not in LOCAL_TASKS]
 
         # A task reports its state through the API before its container exits: let them end.
         ended = lambda: all(t["state"] in ("succeeded", "failed", "killed") for t in self.daemon_tasks())  # noqa: E731
@@ -343,6 +420,8 @@ class Run:
                 raise Failure(f"daemon task {t['id']} is still {t['state']}")
             if t.get("attempts", 1) != 1:
                 raise Failure(f"daemon task {t['id']} was launched {t['attempts']} times")
+        if any(t["labels"].get("airflow.task_id") in LOCAL_TASKS for t in tasks):
+            raise Failure(f"a LocalExecutor task reached the daemon: {[t['external_key'] for t in tasks]}")
         log(f"daemon: {len(tasks)} tasks, one per try, all ended")
 
         # executor_config (AVENTER keys) reached the daemon and beat the site template.
@@ -359,7 +438,13 @@ class Run:
 
         extract = [t for t in tasks if t["labels"].get("airflow.task_id") == "extract"][0]
         out = json.loads(self.api(f"/v1/tasks/{extract['id']}/logs?stream=stdout&offset=0&length=1000000"))
-        if "running extract try 1" not in out["data"]:
+        if AIRFLOW2:
+            # `airflow tasks run --local` sends the task's output to Airflow's task log.
+            logs = glob.glob(os.path.join(self.home, "logs", "**", "task_id=extract", "**", "*.log"), recursive=True)
+            text = "".join(open(p, errors="replace").read() for p in logs)
+            if "running extract try 1" not in text:
+                raise Failure(f"extract's Airflow task log ({logs}) lacks its output: {text[-500:]!r}")
+        elif "running extract try 1" not in out["data"]:
             raise Failure(f"extract's stdout from the logs API lacks its output: {out['data'][-500:]!r}")
 
         self.check_tokens(tasks)

@@ -49,6 +49,7 @@ def make_executor(daemon, template=None):
         api_token=daemon.token,
         template=template or {},
         execution_api_server_url="http://127.0.0.1:8080/execution/",
+        core_executor="LocalExecutor,airflow_mesos_executor.AirflowMesosExecutor",
     )
     ex.client = DaemonClient(daemon.url, daemon.token, timeout=5)
     ex.start()
@@ -82,6 +83,8 @@ def test_workloads_are_submitted_in_one_batch_with_the_token_only_in_the_file(da
         rest = json.dumps({k: v for k, v in spec.items() if k != "files"})
         assert TOKEN not in rest, "the token must only travel in the sandbox file"
         assert spec["env"]["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://127.0.0.1:8080/execution/"
+        # The task parses its DAG, which may choose executors: it needs the scheduler's list.
+        assert spec["env"]["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor,airflow_mesos_executor.AirflowMesosExecutor"
         assert spec["external_key"] == external_key_of(w.ti.key)
         assert spec["network"] == "host"
     assert specs["extract"]["image"] == "site/airflow:3"
@@ -304,6 +307,7 @@ def test_airflow2_command_runs_as_argv(daemon):
     [spec] = daemon.submitted_specs()
     assert spec["command"] == argv
     assert spec["executor_config"] == {"image": "a2:latest"}
+    assert spec["env"] == {"AIRFLOW__CORE__EXECUTOR": "LocalExecutor,airflow_mesos_executor.AirflowMesosExecutor"}
     ex.execute_async(key=key._replace(task_id="y"), command=["bash", "-c", "evil"])
     ex.running.add(key._replace(task_id="y"))
     ex.sync()
@@ -315,12 +319,14 @@ def test_settings_come_from_airflow_conf(daemon, monkeypatch):
     monkeypatch.setenv("AIRFLOW__MESOS__API_URL", daemon.url)
     monkeypatch.setenv("AIRFLOW__MESOS__API_TOKEN_CMD", f"echo {daemon.token}")
     monkeypatch.setenv("AIRFLOW__MESOS_EXECUTOR__TASK_TEMPLATE", '{"network": "host"}')
+    monkeypatch.setenv("AIRFLOW__CORE__EXECUTOR", "CeleryExecutor, airflow_mesos_executor.AirflowMesosExecutor ")
     ex = AirflowMesosExecutor(parallelism=4)
     ex.start()
     queue(ex, workload("x"))
     ex.heartbeat()
     [spec] = daemon.submitted_specs()
     assert spec["network"] == "host"
+    assert spec["env"]["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor, airflow_mesos_executor.AirflowMesosExecutor"
     assert all(r["auth"] == f"Bearer {daemon.token}" for r in daemon.requests)
 
 
