@@ -298,9 +298,19 @@ fn check_provider(python: &Path) {
         ],
     );
     let json_of = |text: &str| -> serde_json::Value {
-        // Airflow 2.10 may print warnings before the JSON document.
-        let start = text.find('[').unwrap_or(0);
-        serde_json::from_str(&text[start..]).unwrap_or_else(|e| panic!("not JSON ({e}):\n{text}"))
+        // Airflow 2.10 may print warnings and log lines (`[2026-…] {cli_parser.py:67} ERROR …`,
+        // with SQLite and LocalExecutor) before the JSON document: the document is the first
+        // line-initial `[` that parses as a JSON array.
+        text.match_indices('[')
+            .filter(|(i, _)| *i == 0 || text[..*i].ends_with('\n'))
+            .find_map(|(i, _)| {
+                serde_json::Deserializer::from_str(&text[i..])
+                    .into_iter::<serde_json::Value>()
+                    .next()
+                    .and_then(Result::ok)
+                    .filter(serde_json::Value::is_array)
+            })
+            .unwrap_or_else(|| panic!("no JSON array in:\n{text}"))
     };
     let providers = json_of(&outs[0]);
     let ours = providers
