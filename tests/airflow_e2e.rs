@@ -49,56 +49,46 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The Python of the Airflow virtualenv, if it has Airflow 3 and the shim.
-fn airflow_python() -> Option<PathBuf> {
-    let Ok(venv) = std::env::var("AM_TEST_AIRFLOW_VENV") else {
-        return missing(
-            "AM_TEST_AIRFLOW_VENV is not set: run .ci/setup-airflow.sh and source .ci/test-env-airflow.sh",
-        );
+/// The Python of the virtualenv named by `$var` (made by `.ci/setup-airflow.sh`), if `check`
+/// (Python code) succeeds in it; `what` says what the check needs.
+fn venv_python(var: &str, check: &str, what: &str) -> Option<PathBuf> {
+    let Ok(venv) = std::env::var(var) else {
+        return missing(&format!(
+            "{var} is not set: run .ci/setup-airflow.sh and source .ci/test-env-airflow.sh"
+        ));
     };
     let python = Path::new(&venv).join("bin").join("python");
     let ok = Command::new(&python)
-        .args([
-            "-c",
-            "import airflow.sdk.execution_time.execute_workload, airflow_mesos_executor, pytest",
-        ])
+        .args(["-c", check])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
     if !ok {
         return missing(&format!(
-            "{} cannot import Airflow 3, the shim and pytest: run .ci/setup-airflow.sh",
+            "{} cannot import {what}: run .ci/setup-airflow.sh",
             python.display()
         ));
     }
     Some(python)
 }
 
+/// The Python of the Airflow virtualenv, if it has Airflow 3 and the shim.
+fn airflow_python() -> Option<PathBuf> {
+    venv_python(
+        "AM_TEST_AIRFLOW_VENV",
+        "import airflow.sdk.execution_time.execute_workload, airflow_mesos_executor, pytest",
+        "Airflow 3, the shim and pytest",
+    )
+}
+
 /// The Python of the Airflow 2.10 virtualenv of `.ci/setup-airflow.sh` (`AM_TEST_AIRFLOW2_VENV`).
 fn airflow2_python() -> Option<PathBuf> {
-    let Ok(venv) = std::env::var("AM_TEST_AIRFLOW2_VENV") else {
-        return missing(
-            "AM_TEST_AIRFLOW2_VENV is not set: run .ci/setup-airflow.sh and source .ci/test-env-airflow.sh",
-        );
-    };
-    let python = Path::new(&venv).join("bin").join("python");
-    let ok = Command::new(&python)
-        .args([
-            "-c",
-            "import sys, airflow; sys.exit(not airflow.__version__.startswith('2.10.'))",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        return missing(&format!(
-            "{} cannot import Airflow 2.10: run .ci/setup-airflow.sh",
-            python.display()
-        ));
-    }
-    Some(python)
+    venv_python(
+        "AM_TEST_AIRFLOW2_VENV",
+        "import sys, airflow; sys.exit(not airflow.__version__.startswith('2.10.'))",
+        "Airflow 2.10",
+    )
 }
 
 /// The task image, if the Docker engine answers and has it.
