@@ -263,9 +263,13 @@ impl MesosBackendConfig {
     }
 
     fn heartbeat_timeout(&self, interval: Option<f64>) -> Duration {
+        // The interval comes from the master: a day at most, so no value it sends can overflow
+        // a Duration (Duration::from_secs_f64 panics past u64::MAX seconds).
+        const MAX_HEARTBEAT_SECS: f64 = 86_400.0;
         let secs = interval
             .filter(|s| s.is_finite() && *s > 0.0)
-            .unwrap_or(self.default_heartbeat.as_secs_f64());
+            .unwrap_or(self.default_heartbeat.as_secs_f64())
+            .min(MAX_HEARTBEAT_SECS);
         Duration::from_secs_f64(secs * self.heartbeat_factor.max(1.0))
     }
 }
@@ -1088,6 +1092,11 @@ mod tests {
         assert_eq!(c.heartbeat_timeout(None), Duration::from_secs(75));
         assert_eq!(c.heartbeat_timeout(Some(2.0)), Duration::from_secs(10));
         assert_eq!(c.heartbeat_timeout(Some(f64::NAN)), Duration::from_secs(75));
+        // A huge interval from the master is capped, not a panic.
+        assert_eq!(
+            c.heartbeat_timeout(Some(1e308)),
+            Duration::from_secs(5 * 86_400)
+        );
     }
 
     fn task(containerizer: Containerizer, image: &str, files: Vec<SandboxFile>) -> LaunchTask {
