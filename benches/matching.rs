@@ -246,17 +246,7 @@ fn bench(c: &mut Criterion) {
     g.sample_size(20).measurement_time(Duration::from_secs(10));
     g.throughput(Throughput::Elements(10_000));
     let core = core_with(10_000);
-    g.bench_function("10k_tasks_x_1k_offers", |b| {
-        b.iter_batched(
-            || (core.clone(), offers_1k.clone()),
-            |(mut core, offers)| {
-                let step = core.handle_event(Event::Offers(offers), now());
-                // Returned, so that dropping the core is not timed.
-                (core, black_box(step))
-            },
-            BatchSize::PerIteration,
-        )
-    });
+    bench_round(&mut g, "10k_tasks_x_1k_offers", &core, &offers_1k);
     let core = core_with_specs(
         (0..10_000)
             .map(|i| {
@@ -268,16 +258,12 @@ fn bench(c: &mut Criterion) {
             })
             .collect(),
     );
-    g.bench_function("10k_tasks_x_1k_offers_each_its_own_size", |b| {
-        b.iter_batched(
-            || (core.clone(), offers_1k.clone()),
-            |(mut core, offers)| {
-                let step = core.handle_event(Event::Offers(offers), now());
-                (core, black_box(step))
-            },
-            BatchSize::PerIteration,
-        )
-    });
+    bench_round(
+        &mut g,
+        "10k_tasks_x_1k_offers_each_its_own_size",
+        &core,
+        &offers_1k,
+    );
     g.finish();
 
     let mut g = c.benchmark_group("core_round_growth");
@@ -303,3 +289,23 @@ fn bench(c: &mut Criterion) {
 
 criterion_group!(benches, bench);
 criterion_main!(benches);
+
+/// One whole core round: `core` (cloned per iteration, untimed) handles `offers`.
+fn bench_round(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    core: &Core,
+    offers: &[Offer],
+) {
+    g.bench_function(name, |b| {
+        b.iter_batched(
+            || (core.clone(), offers.to_vec()),
+            |(mut core, offers)| {
+                let step = core.handle_event(Event::Offers(offers), now());
+                // Returned, so that dropping the core is not timed.
+                (core, black_box(step))
+            },
+            BatchSize::PerIteration,
+        )
+    });
+}
