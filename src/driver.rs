@@ -10,12 +10,18 @@
 //! Group commit: one commit is in flight at a time, and the driver keeps handling events while
 //! it is. What they change waits in `pending` and rides the next commit, started as soon as the
 //! one in flight is done; every action (an acknowledgement, a launch) waits for the commit of
-//! the step that produced it and goes out in order. A failed commit stops the driver: nothing
-//! of its step, nor of any later one, is sent.
+//! the step that produced it and goes out in order.
+//!
+//! A commit that fails with a transient error (a database restart or failover, a lost
+//! connection, a busy file, a full disk) is tried again with backoff for up to
+//! `store_outage_limit` ([`crate::store::retry`]); meanwhile events are still taken in (up to
+//! `MAX_PENDING` changes), nothing that depends on the commit is sent, and submissions and kills
+//! are answered "unavailable" at once. Any other failure, or an outage past the limit, stops the
+//! driver: nothing of its step, nor of any later one, is sent.
 
 use crate::scheduler::types::{Action, BackendChannels, Event, Now};
 use crate::scheduler::{Core, KillError, Step};
-use crate::store::{Store, StoreError};
+use crate::store::{RetryPolicy, Store, StoreError, StoreHealth};
 use crate::task::{
     new_task_id, PolicyError, SpecDefaults, SpecError, TaskRecord, TaskSpec, TaskState,
 };
@@ -86,6 +92,8 @@ pub struct Metrics {
     pub last_seq: AtomicI64,
     /// What the driver sees of the cluster (subscription, agents, latest offers).
     pub cluster: crate::cluster::ClusterView,
+    /// Whether the state store answers, and how often commits were retried.
+    pub store: StoreHealth,
 }
 
 /// What the API holds to talk to the driver.
@@ -128,6 +136,8 @@ pub struct DriverParts {
     pub defaults: SpecDefaults,
     /// Name under which the framework id is stored.
     pub framework_name: String,
+    /// How long commits are retried through a database outage.
+    pub store_retry: RetryPolicy,
     pub shutdown: CancellationToken,
 }
 
@@ -185,6 +195,7 @@ pub async fn run(
         actions: parts.backend.actions,
         defaults: parts.defaults,
         framework_name: parts.framework_name,
+        store_retry: parts.store_retry,
         metrics,
     };
     // Queued tasks restored from the store may need a revive.
@@ -253,6 +264,7 @@ struct Driver {
     outbox: std::collections::VecDeque<Action>,
     defaults: SpecDefaults,
     framework_name: String,
+    store_retry: RetryPolicy,
     metrics: Arc<Metrics>,
     /// Largest (cpus, mem) in thousandths each agent has offered.
     agent_sizes: std::collections::HashMap<String, (i64, i64)>,
@@ -397,6 +409,20 @@ impl Driver {
     }
 
     async fn handle_request(&mut self, req: Request) -> Result<(), DriverError> {
+        if let Some(d) = self.metrics.store.degraded() {
+            // The commit under way is being retried through an outage, which may last
+            // minutes: say so at once rather than keep the client waiting.
+            let error = StoreError::Unavailable { error: d.error };
+            match req {
+                Request::Submit { reply, .. } => {
+                    let _ = reply.send(Err(SubmitError::Store(error)));
+                }
+                Request::Kill { reply, .. } => {
+                    let _ = reply.send(Err(KillError::Unavailable(error.to_string())));
+                }
+            }
+            return Ok(());
+        }
         // A submission's insert and a kill's answer follow everything decided before them.
         self.settle().await?;
         let started = Instant::now();
@@ -428,6 +454,15 @@ impl Driver {
                     self.settle().await?;
                     let state = self.core.state_of(&id).unwrap_or(TaskState::Killed);
                     let _ = reply.send(Ok(state));
+                }
+                // The core forgets ended tasks at a restart; the store still knows them.
+                Err(KillError::NotFound) => {
+                    let answer = match self.store.get_task(&id).await {
+                        Ok(Some(t)) => KillError::AlreadyTerminal(t.state),
+                        Ok(None) => KillError::NotFound,
+                        Err(e) => KillError::Unavailable(e.to_string()),
+                    };
+                    let _ = reply.send(Err(answer));
                 }
                 Err(e) => {
                     let _ = reply.send(Err(e));
@@ -491,11 +526,18 @@ impl Driver {
 
     fn start_commit(&mut self, step: Step) {
         let store = self.store.clone();
-        let changes = step.changes;
+        let changes = Arc::new(step.changes);
+        let metrics = self.metrics.clone();
+        let policy = self.store_retry.clone();
         self.in_flight = Some(InFlight {
             changes: changes.len(),
             started: Instant::now(),
-            commit: tokio::spawn(async move { store.commit_owned(changes).await }),
+            commit: tokio::spawn(async move {
+                crate::store::retry(&metrics.store, &policy, "committing task changes", || {
+                    store.commit_shared(changes.clone())
+                })
+                .await
+            }),
             actions: step.actions,
         });
     }
@@ -641,6 +683,10 @@ mod tests {
                 uncontainerized: false,
             },
             framework_name: "fw".into(),
+            store_retry: RetryPolicy {
+                limit: Duration::from_secs(5),
+                url: "sqlite:driver.db".into(),
+            },
             shutdown: CancellationToken::new(),
         };
         let metrics = handle.metrics.clone();

@@ -882,3 +882,54 @@ async fn the_web_ui_shows_the_master_the_agents_and_an_agents_log_tail() {
     );
     m.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_of_a_task_that_ended_before_a_restart_is_a_conflict_not_an_unknown_task() {
+    let m = master().await;
+    let mut d = daemon_for(&m.host_port());
+    let jobs = d.home.path().join("one.yaml");
+    std::fs::write(&jobs, "tasks:\n  - command: echo done\n").unwrap();
+    let v = cli_json(
+        &d,
+        &["submit", "-f", jobs.to_str().unwrap(), "--wait", "--json"],
+    )
+    .await;
+    let id = task_ids(&v).remove(0);
+    assert_eq!(state(&d, &id).await, "succeeded");
+    // The core forgets ended tasks at a restart; the store does not.
+    d.terminate();
+    d.spawn();
+
+    let http = d.http(Duration::from_secs(10));
+    let r = http
+        .post(d.url(&format!("/v1/tasks/{id}/kill")))
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("already ended"),
+        "{body}"
+    );
+    let out = cli(&d, &["kill", &id]).await;
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.trim(), format!("{id} succeeded (already ended)"));
+    let v = cli_json(&d, &["kill", &id, "--json"]).await;
+    assert_eq!(v["results"][0]["already_ended"], true, "{v}");
+    assert_eq!(v["results"][0]["state"], "succeeded", "{v}");
+
+    let r = http
+        .post(d.url("/v1/tasks/t-nosuchtask/kill"))
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(
+        cli(&d, &["kill", "t-nosuchtask"]).await.status.code(),
+        Some(66)
+    );
+}

@@ -287,17 +287,26 @@ async fn healthz(State(st): State<AppState>) -> impl IntoResponse {
         crate::leader::Role::Leader { .. } => None,
         crate::leader::Role::Standby { leader } => leader.clone(),
     };
+    let degraded = st.driver.metrics.store.degraded();
     Json(json!({
         "status": "ok",
         "backend": st.backend,
         "subscribed": subscribed,
         "role": role.name(),
         "leader": leader,
+        "store": if degraded.is_some() { "degraded" } else { "ok" },
+        "store_error": degraded.as_ref().map(|d| &d.error),
+        "store_degraded_since": degraded.as_ref().map(|d| views::rfc3339(d.since_ms)),
     }))
 }
 
 async fn metrics(State(st): State<AppState>) -> Result<Response, ApiError> {
-    let counts = st.store.counts().await?;
+    // Through a database outage the driver's own figures still tell what is going on (the
+    // counts by state would wait for a connection that does not come).
+    let counts = match st.driver.metrics.store.degraded() {
+        Some(_) => Default::default(),
+        None => st.store.counts().await?,
+    };
     let leading = matches!(*st.role.borrow(), crate::leader::Role::Leader { .. });
     let body = views::render_metrics(&st.driver.metrics, &counts, st.backend, leading);
     Ok((
@@ -484,6 +493,7 @@ async fn kill(State(st): State<AppState>, Path(id): Path<String>) -> Result<Resp
             StatusCode::CONFLICT,
             format!("task `{id}` already ended ({s})"),
         )),
+        Err(KillError::Unavailable(e)) => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e)),
     }
 }
 

@@ -181,6 +181,18 @@ pub fn render_metrics(
         "Offer-handling steps.",
         c(&m.matching_rounds),
     );
+    metric(
+        "store_retries_total",
+        "counter",
+        "State-store operations retried after a transient database error.",
+        m.store.retries().to_string(),
+    );
+    metric(
+        "store_degraded",
+        "gauge",
+        "1 while a state-store operation is being retried through a database outage.",
+        u8::from(m.store.degraded().is_some()).to_string(),
+    );
     let _ = writeln!(out, "# HELP airflow_mesos_tasks Tasks by state.");
     let _ = writeln!(out, "# TYPE airflow_mesos_tasks gauge");
     for st in TaskState::ALL {

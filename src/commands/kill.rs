@@ -1,6 +1,9 @@
-//! `airflow-mesos kill ID...`: kill queued or running tasks (with the grace period).
+//! `airflow-mesos kill ID...`: kill queued or running tasks (with the grace period). A task
+//! that has already ended is left as it is: that is not an error (exit 0), and the output
+//! says so (`already_ended` in `--json`).
 
 use crate::cli::KillArgs;
+use crate::client::ClientError;
 use crate::config::Config;
 use std::io::Write as _;
 
@@ -20,6 +23,18 @@ pub async fn run(args: KillArgs, cfg: &Config) -> anyhow::Result<i32> {
                     writeln!(std::io::stdout().lock(), "{id} {state}")?;
                 }
                 results.push(serde_json::json!({ "id": id, "state": state }));
+            }
+            // 409: the task had already ended; its state is the one it ended in.
+            Err(ClientError::Api { status: 409, .. }) => {
+                let state = match client.get(id).await {
+                    Ok(t) => t.state.to_string(),
+                    Err(_) => "ended".to_string(),
+                };
+                if !args.out.json {
+                    writeln!(std::io::stdout().lock(), "{id} {state} (already ended)")?;
+                }
+                results
+                    .push(serde_json::json!({ "id": id, "state": state, "already_ended": true }));
             }
             Err(e) => {
                 eprintln!("error: {id}: {e}");

@@ -268,6 +268,10 @@ async fn lead(
             Backend::Mesos => cfg.framework_name.clone(),
             Backend::Docker => local_framework_key(&cfg.framework_name),
         },
+        store_retry: crate::store::RetryPolicy {
+            limit: Duration::from_secs_f64(cfg.store_outage_limit),
+            url: store.redacted_url().to_string(),
+        },
         shutdown: stop,
     };
     driver::run(parts, metrics, requests).await?;

@@ -55,6 +55,7 @@ impl fmt::Debug for Config {
             launch_retries,
             reconciliation_interval,
             offer_refuse_seconds,
+            store_outage_limit,
             mesos_ca_cert,
             docker_privileged,
             local_cpus,
@@ -116,6 +117,7 @@ impl fmt::Debug for Config {
             .field("launch_retries", launch_retries)
             .field("reconciliation_interval", reconciliation_interval)
             .field("offer_refuse_seconds", offer_refuse_seconds)
+            .field("store_outage_limit", store_outage_limit)
             .field("mesos_ca_cert", mesos_ca_cert)
             .field("docker_privileged", docker_privileged)
             .field("local_cpus", local_cpus)

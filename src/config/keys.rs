@@ -110,6 +110,7 @@ pub const KEYS: &[KeySpec] = &[
     key("launch_retries", N),
     key("reconciliation_interval", N),
     key("offer_refuse_seconds", N),
+    key("store_outage_limit", N),
     key("mesos_ca_cert", N),
     key("docker_privileged", N),
     key("local_cpus", N),

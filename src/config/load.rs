@@ -913,6 +913,14 @@ impl Cx<'_> {
                 "seconds",
             )
             .unwrap_or(120.0);
+        let store_outage_limit = self
+            .number(
+                "store_outage_limit",
+                Some(300.0),
+                Bound::NonNegative,
+                "seconds",
+            )
+            .unwrap_or(300.0);
         let mesos_ca_cert = self.typed("mesos_ca_cert", None, None, |t| {
             existing_file("PEM CA certificate", t)
         });
@@ -1033,6 +1041,7 @@ impl Cx<'_> {
             launch_retries,
             reconciliation_interval,
             offer_refuse_seconds,
+            store_outage_limit,
             mesos_ca_cert,
             docker_privileged,
             local_cpus,

@@ -194,6 +194,9 @@ pub struct Config {
     pub reconciliation_interval: f64,
     /// Seconds an unused offer is declined for.
     pub offer_refuse_seconds: f64,
+    /// Seconds transient database errors are retried before the daemon gives up and exits
+    /// (0: at the first error).
+    pub store_outage_limit: f64,
     /// CA certificate (PEM) for `https` masters.
     pub mesos_ca_cert: Option<PathBuf>,
     /// Mount the Docker socket and run privileged only when this is true.

@@ -95,7 +95,7 @@ impl Step {
 }
 
 /// Why a kill request was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KillError {
     /// The core does not hold the task: never submitted, or terminal long ago (the store may
     /// still know it).
@@ -103,6 +103,9 @@ pub enum KillError {
     NotFound,
     #[error("the task has already ended ({0})")]
     AlreadyTerminal(TaskState),
+    /// The driver cannot answer now: the state store is unavailable (never the core's answer).
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// Counters and gauges of the core, for `/metrics` and `status`. The core does not time

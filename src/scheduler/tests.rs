@@ -1394,8 +1394,8 @@ mod random_sequences {
                                 prop_assert_eq!(terminal.get(&id), Some(&st));
                                 continue;
                             }
-                            Err(KillError::NotFound) => {
-                                return Err(TestCaseError::fail(format!("{id} not found")));
+                            Err(e @ (KillError::NotFound | KillError::Unavailable(_))) => {
+                                return Err(TestCaseError::fail(format!("{id}: {e}")));
                             }
                         }
                     }

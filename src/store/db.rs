@@ -950,6 +950,15 @@ impl Store {
     /// [`Store::commit`] of changes the caller gives away (the SQLite writer thread takes
     /// them without a copy).
     pub async fn commit_owned(&self, changes: Vec<Change>) -> Result<Vec<TaskEvent>, StoreError> {
+        self.commit_shared(std::sync::Arc::new(changes)).await
+    }
+
+    /// [`Store::commit`] of shared changes: a caller that may have to try again (through a
+    /// database outage) keeps them without a copy.
+    pub async fn commit_shared(
+        &self,
+        changes: std::sync::Arc<Vec<Change>>,
+    ) -> Result<Vec<TaskEvent>, StoreError> {
         if changes.is_empty() {
             return Ok(Vec::new());
         }

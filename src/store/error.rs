@@ -65,6 +65,20 @@ pub enum StoreError {
          over): nothing was written"
     )]
     Deposed { term: i64 },
+    /// Transient errors went on for longer than `store_outage_limit`.
+    #[error(
+        "the state database at `{url}` stayed unavailable for {secs:.0} s \
+         ([mesos] store_outage_limit): {source}"
+    )]
+    Outage {
+        url: String,
+        secs: f64,
+        #[source]
+        source: Box<StoreError>,
+    },
+    /// A write was refused while an earlier commit is retried through an outage.
+    #[error("the state database is unavailable (retrying): {error}")]
+    Unavailable { error: String },
     /// A change names a task that was never inserted.
     #[error("a change names task `{task_id}`, which is not in the store")]
     UnknownTask { task_id: String },
@@ -79,35 +93,120 @@ impl StoreError {
         move |source| StoreError::Query { op, source }
     }
 
-    /// True when retrying the same operation later may succeed (the database is unreachable,
-    /// busy, or aborted the transaction for a conflict); false for errors that will repeat
-    /// (bad URL, unknown task, schema or data problems).
+    /// True when retrying the same operation later may succeed: the database is unreachable,
+    /// restarting, failing over, busy, out of space or out of connections, or aborted the
+    /// transaction for a conflict. False for errors that will repeat (bad URL, unknown task,
+    /// schema or data problems, a lost leadership).
     pub fn is_transient(&self) -> bool {
         match self {
             StoreError::Connect { .. } => true,
-            StoreError::Query { source, .. } => match source {
-                sqlx::Error::Io(_)
-                | sqlx::Error::PoolTimedOut
-                | sqlx::Error::PoolClosed
-                | sqlx::Error::WorkerCrashed
-                | sqlx::Error::Protocol(_) => true,
-                sqlx::Error::Database(db) => {
-                    // SQLite BUSY / LOCKED (result codes), and the SQLSTATEs of a
-                    // serialization failure or deadlock (PostgreSQL, MySQL) and of an
-                    // administrator shutdown (PostgreSQL).
-                    let code = db.code();
-                    matches!(
-                        code.as_deref(),
-                        Some("5" | "6" | "40001" | "40P01" | "57P01")
-                    )
-                }
-                _ => false,
-            },
-            StoreError::Sqlite { source, .. } => matches!(
-                source.sqlite_error_code(),
-                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
-            ),
+            StoreError::Query { source, .. } => transient_sqlx(source),
+            StoreError::Sqlite { source, .. } => source
+                .sqlite_error_code()
+                .is_some_and(transient_sqlite_code),
             _ => false,
         }
+    }
+}
+
+/// SQLite result codes worth retrying: busy and locked (another connection), out of space
+/// (a full disk frees up), I/O errors and a database file that cannot be opened (a storage
+/// hiccup, an unmounted volume).
+fn transient_sqlite_code(code: rusqlite::ErrorCode) -> bool {
+    use rusqlite::ErrorCode as C;
+    matches!(
+        code,
+        C::DatabaseBusy | C::DatabaseLocked | C::DiskFull | C::SystemIoFailure | C::CannotOpen
+    )
+}
+
+/// SQLite primary result codes (the low byte of an extended code) of
+/// [`transient_sqlite_code`]: BUSY, LOCKED, IOERR, FULL, CANTOPEN.
+const SQLITE_TRANSIENT: [i64; 5] = [5, 6, 10, 13, 14];
+
+/// MySQL/MariaDB server error numbers worth retrying: disk full (1021), too many connections
+/// (1040), lock wait timeout (1205), deadlock (1213), read-only server (1290, 1792, 1836:
+/// during a failover), table full (1114), server shutting down (1053), lost connection
+/// (2006, 2013).
+const MYSQL_TRANSIENT: [u16; 11] = [
+    1021, 1040, 1053, 1114, 1205, 1213, 1290, 1792, 1836, 2006, 2013,
+];
+
+fn transient_sqlx(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => {
+            if let Some(m) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+                return MYSQL_TRANSIENT.contains(&m.number())
+                    || matches!(m.code(), Some("40001" | "08S01"));
+            }
+            let Some(code) = db.code() else {
+                return false;
+            };
+            if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                return code
+                    .parse::<i64>()
+                    .is_ok_and(|c| SQLITE_TRANSIENT.contains(&(c & 0xff)));
+            }
+            transient_sqlstate(&code)
+        }
+        _ => false,
+    }
+}
+
+/// PostgreSQL SQLSTATEs worth retrying: connection exceptions (class 08), insufficient
+/// resources (class 53: disk full, out of memory, too many connections), operator
+/// intervention (57P01 admin shutdown, 57P02 crash shutdown, 57P03 cannot connect now),
+/// serialization failure and deadlock (40001, 40P01), and a read-only transaction (25006: a
+/// standby answered during a failover).
+fn transient_sqlstate(code: &str) -> bool {
+    code.starts_with("08")
+        || code.starts_with("53")
+        || matches!(
+            code,
+            "57P01" | "57P02" | "57P03" | "40001" | "40P01" | "25006"
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlstates_of_outages_are_transient_and_data_errors_are_not() {
+        for code in [
+            "08006", "08001", "53100", "53300", "57P01", "57P03", "40P01", "25006",
+        ] {
+            assert!(transient_sqlstate(code), "{code}");
+        }
+        for code in ["23505", "42P01", "22P02", "XX000", "57014"] {
+            assert!(!transient_sqlstate(code), "{code}");
+        }
+    }
+
+    #[test]
+    fn sqlite_outages_are_transient_and_constraint_errors_are_not() {
+        use rusqlite::ErrorCode as C;
+        for c in [C::DatabaseBusy, C::DiskFull, C::SystemIoFailure] {
+            assert!(transient_sqlite_code(c), "{c:?}");
+        }
+        for c in [C::ConstraintViolation, C::DatabaseCorrupt, C::ReadOnly] {
+            assert!(!transient_sqlite_code(c), "{c:?}");
+        }
+        let full = StoreError::Sqlite {
+            op: "committing",
+            source: rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+                None,
+            ),
+        };
+        assert!(full.is_transient());
+        assert!(!StoreError::ConcurrentWriter.is_transient());
+        assert!(!StoreError::Deposed { term: 3 }.is_transient());
     }
 }

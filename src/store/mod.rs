@@ -13,10 +13,12 @@
 //! - `sql.rs`: the little SQL that differs by dialect, placeholders and chunking.
 //! - `url.rs`: [`translate_url`] (SQLAlchemy → sqlx) and [`redact_url`].
 //! - `error.rs`: [`StoreError`].
+//! - `outage.rs`: [`retry`] through transient errors, and the [`StoreHealth`] it reports.
 //! - `migrations/<dialect>/` at the crate root: the schema, one folder per dialect.
 
 mod db;
 mod error;
+mod outage;
 mod plan;
 mod sql;
 mod url;
@@ -26,6 +28,7 @@ pub use db::{
     SCAN_WINDOW,
 };
 pub use error::StoreError;
+pub use outage::{retry, Degraded, RetryPolicy, StoreHealth};
 pub use url::{dialect_of, redact_url, translate_url, Dialect};
 
 use crate::task::TaskState;

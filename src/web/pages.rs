@@ -577,6 +577,9 @@ pub async fn kill(
                 StatusCode::CONFLICT,
                 &format!("task `{id}` already ended ({s})"),
             ),
+            Err(KillError::Unavailable(e)) => {
+                html::error_page(root, StatusCode::SERVICE_UNAVAILABLE, &e)
+            }
         },
         Some(None) => html::error_page(
             root,

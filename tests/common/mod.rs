@@ -157,6 +157,28 @@ impl Daemon {
         }
     }
 
+    /// Waits up to `secs` for the daemon to exit by itself; its exit code (`None`: still
+    /// running, or killed by a signal).
+    pub fn wait_exit(&mut self, secs: u64) -> Option<i32> {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        let c = self.child.as_mut()?;
+        while Instant::now() < deadline {
+            if let Ok(Some(s)) = c.try_wait() {
+                self.child = None;
+                return s.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    /// True while the daemon process runs.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
     /// The daemon's process id, while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
