@@ -288,6 +288,7 @@ kill_grace_period = 5.5
 launch_retries = 0
 reconciliation_interval = 60
 offer_refuse_seconds = 0
+store_outage_limit = 45
 mesos_ca_cert = /fake/ca.pem
 docker_privileged = TRUE
 local_cpus = 2
@@ -384,7 +385,7 @@ fn all_keys_expected(path: Option<PathBuf>) -> Config {
         launch_retries: 0,
         reconciliation_interval: 60.0,
         offer_refuse_seconds: 0.0,
-        store_outage_limit: 300.0,
+        store_outage_limit: 45.0,
         mesos_ca_cert: Some("/fake/ca.pem".into()),
         docker_privileged: true,
         local_cpus: Some(2.0),
