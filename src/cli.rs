@@ -45,6 +45,9 @@ pub enum Command {
     Logs(LogsArgs),
     /// Show or check the effective configuration.
     Config(crate::commands::config::ConfigArgs),
+    /// Manage the Mesos framework this scheduler registers (`framework reset` after the master
+    /// removed it).
+    Framework(crate::commands::framework::FrameworkArgs),
     /// Build and push the project's Docker images (docker/Dockerfile) through the Docker Engine API.
     Images(crate::commands::images::ImagesArgs),
     /// Print a shell completion script, or write the man pages (made from these definitions).
@@ -76,7 +79,7 @@ pub enum Generate {
 pub struct SchedulerArgs {
     /// Exit after the daemon has been idle (nothing queued or running) for this many seconds
     /// (useful for one-shot runs and tests; default: run until SIGTERM/SIGINT).
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", value_parser = seconds, allow_negative_numbers = true)]
     pub exit_when_idle: Option<f64>,
 }
 
@@ -99,7 +102,8 @@ pub struct SubmitArgs {
     /// Docker image (default: [mesos] docker_image_slave).
     #[arg(long)]
     pub image: Option<String>,
-    #[arg(long)]
+    /// CPUs (a fraction is a share of one).
+    #[arg(long, value_parser = cpus, allow_negative_numbers = true)]
     pub cpus: Option<f64>,
     /// Memory in MB, or a size like 512m / 2g.
     #[arg(long)]
@@ -119,7 +123,7 @@ pub struct SubmitArgs {
     #[arg(long)]
     pub wait: bool,
     /// Give up waiting after this many seconds (exit 124).
-    #[arg(long, value_name = "SECS", requires = "wait")]
+    #[arg(long, value_name = "SECS", requires = "wait", value_parser = seconds, allow_negative_numbers = true)]
     pub timeout: Option<f64>,
     #[command(flatten)]
     pub out: OutputArgs,
@@ -146,9 +150,10 @@ pub struct ListArgs {
     #[arg(long)]
     pub external_key: Option<String>,
     /// Only tasks changed after this change-feed position (the `cursor` of a previous list).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(i64).range(0..), allow_negative_numbers = true)]
     pub since: Option<i64>,
-    #[arg(long, default_value_t = 1000)]
+    /// Most tasks to list (1 to 10000).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub limit: u32,
     #[command(flatten)]
     pub out: OutputArgs,
@@ -159,7 +164,7 @@ pub struct WaitArgs {
     #[arg(required = true)]
     pub ids: Vec<String>,
     /// Give up after this many seconds (exit 124).
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", value_parser = seconds, allow_negative_numbers = true)]
     pub timeout: Option<f64>,
     #[command(flatten)]
     pub out: OutputArgs,
@@ -182,6 +187,36 @@ pub struct LogsArgs {
     /// Keep printing new output until the task ends.
     #[arg(long, short = 'f')]
     pub follow: bool,
+}
+
+/// Longest duration a flag takes (about 31 years): a `Duration` of it cannot overflow.
+const MAX_SECONDS: f64 = 1e9;
+
+/// A number of seconds: finite, 0 or more, at most [`MAX_SECONDS`].
+fn seconds(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of seconds"))?;
+    if !v.is_finite() || v < 0.0 {
+        return Err(format!("`{s}`: seconds must be a finite number, 0 or more"));
+    }
+    if v > MAX_SECONDS {
+        return Err(format!("`{s}`: at most {MAX_SECONDS} seconds"));
+    }
+    Ok(v)
+}
+
+/// A number of CPUs: finite and more than 0.
+fn cpus(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of CPUs"))?;
+    if !v.is_finite() || v <= 0.0 {
+        return Err(format!("`{s}`: CPUs must be a finite number above 0"));
+    }
+    Ok(v)
 }
 
 #[cfg(test)]
@@ -210,5 +245,45 @@ mod tests {
         };
         assert!(s.wait);
         assert_eq!(s.command, vec!["echo", "-n", "hi"]);
+    }
+
+    fn parse(args: &[&str]) -> Result<Cli, String> {
+        Cli::try_parse_from(args).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn numeric_flags_refuse_nan_negative_and_huge_values_naming_the_flag() {
+        for (args, flag) in [
+            (
+                &["am", "scheduler", "--exit-when-idle", "-1"][..],
+                "--exit-when-idle",
+            ),
+            (
+                &["am", "scheduler", "--exit-when-idle", "NaN"][..],
+                "--exit-when-idle",
+            ),
+            (
+                &["am", "scheduler", "--exit-when-idle", "1e300"][..],
+                "--exit-when-idle",
+            ),
+            (&["am", "wait", "t-1", "--timeout", "inf"][..], "--timeout"),
+            (
+                &["am", "submit", "--wait", "--timeout", "-5", "--", "true"][..],
+                "--timeout",
+            ),
+            (
+                &["am", "submit", "--cpus", "NaN", "--", "true"][..],
+                "--cpus",
+            ),
+            (&["am", "submit", "--cpus", "0", "--", "true"][..], "--cpus"),
+            (&["am", "list", "--limit", "0"][..], "--limit"),
+            (&["am", "list", "--limit", "100000"][..], "--limit"),
+            (&["am", "list", "--since", "-3"][..], "--since"),
+        ] {
+            let e = parse(args).expect_err(&format!("{args:?} must be refused"));
+            assert!(e.contains(flag), "{args:?}: {e}");
+        }
+        assert!(parse(&["am", "scheduler", "--exit-when-idle", "0.5"]).is_ok());
+        assert!(parse(&["am", "list", "--limit", "10000", "--since", "0"]).is_ok());
     }
 }

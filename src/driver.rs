@@ -167,7 +167,25 @@ pub enum DriverError {
     Store(#[from] StoreError),
     #[error("the backend stopped")]
     BackendGone,
+    /// The backend stopped for good after this error (the master refused us).
+    #[error("the backend stopped: {0}")]
+    Backend(String),
+    /// The master removed the framework: its id can never subscribe again.
+    #[error(
+        "the Mesos master removed framework {framework_id} ([mesos] framework_name = \
+         {framework_name}): no scheduler subscribed again within its failover_timeout, or an \
+         operator tore it down, and Mesos killed its tasks. That id cannot be used again: run \
+         `airflow-mesos framework reset` (it shows what it will change and asks for --yes) to \
+         forget it, then start the scheduler again"
+    )]
+    FrameworkRemoved {
+        framework_id: String,
+        framework_name: String,
+    },
 }
+
+/// What the master's ERROR event says when the framework id was removed.
+const FRAMEWORK_REMOVED: &str = "Framework has been removed";
 
 /// Runs the driver until shutdown. Restores active tasks from the store first. `requests`
 /// outlives one run: a daemon that loses and regains the leadership runs the driver again on
@@ -196,6 +214,7 @@ pub async fn run(
         defaults: parts.defaults,
         framework_name: parts.framework_name,
         store_retry: parts.store_retry,
+        backend_error: None,
         metrics,
     };
     // Queued tasks restored from the store may need a revive.
@@ -236,7 +255,7 @@ pub async fn run(
             n = events.recv_many(&mut batch, MAX_BATCH), if room => {
                 if n == 0 {
                     if shutdown.is_cancelled() { break; }
-                    return Err(DriverError::BackendGone);
+                    return Err(driver.backend_gone().await);
                 }
                 driver.handle_events(std::mem::take(&mut batch)).await?;
             }
@@ -265,6 +284,8 @@ struct Driver {
     defaults: SpecDefaults,
     framework_name: String,
     store_retry: RetryPolicy,
+    /// The last error the backend reported (it stops after a fatal one).
+    backend_error: Option<String>,
     metrics: Arc<Metrics>,
     /// Largest (cpus, mem) in thousandths each agent has offered.
     agent_sizes: std::collections::HashMap<String, (i64, i64)>,
@@ -330,6 +351,7 @@ impl Driver {
                 Event::Error(message) => {
                     self.metrics.subscribed.store(0, Ordering::Relaxed);
                     tracing::warn!(%message, "backend error");
+                    self.backend_error = Some(message.clone());
                 }
                 Event::Offers(offers) => {
                     offers_seen = true;
@@ -566,6 +588,21 @@ impl Driver {
         let next = std::mem::take(&mut self.pending);
         self.apply(next);
         self.flush()
+    }
+
+    /// Why the backend stopped: the last error it reported, if any.
+    async fn backend_gone(&mut self) -> DriverError {
+        match self.backend_error.take() {
+            Some(m) if m.contains(FRAMEWORK_REMOVED) => DriverError::FrameworkRemoved {
+                framework_id: match self.store.framework_id(&self.framework_name).await {
+                    Ok(Some(id)) => id,
+                    _ => "(unknown id)".to_string(),
+                },
+                framework_name: self.framework_name.clone(),
+            },
+            Some(m) => DriverError::Backend(m),
+            None => DriverError::BackendGone,
+        }
     }
 
     /// Waits until nothing is committing or waiting to be committed.

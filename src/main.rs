@@ -82,6 +82,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             Command::Kill(a) => commands::kill::run(a, &cfg).await,
             Command::Logs(a) => commands::logs::run(a, &cfg).await,
             Command::Images(a) => commands::images::run(a, &cfg).await,
+            Command::Framework(a) => commands::framework::run(a, &cfg).await,
             Command::Config(_) | Command::Generate(_) => unreachable!("handled above"),
         }
     })

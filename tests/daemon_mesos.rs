@@ -933,3 +933,115 @@ async fn kill_of_a_task_that_ended_before_a_restart_is_a_conflict_not_an_unknown
         Some(66)
     );
 }
+
+/// Runs the scheduler until it exits by itself (at most `secs`); its exit code and output.
+async fn scheduler_until_exit(d: &Daemon, secs: u64) -> (Option<i32>, String) {
+    let (home, cfg) = (d.home.path().to_path_buf(), d.cfg_path());
+    tokio::task::spawn_blocking(move || {
+        let mut child = std::process::Command::new(common::BIN)
+            .args(["scheduler"])
+            .env("AIRFLOW_HOME", &home)
+            .env("AIRFLOW_CONFIG", &cfg)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+        let code = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s.code();
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let out = child.wait_with_output().unwrap();
+        (
+            code,
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_removed_framework_stops_the_scheduler_with_advice_and_framework_reset_recovers() {
+    let m = master().await;
+    m.set_default_task_script(TaskScript::run_until_released());
+    let mut d = daemon_for(&m.host_port());
+    let jobs = d.home.path().join("two.yaml");
+    std::fs::write(
+        &jobs,
+        "tasks:\n  - command: echo long\n    external_key: dag.t.1\n",
+    )
+    .unwrap();
+    let v = cli_json(&d, &["submit", "-f", jobs.to_str().unwrap(), "--json"]).await;
+    let running = task_ids(&v).remove(0);
+    wait_state(&d, &running, "running").await;
+    d.terminate();
+    // Stored while the daemon is down: it stays queued through the reset.
+    let fid = m.framework_ids().remove(0);
+    m.remove_framework(&fid);
+
+    // The next start is refused by the master: the scheduler exits and says what to do.
+    let (code, out) = scheduler_until_exit(&d, 30).await;
+    assert!(matches!(code, Some(c) if c != 0), "{code:?}\n{out}");
+    assert!(out.contains(&fid), "names the framework id:\n{out}");
+    assert!(out.contains("framework reset"), "says what to do:\n{out}");
+
+    // Without --yes: shows, changes nothing.
+    let shown = cli(&d, &["framework", "reset"]).await;
+    assert_eq!(shown.status.code(), Some(0), "{shown:?}");
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(text.contains(&fid) && text.contains(&running), "{text}");
+    assert!(text.contains("would be marked failed"), "{text}");
+    let v = cli_json(&d, &["framework", "reset", "--json"]).await;
+    assert_eq!(v["framework_id"], fid.as_str(), "{v}");
+    assert_eq!(v["reset"], false, "{v}");
+    assert_eq!(v["orphaned"][0]["id"], running.as_str(), "{v}");
+    assert_eq!(v["orphaned"][0]["external_key"], "dag.t.1", "{v}");
+
+    let v = cli_json(&d, &["framework", "reset", "--yes", "--json"]).await;
+    assert_eq!(v["reset"], true, "{v}");
+
+    // A new framework: the scheduler starts, the orphaned task is failed with the reason, new
+    // work runs.
+    m.set_default_task_script(TaskScript::finish());
+    d.spawn();
+    let t = cli_json(&d, &["status", &running, "--json"]).await;
+    assert_eq!(t["state"], "failed", "{t}");
+    assert!(
+        t["message"]
+            .as_str()
+            .unwrap()
+            .contains("removed by the Mesos master"),
+        "{t}"
+    );
+    let again = d.home.path().join("again.yaml");
+    std::fs::write(&again, "tasks:\n  - command: echo again\n").unwrap();
+    let v = cli_json(
+        &d,
+        &["submit", "-f", again.to_str().unwrap(), "--wait", "--json"],
+    )
+    .await;
+    assert_eq!(v["tasks"][0]["state"], "succeeded", "{v}");
+    let ids = m.framework_ids();
+    assert!(ids.iter().any(|i| i != &fid), "a new framework id: {ids:?}");
+
+    // While a scheduler runs on the database, reset refuses.
+    let busy = cli(&d, &["framework", "reset", "--yes"]).await;
+    assert_eq!(busy.status.code(), Some(75), "{busy:?}");
+    assert!(
+        String::from_utf8_lossy(&busy.stderr).contains("stop it first"),
+        "{busy:?}"
+    );
+}

@@ -2,6 +2,7 @@
 //! sets up logging, loads the configuration and dispatches.
 
 pub mod config;
+pub mod framework;
 pub mod generate;
 pub mod images;
 pub mod kill;

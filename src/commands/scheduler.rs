@@ -187,7 +187,15 @@ pub async fn run(args: SchedulerArgs, cfg: &Config) -> anyhow::Result<i32> {
         let Some(e) = &election else {
             break led;
         };
-        if shutdown.is_cancelled() {
+        let removed = led.as_ref().is_err_and(|err| {
+            matches!(
+                err.downcast_ref::<driver::DriverError>(),
+                Some(driver::DriverError::FrameworkRemoved { .. })
+            )
+        });
+        if shutdown.is_cancelled() || removed {
+            // A removed framework is removed for every daemon: standing by would only lead
+            // to the same refusal again.
             e.release(term).await;
             break led;
         }
@@ -280,7 +288,7 @@ async fn lead(
 
 /// The key under which the local backend's framework id is stored (apart from the Mesos
 /// framework id of the same name, so that switching backends loses neither).
-fn local_framework_key(framework_name: &str) -> String {
+pub(crate) fn local_framework_key(framework_name: &str) -> String {
     format!("{framework_name} (local docker)")
 }
 

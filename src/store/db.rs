@@ -783,6 +783,18 @@ impl Store {
         .map_err(StoreError::query("storing the framework id"))
     }
 
+    /// Forgets the framework id of `framework_name` (the next start subscribes as a new
+    /// framework). True when there was one.
+    pub async fn forget_framework_id(&self, framework_name: &str) -> Result<bool, StoreError> {
+        let sql = self.dialect.sql("DELETE FROM frameworks WHERE name = ?");
+        on_pool!(self, |p| sqlx::query(&sql)
+            .bind(framework_name)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected() > 0))
+        .map_err(StoreError::query("forgetting the framework id"))
+    }
+
     /// The key named `name` shared by the daemons of this database: 32 random bytes made by
     /// the first that asks (two asking at once get the same key).
     pub async fn daemon_key(&self, name: &str) -> Result<Vec<u8>, StoreError> {

@@ -485,6 +485,13 @@ impl FakeMaster {
     }
 
     /// The script for the task with this id (overrides the default).
+    /// Removes a framework as an operator's teardown (or a failover timeout that ran out)
+    /// does: its tasks are killed silently, and its id can never subscribe again.
+    pub fn remove_framework(&self, framework_id: &str) {
+        self.shared
+            .with_state(|s, now| s.remove_framework(framework_id, now));
+    }
+
     pub fn set_task_script(&self, task_id: &str, script: TaskScript) {
         self.shared
             .with_state(|s, _| s.scripts.insert(task_id.to_string(), script));
