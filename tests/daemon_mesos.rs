@@ -914,10 +914,12 @@ async fn kill_of_a_task_that_ended_before_a_restart_is_a_conflict_not_an_unknown
         "{body}"
     );
     let out = cli(&d, &["kill", &id]).await;
-    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(text.trim(), format!("{id} succeeded (already ended)"));
-    let v = cli_json(&d, &["kill", &id, "--json"]).await;
+    let out = cli(&d, &["kill", &id, "--json"]).await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["results"][0]["already_ended"], true, "{v}");
     assert_eq!(v["results"][0]["state"], "succeeded", "{v}");
 

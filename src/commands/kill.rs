@@ -1,6 +1,6 @@
 //! `airflow-mesos kill ID...`: kill queued or running tasks (with the grace period). A task
-//! that has already ended is left as it is: that is not an error (exit 0), and the output
-//! says so (`already_ended` in `--json`).
+//! that has already ended is left as it is; the output says so with the state it ended in
+//! (`already_ended` in `--json`) and the exit code is 1.
 
 use crate::cli::KillArgs;
 use crate::client::ClientError;
@@ -35,6 +35,7 @@ pub async fn run(args: KillArgs, cfg: &Config) -> anyhow::Result<i32> {
                 }
                 results
                     .push(serde_json::json!({ "id": id, "state": state, "already_ended": true }));
+                code = super::EXIT_TASK_FAILED;
             }
             Err(e) => {
                 eprintln!("error: {id}: {e}");
