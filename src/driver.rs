@@ -201,13 +201,10 @@ pub async fn run(
     let active = parts.store.load_active().await?;
     tracing::info!(tasks = active.len(), "restored active tasks");
     parts.core.restore(active, now());
-    let configured_limits = parts.defaults.max_cpus.is_some() || parts.defaults.max_mem.is_some();
     let mut driver = Driver {
-        agent_sizes: Default::default(),
         outbox: Default::default(),
         in_flight: None,
         pending: Step::default(),
-        configured_limits,
         core: parts.core,
         store: parts.store,
         actions: parts.backend.actions,
@@ -287,10 +284,6 @@ struct Driver {
     /// The last error the backend reported (it stops after a fatal one).
     backend_error: Option<String>,
     metrics: Arc<Metrics>,
-    /// Largest (cpus, mem) in thousandths each agent has offered.
-    agent_sizes: std::collections::HashMap<String, (i64, i64)>,
-    /// True when the limits came from the configuration (then offers do not change them).
-    configured_limits: bool,
     /// The commit under way and the actions of its steps.
     in_flight: Option<InFlight>,
     /// Decided while a commit was in flight: its changes ride the next commit, its actions
@@ -355,7 +348,6 @@ impl Driver {
                 }
                 Event::Offers(offers) => {
                     offers_seen = true;
-                    self.learn_agent_sizes(offers);
                     self.metrics
                         .offers_received
                         .fetch_add(offers.len() as u64, Ordering::Relaxed);
@@ -399,35 +391,6 @@ impl Driver {
             "batch"
         );
         Ok(())
-    }
-
-    /// Remembers the largest cpus/mem each agent has offered, so that a spec asking for more
-    /// than any agent has is refused at submission instead of waiting forever.
-    fn learn_agent_sizes(&mut self, offers: &[crate::scheduler::types::Offer]) {
-        use crate::scheduler::types::{from_milli, Quantity};
-        for o in offers {
-            let total = |name: &str| -> i64 {
-                o.resources
-                    .iter()
-                    .filter(|r| r.name == name && !r.flavour.revocable)
-                    .map(|r| match r.quantity {
-                        Quantity::Scalar(m) => m,
-                        _ => 0,
-                    })
-                    .sum()
-            };
-            let seen = self.agent_sizes.entry(o.agent_id.clone()).or_default();
-            seen.0 = seen.0.max(total("cpus"));
-            seen.1 = seen.1.max(total("mem"));
-        }
-        let (cpus, mem) = self
-            .agent_sizes
-            .values()
-            .fold((0, 0), |(c, m), (ac, am)| (c.max(*ac), m.max(*am)));
-        if !self.configured_limits {
-            self.defaults.max_cpus = Some(from_milli(cpus));
-            self.defaults.max_mem = Some(from_milli(mem));
-        }
     }
 
     async fn handle_request(&mut self, req: Request) -> Result<(), DriverError> {

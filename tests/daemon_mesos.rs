@@ -419,13 +419,51 @@ async fn kill_running_and_queued() {
         Some(1_000_000_000),
         "the grace period goes with the kill"
     );
-    // Too big for any agent once offers were seen: refused at submission, nothing stored.
-    let out = cli(&d, &["submit", "--mem", "100g", "--", "true"]).await;
-    assert_eq!(out.status.code(), Some(65), "{out:?}");
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("mem"),
-        "{out:?}"
-    );
+    m.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_a_busy_cluster_a_task_larger_than_any_free_slice_is_accepted_and_runs_when_room_is_made(
+) {
+    let m = master().await; // one agent: 4 cpus, 4096 MB
+    m.set_default_task_script(TaskScript::run_until_released());
+    let mut d = daemon_for(&m.host_port());
+    let jobs = d.home.path().join("fill.yaml");
+    let fill: String = (0..4)
+        .map(|i| format!("  - command: fill {i}\n    cpus: 0.9\n    mem: 512\n"))
+        .collect();
+    std::fs::write(&jobs, format!("tasks:\n{fill}")).unwrap();
+    let busy = task_ids(&cli_json(&d, &["submit", "-f", jobs.to_str().unwrap(), "--json"]).await);
+    for id in &busy {
+        wait_state(&d, id, "running").await;
+    }
+    // A restart: the only offers the daemon sees now are the agent's leftovers.
+    d.kill9();
+    d.spawn();
+    // The only offers the daemon sees now are the agent's leftovers (0.4 cpus): a small task
+    // runs on one.
+    m.set_default_task_script(TaskScript::finish());
+    let small = cli(
+        &d,
+        &["submit", "--wait", "--json", "--cpus", "0.1", "--", "small"],
+    )
+    .await;
+    assert_eq!(small.status.code(), Some(0), "{small:?}");
+    let big = cli(
+        &d,
+        &[
+            "submit", "--json", "--cpus", "3", "--mem", "2048", "--", "big",
+        ],
+    )
+    .await;
+    assert_eq!(big.status.code(), Some(0), "accepted: {big:?}");
+    let big = task_ids(&serde_json::from_slice(&big.stdout).unwrap()).remove(0);
+    assert_eq!(state(&d, &big).await, "queued");
+    // Room is made: the big task runs.
+    for id in &busy {
+        assert!(m.release_task(&format!("{id}.1")), "{id}");
+    }
+    wait_state(&d, &big, "succeeded").await;
     m.shutdown().await;
 }
 

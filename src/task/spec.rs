@@ -261,10 +261,11 @@ pub struct SpecDefaults {
     pub cpus: f64,
     pub mem: f64,
     pub disk: f64,
-    /// The largest memory (MB) any agent can offer, when known; a task asking for more is
-    /// refused at submission.
+    /// The most memory (MB) a task may have, when known for sure (the local engine's
+    /// `local_memory`); a task asking for more is refused at submission. Free resources in
+    /// offers are no such limit: on a busy cluster they are small while the agents are large.
     pub max_mem: Option<f64>,
-    /// The largest cpus any agent can offer, when known.
+    /// The most cpus a task may have, when known for sure (`local_cpus`).
     pub max_cpus: Option<f64>,
     /// The containerizer of tasks that name none (`[mesos] containerizer`).
     pub containerizer: Containerizer,
@@ -514,7 +515,7 @@ impl TaskSpec {
                 if v > max {
                     return Err(SpecError::new(
                         field,
-                        format!("{v}{unit} is more than any agent offers (largest: {max}{unit})"),
+                        format!("{v}{unit} is more than this machine has ({max}{unit})"),
                     ));
                 }
             }

@@ -59,8 +59,11 @@ pub struct Framework {
     pub tasks: HashMap<String, Task>,
     pub completed: VecDeque<Task>,
     pub suppressed: HashSet<String>,
-    /// Decline filters per (agent index, role): resources refused and when the filter expires.
-    pub filters: HashMap<(usize, String), (ResourceSet, Instant)>,
+    /// Decline filters per (agent index, role): one per refusal, the resources refused and
+    /// when the filter expires. As the Mesos allocator's refused-offer filters, each one
+    /// alone filters an offer that its resources contain: freed resources that make the
+    /// agent's offer larger than any single refusal are offered again.
+    pub filters: HashMap<(usize, String), Vec<(ResourceSet, Instant)>>,
     pub failover_gen: u64,
     pub registered_time: f64,
 }
@@ -615,8 +618,11 @@ impl State {
                     if offerable.is_empty() {
                         continue;
                     }
-                    if let Some((refused, until)) = fw.filters.get(&(a, role.clone())) {
-                        if *until > now && refused.contains(&offerable) {
+                    if let Some(refusals) = fw.filters.get(&(a, role.clone())) {
+                        if refusals
+                            .iter()
+                            .any(|(refused, until)| *until > now && refused.contains(&offerable))
+                        {
                             continue;
                         }
                     }
@@ -718,15 +724,9 @@ impl State {
         }
         let until = now + Duration::from_secs_f64(refuse);
         if let Some(fw) = self.frameworks.get_mut(fid) {
-            let entry = fw
-                .filters
-                .entry((agent, role.to_string()))
-                .or_insert_with(|| (ResourceSet::default(), until));
-            if entry.1 <= now {
-                entry.0 = ResourceSet::default();
-            }
-            entry.0.add(&resources);
-            entry.1 = until;
+            let refusals = fw.filters.entry((agent, role.to_string())).or_default();
+            refusals.retain(|(_, t)| *t > now);
+            refusals.push((resources, until));
         }
         self.schedule(until, Timer::FilterExpired { agent });
     }
