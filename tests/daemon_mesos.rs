@@ -459,6 +459,20 @@ async fn on_a_busy_cluster_a_task_larger_than_any_free_slice_is_accepted_and_run
     assert_eq!(big.status.code(), Some(0), "accepted: {big:?}");
     let big = task_ids(&serde_json::from_slice(&big.stdout).unwrap()).remove(0);
     assert_eq!(state(&d, &big).await, "queued");
+    // It says why it waits once an offer was seen that could not hold it.
+    let mut said = String::new();
+    for _ in 0..100 {
+        let t = cli_json(&d, &["status", &big, "--json"]).await;
+        said = t["message"].as_str().unwrap_or_default().to_string();
+        if !said.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        said.starts_with("waiting: no agent has offered 3 cpus, 2048 MB at once yet"),
+        "{said}"
+    );
     // Room is made: the big task runs.
     for id in &busy {
         assert!(m.release_task(&format!("{id}.1")), "{id}");

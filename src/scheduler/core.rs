@@ -63,9 +63,10 @@
 
 use super::config::CoreConfig;
 use super::launch::{build, prepare, Prepared};
-use super::matching::{place_into, Demand, Plan};
+use super::matching::{place_into, satisfies, Demand, Plan, SCALAR_NAMES};
 use super::types::{
-    Action, BackendState, Event, LaunchTask, Now, Offer, StatusUpdate, UpdateSource,
+    from_milli, Action, BackendState, Event, LaunchTask, Now, Offer, Quantity, StatusUpdate,
+    UpdateSource,
 };
 use crate::store::Change;
 use crate::task::{parse_attempt_task_id, Attempt, TaskRecord, TaskSpec, TaskState};
@@ -226,7 +227,20 @@ struct Class {
     demand: Demand,
     /// seq → task id, oldest first.
     queue: BTreeMap<u64, String>,
+    /// The [`Core::seen_version`] at which its tasks' waiting message was last decided.
+    checked: u64,
 }
+
+/// What the core has seen an agent offer: the largest amounts of each scalar (thousandths,
+/// non-revocable) in any one offer, and its latest offer (for its attributes and hostname).
+#[derive(Debug, Clone)]
+struct SeenAgent {
+    largest: [i64; 3],
+    offer: Offer,
+}
+
+/// How the message of a task that waits because no agent could ever hold it begins.
+const WAITING: &str = "waiting: ";
 
 #[derive(Debug, Clone, Default)]
 struct Recon {
@@ -274,6 +288,11 @@ pub struct Core {
     stats: CoreStats,
     /// The last matching round's plan, kept so the next round reuses its buffers.
     plan: Plan,
+    /// Every agent that made an offer, by agent id.
+    seen_agents: HashMap<String, SeenAgent>,
+    /// Bumped when an agent is seen for the first time or offers more than before: the
+    /// waiting messages of the queued classes are decided again.
+    seen_version: u64,
 }
 
 /// How long after its launch an attempt still counts as in flight for periodic
@@ -337,6 +356,8 @@ impl Core {
             pending_since: None,
             stats: CoreStats::default(),
             plan: Plan::default(),
+            seen_agents: HashMap::new(),
+            seen_version: 1,
         }
     }
 
@@ -687,6 +708,7 @@ impl Core {
             return;
         }
         self.stats.matching_rounds += 1;
+        self.see_agents(&offers);
         let live: Vec<usize> = (0..self.classes.len())
             .filter(|&i| self.classes[i].is_some())
             .collect();
@@ -763,6 +785,7 @@ impl Core {
                 self.drop_class(ci);
             }
         }
+        self.tell_waiting(now, step);
         let mut declined = Vec::new();
         for (offer, tasks) in offers.into_iter().zip(per_offer) {
             if tasks.is_empty() {
@@ -784,6 +807,74 @@ impl Core {
                 offer_ids: declined,
                 refuse_seconds: self.cfg.offer_refuse_seconds,
             });
+        }
+    }
+
+    /// Records what each offer shows of its agent.
+    fn see_agents(&mut self, offers: &[Offer]) {
+        for o in offers {
+            let mut amounts = [0i64; 3];
+            for r in o.resources.iter().filter(|r| !r.flavour.revocable) {
+                if let (Some(i), Quantity::Scalar(v)) =
+                    (SCALAR_NAMES.iter().position(|n| *n == r.name), &r.quantity)
+                {
+                    amounts[i] += v;
+                }
+            }
+            match self.seen_agents.get_mut(&o.agent_id) {
+                Some(seen) => {
+                    let grew = (0..3).any(|i| amounts[i] > seen.largest[i]);
+                    for i in 0..3 {
+                        seen.largest[i] = seen.largest[i].max(amounts[i]);
+                    }
+                    seen.offer = o.clone();
+                    if grew {
+                        self.seen_version += 1;
+                    }
+                }
+                None => {
+                    self.seen_agents.insert(
+                        o.agent_id.clone(),
+                        SeenAgent {
+                            largest: amounts,
+                            offer: o.clone(),
+                        },
+                    );
+                    self.seen_version += 1;
+                }
+            }
+        }
+    }
+
+    /// After a round: the tasks still queued whose class no agent seen so far could hold get
+    /// a message saying why they wait (once per change of what was seen); the message goes
+    /// when an agent that could hold them has been seen (they then wait for room).
+    fn tell_waiting(&mut self, now: Now, step: &mut Step) {
+        let version = self.seen_version;
+        for ci in 0..self.classes.len() {
+            let Some(class) = self.classes[ci].as_mut() else {
+                continue;
+            };
+            if class.checked == version || class.queue.is_empty() {
+                continue;
+            }
+            class.checked = version;
+            let why = waiting_reason(&class.demand, &self.seen_agents);
+            for tid in class.queue.values() {
+                let Some(t) = self.tasks.get_mut(tid) else {
+                    continue;
+                };
+                let ours = t.message.as_deref().is_some_and(|m| m.starts_with(WAITING));
+                let next = match &why {
+                    Some(w) => Some(w.clone()),
+                    None if ours => None,
+                    None => continue,
+                };
+                if t.message != next {
+                    t.message = next;
+                    step.changes.push(change_of(t, now));
+                }
+            }
         }
     }
 
@@ -1304,6 +1395,7 @@ impl Core {
                     key: key.clone(),
                     demand: prepared.demand.clone(),
                     queue: BTreeMap::new(),
+                    checked: 0,
                 };
                 let ci = match self.free_classes.pop() {
                     Some(ci) => {
@@ -1466,6 +1558,46 @@ impl Interner {
 }
 
 /// A change carrying the task's current fields.
+/// Why tasks of `demand` cannot run on any agent seen so far, or `None` when one of them
+/// could hold such a task (it then only waits for room).
+fn waiting_reason(demand: &Demand, seen: &HashMap<String, SeenAgent>) -> Option<String> {
+    let matching: Vec<&SeenAgent> = seen
+        .values()
+        .filter(|a| satisfies(&a.offer, &demand.constraints))
+        .collect();
+    if matching.is_empty() {
+        return Some(format!(
+            "{WAITING}none of the {} agent(s) that offered so far matches the task's \
+             constraints",
+            seen.len()
+        ));
+    }
+    let holds = |a: &&SeenAgent| (0..3).all(|i| a.largest[i] >= demand.scalars[i]);
+    if matching.iter().any(holds) {
+        return None;
+    }
+    let amounts = |v: &[i64; 3]| {
+        let mut parts = vec![
+            format!("{} cpus", from_milli(v[0])),
+            format!("{} MB", from_milli(v[1])),
+        ];
+        if demand.scalars[2] > 0 {
+            parts.push(format!("{} MB of disk", from_milli(v[2])));
+        }
+        parts.join(", ")
+    };
+    let best = matching
+        .iter()
+        .max_by_key(|a| (a.largest[0], a.largest[1]))
+        .expect("not empty");
+    Some(format!(
+        "{WAITING}no agent has offered {} at once yet (the largest offer so far: {}); the task \
+         stays queued until one does",
+        amounts(&demand.scalars),
+        amounts(&best.largest)
+    ))
+}
+
 fn change_of(t: &TaskView, now: Now) -> Change {
     Change {
         task_id: t.id.clone(),

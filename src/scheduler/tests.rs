@@ -1468,3 +1468,74 @@ mod random_sequences {
         }
     }
 }
+
+/// The message a queued task carries in the changes of `s`, if `s` changed it.
+fn message_change(s: &Step, id: &str) -> Option<Option<String>> {
+    s.changes
+        .iter()
+        .rev()
+        .find(|c| c.task_id == id)
+        .map(|c| c.message.clone())
+}
+
+#[test]
+fn a_task_no_agent_seen_could_hold_says_why_it_waits_once() {
+    let clock = Clock::new();
+    let mut core = Core::new(cfg());
+    core.handle_event(subscribed(), clock.now());
+    let big = TaskSpec {
+        cpus: Some(6.0),
+        ..TaskSpec::shell("x")
+    };
+    let gpu = TaskSpec {
+        constraints: vec!["gpu:yes".into()],
+        ..TaskSpec::shell("x")
+    };
+    core.submit(
+        vec![record_with("t-big", big), record_with("t-gpu", gpu)],
+        clock.now(),
+    );
+    let s = core.handle_event(
+        Event::Offers(vec![offer("o1", "a1", 4.0, 4096.0)]),
+        clock.now(),
+    );
+    assert!(launches(&s).is_empty());
+    let big_msg = message_change(&s, "t-big").expect("a message").unwrap();
+    assert!(
+        big_msg.starts_with("waiting: no agent has offered 6 cpus, 256 MB at once yet")
+            && big_msg.contains("the largest offer so far: 4 cpus, 4096 MB"),
+        "{big_msg}"
+    );
+    let gpu_msg = message_change(&s, "t-gpu").expect("a message").unwrap();
+    assert!(
+        gpu_msg.contains("matches the task's constraints"),
+        "{gpu_msg}"
+    );
+    assert_eq!(
+        core.task("t-big").unwrap().message.as_deref(),
+        Some(big_msg.as_str())
+    );
+
+    // The same agent offering the same again changes nothing (no change per round).
+    let s = core.handle_event(
+        Event::Offers(vec![offer("o2", "a1", 4.0, 4096.0)]),
+        clock.now(),
+    );
+    assert_eq!(message_change(&s, "t-big"), None);
+    assert_eq!(message_change(&s, "t-gpu"), None);
+
+    // An agent large enough shows up but is busy (its offer is small): the big task now only
+    // waits for room, and its message goes.
+    let mut busy = offer("o3", "a2", 1.0, 1024.0);
+    let s = core.handle_event(Event::Offers(vec![busy.clone()]), clock.now());
+    assert_eq!(
+        message_change(&s, "t-big"),
+        None,
+        "a2 is not known to be large yet"
+    );
+    busy.id = "o4".into();
+    busy.resources = offer("o4", "a2", 8.0, 8192.0).resources;
+    let s = core.handle_event(Event::Offers(vec![busy]), clock.now());
+    assert_eq!(launches(&s)[0].1, vec!["t-big.1".to_string()]);
+    core.assert_consistent();
+}
