@@ -824,8 +824,8 @@ impl Core {
             match self.seen_agents.get_mut(&o.agent_id) {
                 Some(seen) => {
                     let grew = (0..3).any(|i| amounts[i] > seen.largest[i]);
-                    for i in 0..3 {
-                        seen.largest[i] = seen.largest[i].max(amounts[i]);
+                    for (largest, now) in seen.largest.iter_mut().zip(amounts) {
+                        *largest = (*largest).max(now);
                     }
                     seen.offer = o.clone();
                     if grew {
