@@ -1793,3 +1793,57 @@ fn api_connection_limits_have_defaults_and_bounds() {
     }
     assert!(e.to_string().contains("from 1 to 1000000"), "{e}");
 }
+
+#[test]
+fn config_show_masks_credentials_in_every_url_like_key() {
+    let file = "[mesos]\n\
+        master = zk://zkuser:zk-secret-1@z1:2181,z2:2181/mesos\n\
+        database_url = postgresql://am:db-secret-2@db:5432/am?sslpassword=db-secret-3\n\
+        api_url = http://api:api-secret-4@d1:11000,http://d2:11000\n\
+        public_url = https://edge.example/?token=api-secret-5\n\
+        docker_credentials_uri = https://files.example/docker.tar.gz?X-Amz-Signature=sig-secret-6&X-Amz-Credential=cred-secret-7\n\
+        mesos_fetch_uri = https://fetch:fetch-secret-8@files.example/x.tar.gz\n\
+        allowed_origins = https://ui.example,https://other.example\n\
+        docker_registry = https://reg:reg-secret-10@registry.example:5000\n\
+        docker_registry_username = reg\n\
+        docker_registry_password = reg-secret-11\n";
+    let secrets = [
+        "zk-secret-1",
+        "db-secret-2",
+        "db-secret-3",
+        "api-secret-4",
+        "api-secret-5",
+        "sig-secret-6",
+        "cred-secret-7",
+        "fetch-secret-8",
+        "reg-secret-10",
+        "reg-secret-11",
+    ];
+    for json in [false, true] {
+        let (code, text) = show(load_with(Some(file), &[], &fake_files()), json);
+        assert_eq!(code, 0, "{text}");
+        for s in secrets {
+            assert!(!text.contains(s), "json={json}: {s} shown:\n{text}");
+        }
+        // What is not secret stays readable.
+        for s in [
+            "z1:2181",
+            "files.example/docker.tar.gz",
+            "ui.example",
+            "registry.example:5000",
+        ] {
+            assert!(text.contains(s), "json={json}: {s} missing:\n{text}");
+        }
+    }
+}
+
+#[test]
+fn a_bad_list_item_is_named_without_its_password() {
+    let e = errs(
+        Some("[mesos]\nallowed_origins = https://ok.example,https://u:origin-secret@bad.example\n"),
+        &[],
+    )
+    .to_string();
+    assert!(!e.contains("origin-secret"), "{e}");
+    assert!(e.contains("https://u:***@bad.example"), "{e}");
+}

@@ -17,7 +17,7 @@ use super::parse::{self, IniOption};
 use super::pylit::{self, PyValue};
 use super::source::{airflow_home, FileInput, Sources, SystemAccess};
 use super::{Backend, Config, DefaultVolume, RegistryAuth, Secret};
-use crate::store::{redact_url, translate_url, StoreError};
+use crate::store::{redact_url, redact_urls, translate_url, StoreError};
 use crate::task::policy::{self, NetworkRule};
 use crate::task::spec::MAX_KILL_GRACE_SECS;
 use crate::task::{Containerizer, NetworkMode, Policy};
@@ -393,8 +393,15 @@ impl Cx<'_> {
     fn shown(key: &str, text: &str) -> Option<String> {
         match key {
             _ if keys::lookup(key).is_some_and(|k| k.secret) => None,
-            "master" => Some(redact_master(text)),
+            "master" => Some(redact_urls(&redact_master(text))),
             "database_url" => Some(redact_url(text)),
+            // URLs that may carry a password or a token (a pre-signed download, a proxy).
+            "api_url"
+            | "public_url"
+            | "docker_credentials_uri"
+            | "mesos_fetch_uri"
+            | "allowed_origins"
+            | "docker_registry" => Some(redact_urls(text)),
             "docker_environment" => None,
             _ => Some(text.to_string()),
         }
@@ -1070,7 +1077,13 @@ impl Cx<'_> {
                 t.split(',')
                     .map(str::trim)
                     .filter(|i| !i.is_empty())
-                    .map(|i| item(i).map_err(|e| format!("a comma-separated list; `{i}`: {e}")))
+                    .map(|i| {
+                        item(i).map_err(|e| {
+                            // The item as it may be shown (a URL's password masked).
+                            let i = Self::shown(key, i).unwrap_or_else(|| "***".into());
+                            format!("a comma-separated list; `{i}`: {e}")
+                        })
+                    })
                     .collect()
             },
         )

@@ -29,7 +29,7 @@ pub use db::{
 };
 pub use error::StoreError;
 pub use outage::{retry, Degraded, RetryPolicy, StoreHealth};
-pub use url::{dialect_of, redact_url, translate_url, Dialect};
+pub use url::{dialect_of, redact_url, redact_urls, translate_url, Dialect};
 
 use crate::task::TaskState;
 

@@ -177,13 +177,42 @@ pub fn redact_url(url: &str) -> String {
         let redacted: Vec<String> = query
             .split('&')
             .map(|kv| match kv.split_once('=') {
-                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                Some((k, _)) if is_secret_param(k) => format!("{k}=***"),
                 _ => kv.to_string(),
             })
             .collect();
         out = format!("{head}{}", redacted.join("&"));
     }
     out
+}
+
+/// Whether a URL query parameter named `name` carries a credential (its value is masked):
+/// passwords, tokens, secrets, keys and signatures, as pre-signed URLs and APIs name them.
+fn is_secret_param(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    [
+        "password",
+        "passwd",
+        "pwd",
+        "token",
+        "secret",
+        "key",
+        "sig",
+        "signature",
+        "auth",
+        "credential",
+    ]
+    .iter()
+    .any(|w| n.contains(w))
+}
+
+/// [`redact_url`] of every URL in a comma-separated list (a list of masters, of API URLs,
+/// of origins); other text passes through.
+pub fn redact_urls(list: &str) -> String {
+    list.split(',')
+        .map(redact_url)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// The password of a URL, raw and percent-decoded, to scrub from third-party error texts.
@@ -254,6 +283,25 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(translate_url(input).unwrap(), want, "{input}");
         }
+    }
+
+    #[test]
+    fn credentials_in_url_lists_and_query_parameters_are_masked() {
+        assert_eq!(
+            redact_urls(
+                "https://files.example/creds.tar.gz?X-Amz-Signature=abc&v=2&access_token=t0k"
+            ),
+            "https://files.example/creds.tar.gz?X-Amz-Signature=***&v=2&access_token=***"
+        );
+        assert_eq!(
+            redact_urls("http://u:pw1@m1:5050,http://m2:5050?token=s3"),
+            "http://u:***@m1:5050,http://m2:5050?token=***"
+        );
+        assert_eq!(
+            redact_urls("zk://jo:zkpw@z1:2181,z2:2181/mesos"),
+            "zk://jo:***@z1:2181,z2:2181/mesos"
+        );
+        assert_eq!(redact_urls("https://ok.example"), "https://ok.example");
     }
 
     #[test]
