@@ -329,3 +329,81 @@ async fn two_daemons_on_one_engine_keep_to_their_own_containers() {
     let out = a.cli(&["logs", &id]);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "mine\n");
 }
+
+/// A TCP front for the local engine's socket (the docker CLI's `DOCKER_HOST=tcp://...`):
+/// returns its address and how many connections it carried.
+async fn tcp_engine() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let carried = std::sync::Arc::new(AtomicUsize::new(0));
+    let count = carried.clone();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(async move {
+                if let Ok(mut unix) = tokio::net::UnixStream::connect("/var/run/docker.sock").await
+                {
+                    let _ = tokio::io::copy_bidirectional(&mut tcp, &mut unix).await;
+                }
+            });
+        }
+    });
+    (format!("tcp://{addr}"), carried)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn docker_host_is_honoured_and_an_unreachable_engine_is_reported() {
+    let Some(image) = require_env("AM_TEST_BUSYBOX", "a local busybox image") else {
+        return;
+    };
+    let cfg = format!(
+        "backend = docker\ndocker_image_slave = {image}\ntask_cpu = 0.1\ntask_memory = 32\n"
+    );
+    // Nothing listens there: the daemon says so, and queued tasks say why they wait.
+    let nowhere = tempfile::tempdir().unwrap();
+    let sock = format!("unix://{}/docker.sock", nowhere.path().display());
+    let d = Daemon::start_with_env(&cfg, &[("DOCKER_HOST", &sock)]);
+    let http = d.http(std::time::Duration::from_secs(5));
+    let mut health = Value::Null;
+    for _ in 0..100 {
+        health = http
+            .get(d.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if health["backend_error"].is_string() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(health["subscribed"], false, "{health}");
+    assert!(
+        health["backend_error"].as_str().unwrap().contains(&sock),
+        "names the engine's address: {health}"
+    );
+    let v = d.cli_json(&["submit", "--json", "--", "true"]);
+    let id = ids(&v).remove(0);
+    let t = d.cli_json(&["status", &id, "--json"]);
+    assert_eq!(t["state"], "queued");
+    let msg = t["message"].as_str().unwrap_or_default();
+    assert!(
+        msg.starts_with("waiting: the backend is not connected: cannot reach the Docker engine at")
+            && msg.contains(&sock),
+        "{t}"
+    );
+    drop(d);
+
+    // tcp:// as the docker CLI takes it: the tasks run on the engine behind that address.
+    let (host, carried) = tcp_engine().await;
+    let d = Daemon::start_with_env(&cfg, &[("DOCKER_HOST", &host)]);
+    let out = d.cli(&["submit", "--wait", "--json", "--", "echo", "via-tcp"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}\n{}", d.log_text());
+    assert!(
+        carried.load(std::sync::atomic::Ordering::Relaxed) > 0,
+        "the engine was reached through DOCKER_HOST"
+    );
+}

@@ -288,10 +288,22 @@ async fn healthz(State(st): State<AppState>) -> impl IntoResponse {
         crate::leader::Role::Standby { leader } => leader.clone(),
     };
     let degraded = st.driver.metrics.store.degraded();
+    // Why the backend is not subscribed (the Mesos master or the Docker engine unreachable).
+    let backend_error = if subscribed {
+        None
+    } else {
+        st.driver
+            .metrics
+            .cluster
+            .summary()
+            .last_error
+            .map(|(_, e)| e)
+    };
     Json(json!({
         "status": "ok",
         "backend": st.backend,
         "subscribed": subscribed,
+        "backend_error": backend_error,
         "role": role.name(),
         "leader": leader,
         "store": if degraded.is_some() { "degraded" } else { "ok" },

@@ -22,21 +22,36 @@ use bollard::Docker;
 
 /// The Docker engine could not be reached or did not answer the version handshake.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot reach the Docker engine (DOCKER_HOST or /var/run/docker.sock): {source}")]
+#[error("cannot reach the Docker engine at {host}: {}", engine_message(source))]
 pub struct ConnectError {
+    /// Where it was looked for (`DOCKER_HOST`, else the default socket).
+    pub host: String,
     #[source]
     pub source: bollard::errors::Error,
 }
 
-/// Connects to the local Docker engine (`DOCKER_HOST`, else the default socket) and
-/// negotiates the API version, so that older engines (e.g. 20.10, API 1.41) are spoken to in
-/// their own version.
+/// The docker CLI's default engine address.
+const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
+
+/// The engine's address as the docker CLI finds it: `DOCKER_HOST` (`unix://`, `tcp://`,
+/// `http://`), else the default socket.
+pub fn engine_host() -> String {
+    std::env::var("DOCKER_HOST")
+        .ok()
+        .filter(|h| !h.trim().is_empty())
+        .unwrap_or_else(|| DEFAULT_HOST.to_string())
+}
+
+/// Connects to the Docker engine at [`engine_host`] and negotiates the API version, so that
+/// older engines (e.g. 20.10, API 1.41) are spoken to in their own version.
 pub async fn connect() -> Result<Docker, ConnectError> {
-    let docker = Docker::connect_with_local_defaults().map_err(|source| ConnectError { source })?;
-    docker
-        .negotiate_version()
-        .await
-        .map_err(|source| ConnectError { source })
+    let host = engine_host();
+    let err = |source| ConnectError {
+        host: host.clone(),
+        source,
+    };
+    let docker = Docker::connect_with_host(&host).map_err(err)?;
+    docker.negotiate_version().await.map_err(err)
 }
 
 /// The message of a bollard error, without the `Docker responded with status code ...`

@@ -293,6 +293,8 @@ pub struct Core {
     /// Bumped when an agent is seen for the first time or offers more than before: the
     /// waiting messages of the queued classes are decided again.
     seen_version: u64,
+    /// While the backend is not connected: the message queued tasks carry.
+    offline: Option<String>,
 }
 
 /// How long after its launch an attempt still counts as in flight for periodic
@@ -358,6 +360,7 @@ impl Core {
             plan: Plan::default(),
             seen_agents: HashMap::new(),
             seen_version: 1,
+            offline: None,
         }
     }
 
@@ -478,7 +481,11 @@ impl Core {
             if !rec.state.is_terminal() && !rec.state.has_live_attempt() {
                 rec.state = TaskState::Queued;
             }
+            let id = rec.id.clone();
             self.restore_one(rec, None, now, &mut step);
+            if let Some(msg) = self.offline.clone() {
+                self.say_waiting(&id, &msg, now, &mut step);
+            }
         }
         self.after(now, &mut step);
         step
@@ -526,9 +533,10 @@ impl Core {
             Event::Failure { agent_id, .. } => {
                 tracing::debug!(?agent_id, "agent or executor failure reported");
             }
-            Event::Error(_) | Event::Disconnected { .. } => {
+            Event::Error(reason) | Event::Disconnected { reason } => {
                 // Offers are void (the core holds none); tasks keep running.
                 self.connected = false;
+                self.went_offline(&reason, now, &mut step);
             }
             Event::Heartbeat => {}
             Event::ActionFailed { action, error, .. } => {
@@ -659,6 +667,10 @@ impl Core {
 
     fn on_subscribed(&mut self, now: Now, step: &mut Step) {
         self.connected = true;
+        // The waiting messages are decided again at the next offers (a "not connected" one
+        // goes then).
+        self.offline = None;
+        self.seen_version += 1;
         self.suppress_retry_at = None;
         // After a (re-)subscribe, decline filters of the old session may still hold: revive at
         // once when work is queued. The backend re-declares suppressed roles itself.
@@ -807,6 +819,36 @@ impl Core {
                 offer_ids: declined,
                 refuse_seconds: self.cfg.offer_refuse_seconds,
             });
+        }
+    }
+
+    /// The backend is gone (the master or the engine unreachable): queued tasks say so.
+    fn went_offline(&mut self, reason: &str, now: Now, step: &mut Step) {
+        let msg = format!("{WAITING}the backend is not connected: {}", reason.trim());
+        if self.offline.as_deref() == Some(msg.as_str()) {
+            return;
+        }
+        self.offline = Some(msg.clone());
+        let queued: Vec<String> = self
+            .classes
+            .iter()
+            .flatten()
+            .flat_map(|c| c.queue.values().cloned())
+            .collect();
+        for tid in queued {
+            self.say_waiting(&tid, &msg, now, step);
+        }
+    }
+
+    /// Sets `msg` on a queued task unless it carries a message of another kind (a relaunch's).
+    fn say_waiting(&mut self, tid: &str, msg: &str, now: Now, step: &mut Step) {
+        let Some(t) = self.tasks.get_mut(tid) else {
+            return;
+        };
+        let replaceable = t.message.as_deref().is_none_or(|m| m.starts_with(WAITING));
+        if t.state == TaskState::Queued && replaceable && t.message.as_deref() != Some(msg) {
+            t.message = Some(msg.to_string());
+            step.changes.push(change_of(t, now));
         }
     }
 

@@ -1064,7 +1064,7 @@ fn suppress_and_revive_are_rate_limited_on_a_fake_clock() {
 }
 
 #[test]
-fn resubscribe_revives_queued_work_and_disconnect_changes_nothing() {
+fn resubscribe_revives_queued_work_and_disconnect_sends_nothing() {
     let mut clock = Clock::new();
     let mut core = Core::new(cfg());
     core.handle_event(subscribed(), clock.now());
@@ -1075,7 +1075,13 @@ fn resubscribe_revives_queued_work_and_disconnect_changes_nothing() {
         },
         clock.advance(1.0),
     );
-    assert!(s.is_empty());
+    assert!(s.actions.is_empty(), "{:?}", s.actions);
+    // Only the queued task's message changes: it says why it waits.
+    assert_eq!(s.changes.len(), 1);
+    assert_eq!(
+        s.changes[0].message.as_deref(),
+        Some("waiting: the backend is not connected: stream closed")
+    );
     assert_eq!(core.next_deadline(), None, "no timers while disconnected");
     let s = core.handle_event(subscribed(), clock.advance(1.0));
     assert!(has(&s, |a| *a == Action::Revive(vec![])), "{:?}", s.actions);
@@ -1537,5 +1543,40 @@ fn a_task_no_agent_seen_could_hold_says_why_it_waits_once() {
     busy.resources = offer("o4", "a2", 8.0, 8192.0).resources;
     let s = core.handle_event(Event::Offers(vec![busy]), clock.now());
     assert_eq!(launches(&s)[0].1, vec!["t-big.1".to_string()]);
+    core.assert_consistent();
+}
+
+#[test]
+fn queued_tasks_say_when_the_backend_is_not_connected() {
+    let clock = Clock::new();
+    let mut core = Core::new(cfg());
+    core.handle_event(subscribed(), clock.now());
+    core.submit(vec![record("t-1")], clock.now());
+    let gone = || Event::Disconnected {
+        reason: "cannot reach the Docker engine at unix:///x.sock".into(),
+    };
+    let s = core.handle_event(gone(), clock.now());
+    let want = "waiting: the backend is not connected: cannot reach the Docker engine at \
+                unix:///x.sock";
+    assert_eq!(message_change(&s, "t-1"), Some(Some(want.to_string())));
+    let s = core.handle_event(gone(), clock.now());
+    assert_eq!(
+        message_change(&s, "t-1"),
+        None,
+        "the same reason again changes nothing"
+    );
+    let s = core.submit(vec![record("t-2")], clock.now());
+    assert_eq!(message_change(&s, "t-2"), Some(Some(want.to_string())));
+    core.handle_event(subscribed(), clock.now());
+    let s = core.handle_event(
+        Event::Offers(vec![offer("o1", "a1", 4.0, 4096.0)]),
+        clock.now(),
+    );
+    assert_eq!(launches(&s)[0].1.len(), 2);
+    assert!(
+        s.changes.iter().all(|c| c.message.is_none()),
+        "{:?}",
+        s.changes
+    );
     core.assert_consistent();
 }

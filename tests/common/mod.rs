@@ -39,6 +39,8 @@ pub struct Daemon {
     pub token: Option<String>,
     child: Option<Child>,
     pub log: PathBuf,
+    /// Extra environment of the daemon process.
+    pub env: Vec<(String, String)>,
 }
 
 impl Daemon {
@@ -50,6 +52,15 @@ impl Daemon {
 
     /// [`Daemon::start`] on a port chosen beforehand (several daemons that name each other).
     pub fn start_on(port: u16, extra: &str, token: Option<&str>) -> Daemon {
+        Daemon::start_full(port, extra, token, &[])
+    }
+
+    /// [`Daemon::start`] with extra environment variables for the daemon process.
+    pub fn start_with_env(extra: &str, env: &[(&str, &str)]) -> Daemon {
+        Daemon::start_full(free_port(), extra, None, env)
+    }
+
+    fn start_full(port: u16, extra: &str, token: Option<&str>, env: &[(&str, &str)]) -> Daemon {
         let home = tempfile::tempdir().expect("tempdir");
         let extra = extra.replace("{api_port}", &port.to_string());
         let mut cfg = format!("[mesos]\napi_listen = 127.0.0.1:{port}\n{extra}\n");
@@ -64,6 +75,10 @@ impl Daemon {
             token: token.map(str::to_string),
             child: None,
             log,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         d.spawn();
         d
@@ -90,6 +105,7 @@ impl Daemon {
             .env("AIRFLOW_HOME", self.home.path())
             .env("AIRFLOW_CONFIG", self.cfg_path())
             .env("AIRFLOW_MESOS_LOG", "info,airflow_mesos=debug")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
