@@ -1847,3 +1847,15 @@ fn a_bad_list_item_is_named_without_its_password() {
     assert!(!e.contains("origin-secret"), "{e}");
     assert!(e.contains("https://u:***@bad.example"), "{e}");
 }
+
+#[test]
+fn config_check_refuses_what_the_scheduler_refuses_at_start() {
+    let file = "[mesos]\nmaster = m:5050\nauthenticate = True\n\
+                default_principal = a:b\ndefault_secret = s\n";
+    let (code, text) = check(load_with(Some(file), &[], &fake_files()));
+    assert_eq!(code, EXIT_CONFIG, "{text}");
+    assert!(
+        text.contains("[mesos] default_principal must not contain ':'"),
+        "{text}"
+    );
+}

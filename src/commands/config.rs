@@ -35,7 +35,14 @@ pub fn run(args: &ConfigArgs, loaded: Result<Loaded, ConfigErrors>, out: &mut dy
         (ConfigCommand::Show { json: true }, Ok(l)) => show_json(&l, out).map(|_| 0),
         (ConfigCommand::Show { json: false }, Ok(l)) => show_table(&l, out).map(|_| 0),
         (ConfigCommand::Show { json: true }, Err(e)) => errors_json(&e, out).map(|_| EXIT_CONFIG),
-        (ConfigCommand::Check, Ok(l)) => check_ok(&l, out).map(|_| 0),
+        (ConfigCommand::Check, Ok(l)) => {
+            let problems = super::scheduler::startup_problems(&l.config);
+            if problems.is_empty() {
+                check_ok(&l, out).map(|_| 0)
+            } else {
+                startup_problems_text(&problems, &l.warnings, out).map(|_| EXIT_CONFIG)
+            }
+        }
         (_, Err(e)) => errors_text(&e, out).map(|_| EXIT_CONFIG),
     };
     // A closed stdout (e.g. `| head`) is not a configuration problem; report failure anyway.
@@ -141,6 +148,23 @@ fn errors_json(e: &ConfigErrors, out: &mut dyn Write) -> std::io::Result<()> {
 fn check_ok(l: &Loaded, out: &mut dyn Write) -> std::io::Result<()> {
     writeln!(out, "configuration OK ({})", file_line(&l.file))?;
     write_warnings(&l.warnings, out)
+}
+
+fn startup_problems_text(
+    problems: &[String],
+    warnings: &[String],
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "invalid configuration ({} problem{}):",
+        problems.len(),
+        if problems.len() == 1 { "" } else { "s" }
+    )?;
+    for p in problems {
+        writeln!(out, "  - {p}")?;
+    }
+    write_warnings(warnings, out)
 }
 
 fn errors_text(e: &ConfigErrors, out: &mut dyn Write) -> std::io::Result<()> {

@@ -37,7 +37,32 @@ pub fn spec_defaults(cfg: &Config) -> SpecDefaults {
     }
 }
 
+/// The rules `scheduler` enforces at start beyond the loader's (the Mesos credentials and CA
+/// certificate, the registry credentials it serves), as one message each; `config check`
+/// runs them too, so that it passes exactly the configurations the scheduler starts with.
+pub fn startup_problems(cfg: &Config) -> Vec<String> {
+    let mut problems = Vec::new();
+    if let Err(e) = crate::registry::served_docker_tar_gz(&cfg.registry) {
+        problems.push(format!(
+            "invalid docker registry settings in [mesos]: {e:#}"
+        ));
+    }
+    if cfg.backend == Backend::Mesos {
+        if let Err(e) = crate::mesos::backend::MesosBackendConfig::from_config(cfg) {
+            problems.push(format!("invalid Mesos settings in [mesos]: {e}"));
+        }
+    }
+    problems
+}
+
 pub async fn run(args: SchedulerArgs, cfg: &Config) -> anyhow::Result<i32> {
+    let problems = startup_problems(cfg);
+    if !problems.is_empty() {
+        for p in &problems {
+            eprintln!("error: {p}");
+        }
+        return Ok(crate::config::EXIT_CONFIG);
+    }
     // One daemon per SQLite file: held until the process ends.
     let _sqlite_lock = match crate::store::sqlite_path(&cfg.database_url) {
         Some(path) => Some(crate::leader::lock_sqlite(&path)?),
@@ -58,11 +83,6 @@ pub async fn run(args: SchedulerArgs, cfg: &Config) -> anyhow::Result<i32> {
         crate::registry::served_docker_tar_gz(&cfg.registry)
             .context("invalid docker registry settings in [mesos]")?,
     ));
-    // Fail on bad Mesos settings at start, not at the first election won.
-    if cfg.backend == Backend::Mesos {
-        crate::mesos::backend::MesosBackendConfig::from_config(cfg)
-            .context("invalid Mesos settings in [mesos]")?;
-    }
     let election = cfg.leader_election.then(|| {
         Election::new(
             store.clone(),
