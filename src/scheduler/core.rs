@@ -182,7 +182,15 @@ pub struct TaskView {
     held_end: Option<(Instant, Box<StatusUpdate>)>,
     /// The latest attempt's ACCEPT got no answer: the master may or may not have it.
     unconfirmed: Option<Box<Unconfirmed>>,
+    /// Attempts that never reached an agent for the cluster's own reasons (offers withdrawn
+    /// or rescinded, the agent removed or disconnected meanwhile): they do not count against
+    /// the task's launch retries (up to [`MAX_FREE_RELAUNCHES`]).
+    free_attempts: u32,
 }
+
+/// Attempts lost to the cluster's own reasons that are relaunched without counting against
+/// the launch retries; beyond this many they count (a cluster that never keeps an offer).
+const MAX_FREE_RELAUNCHES: u32 = 20;
 
 /// An attempt whose ACCEPT got no answer.
 #[derive(Debug, Clone, PartialEq)]
@@ -329,6 +337,8 @@ enum Next {
     Live(TaskState),
     Terminal(TaskState, Option<String>),
     LaunchFailed(String),
+    /// A launch failure that is the cluster's doing, not the task's (it costs no retry).
+    LaunchVoid(String),
 }
 
 impl Core {
@@ -441,6 +451,7 @@ impl Core {
             launched_at: None,
             held_end: None,
             unconfirmed: None,
+            free_attempts: 0,
         };
         if rec.state == TaskState::Queued {
             match prepared {
@@ -1084,10 +1095,11 @@ impl Core {
             )),
             B::Failed | B::Error => Next::Terminal(TaskState::Failed, None),
             B::Killed => Next::Terminal(TaskState::Killed, None),
+            // Offers withdrawn or rescinded, the agent gone meanwhile: not the task's doing.
+            B::Dropped | B::Lost if !t.started && launch_phase => Next::LaunchVoid(format!(
+                "attempt {n} was not launched: {detail}"
+            )),
             B::Dropped => Next::LaunchFailed(format!("attempt {n} was not launched: {detail}")),
-            B::Lost if !t.started && launch_phase => {
-                Next::LaunchFailed(format!("attempt {n} was not launched: {detail}"))
-            }
             B::Lost | B::Unreachable => Next::Live(TaskState::Unknown),
             B::Unknown | B::Gone | B::GoneByOperator if !t.started => Next::LaunchFailed(format!(
                 "attempt {n} never reached an agent and the master does not know it: {detail}"
@@ -1142,7 +1154,8 @@ impl Core {
                 let (reason, code) = (t.reason.clone(), t.exit_code);
                 self.finish(tid, s, msg, reason, code, now, step);
             }
-            Next::LaunchFailed(what) => self.launch_failed(tid, what, now, step),
+            Next::LaunchFailed(what) => self.launch_failed(tid, what, false, now, step),
+            Next::LaunchVoid(what) => self.launch_failed(tid, what, true, now, step),
         }
     }
 
@@ -1160,7 +1173,7 @@ impl Core {
                             "attempt {} was not launched: the ACCEPT call failed: {error}",
                             lt.attempt
                         );
-                        self.launch_failed(&lt.task_id, what, now, step);
+                        self.launch_failed(&lt.task_id, what, false, now, step);
                     }
                 }
             }
@@ -1280,8 +1293,15 @@ impl Core {
 
     // ---- transitions ----
 
-    fn launch_failed(&mut self, tid: &str, what: String, now: Now, step: &mut Step) {
+    /// An attempt failed before its command ran: relaunch while retries are left. `free`:
+    /// the cluster's doing (offers withdrawn, agent gone), which costs no retry.
+    fn launch_failed(&mut self, tid: &str, what: String, free: bool, now: Now, step: &mut Step) {
         self.stats.launch_failures += 1;
+        if free {
+            if let Some(t) = self.tasks.get_mut(tid) {
+                t.free_attempts += 1;
+            }
+        }
         self.release_held_end(tid);
         let t = self.tasks.get(tid).expect("checked by caller");
         if t.kill_requested {
@@ -1291,7 +1311,8 @@ impl Core {
             return;
         }
         let limit = t.spec.retries.unwrap_or(self.cfg.launch_retries);
-        let n = t.attempt;
+        // Attempts the cluster lost before they reached an agent are not the task's.
+        let n = t.attempt - t.free_attempts.min(MAX_FREE_RELAUNCHES).min(t.attempt);
         if n > limit || t.prepared.is_none() {
             let why = if t.prepared.is_none() {
                 "the spec can no longer be launched".to_string()
@@ -1307,7 +1328,11 @@ impl Core {
         let t = self.tasks.get_mut(tid).expect("checked above");
         let old = t.state;
         t.state = TaskState::Queued;
-        t.message = Some(format!("{what}; relaunching (retry {n} of {limit})"));
+        t.message = Some(if free && t.free_attempts <= MAX_FREE_RELAUNCHES {
+            format!("{what}; relaunching (the cluster's doing: no retry counted)")
+        } else {
+            format!("{what}; relaunching (retry {n} of {limit})")
+        });
         t.started = false;
         t.unconfirmed = None;
         self.counts[old as usize] -= 1;

@@ -1580,3 +1580,46 @@ fn queued_tasks_say_when_the_backend_is_not_connected() {
     );
     core.assert_consistent();
 }
+
+#[test]
+fn launches_the_cluster_dropped_cost_no_retry() {
+    let clock = Clock::new();
+    let mut core = Core::new(CoreConfig {
+        launch_retries: 0,
+        ..cfg()
+    });
+    core.handle_event(subscribed(), clock.now());
+    core.submit(vec![record("t-1")], clock.now());
+    for attempt in 1..=3 {
+        let s = core.handle_event(
+            Event::Offers(vec![offer(&format!("o{attempt}"), "a1", 4.0, 4096.0)]),
+            clock.now(),
+        );
+        assert_eq!(launches(&s)[0].1, vec![format!("t-1.{attempt}")]);
+        let mut u = update(&format!("t-1.{attempt}"), BackendState::Dropped, None);
+        if attempt < 3 {
+            // Offers withdrawn under the launch: the cluster's doing.
+            u.reason = Some("REASON_INVALID_OFFERS".into());
+        }
+        let s = core.handle_event(Event::Update(u), clock.now());
+        let c = s.changes.last().unwrap();
+        if attempt < 3 {
+            assert_eq!(c.state, TaskState::Queued, "{c:?}");
+            assert!(
+                c.message.as_deref().unwrap().contains("no retry counted"),
+                "{c:?}"
+            );
+        } else {
+            // A drop of the task's own (no cluster reason) with no retries allowed: failed.
+            assert_eq!(c.state, TaskState::Failed, "{c:?}");
+            assert!(
+                c.message
+                    .as_deref()
+                    .unwrap()
+                    .contains("no launch retries left"),
+                "{c:?}"
+            );
+        }
+    }
+    core.assert_consistent();
+}
