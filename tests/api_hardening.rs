@@ -291,3 +291,49 @@ fn a_bad_job_file_exits_65_naming_file_and_field() {
     );
     assert_eq!(out.status.code(), Some(66), "{out:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_sent_byte_by_byte_is_cut_off_and_a_long_poll_is_not() {
+    let d = daemon("api_header_timeout = 1\napi_body_timeout = 2\napi_idle_timeout = 30\n");
+    // Head complete, body promised (100 bytes) and sent one byte a second.
+    let mut slow = TcpStream::connect(("127.0.0.1", d.port)).await.unwrap();
+    slow.write_all(
+        format!(
+            "POST /v1/tasks HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\
+             Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let started = Instant::now();
+    let mut closed_after = None;
+    let mut buf = [0u8; 1024];
+    while started.elapsed() < Duration::from_secs(10) {
+        let _ = slow.write_all(b" ").await;
+        match tokio::time::timeout(Duration::from_secs(1), slow.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                closed_after = Some(started.elapsed());
+                break;
+            }
+            // An answer (408/400) then the close also ends it.
+            Ok(Ok(_)) => {}
+            Err(_) => {}
+        }
+    }
+    let took = closed_after.expect("the connection of a body that never ends is closed");
+    assert!(
+        took >= Duration::from_millis(1800) && took < Duration::from_secs(6),
+        "closed after {took:?}"
+    );
+    // A request without a body that waits longer than the body timeout (a long poll) is
+    // answered.
+    let r = reqwest::Client::new()
+        .get(d.url("/v1/events?since=0&wait=4"))
+        .bearer_auth(TOKEN)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}

@@ -179,6 +179,7 @@ fn no_file_no_env_gives_every_default() {
         api_listen: "127.0.0.1:11000".parse().unwrap(),
         api_max_connections: 1024,
         api_header_timeout: 10.0,
+        api_body_timeout: 60.0,
         api_idle_timeout: 60.0,
         api_token: None,
         api_token_file: "/home/af/airflow/airflow-mesos/api-token".into(),
@@ -271,6 +272,7 @@ database_url = postgresql+psycopg2://am:db-pass-xyz@db:5432/am
 api_listen = 0.0.0.0:12000
 api_max_connections = 2048
 api_header_timeout = 5
+api_body_timeout = 7
 api_idle_timeout = 120
 api_token = tok-xyz
 api_token_file = /srv/am/token
@@ -367,6 +369,7 @@ fn all_keys_expected(path: Option<PathBuf>) -> Config {
         api_listen: "0.0.0.0:12000".parse().unwrap(),
         api_max_connections: 2048,
         api_header_timeout: 5.0,
+        api_body_timeout: 7.0,
         api_idle_timeout: 120.0,
         api_token: Some(Secret::new("tok-xyz")),
         api_token_file: "/srv/am/token".into(),

@@ -9,6 +9,8 @@
 //!   client that sends its request at once (a health check) is served.
 //! - A request head must arrive whole within `[mesos] api_header_timeout` of the connection
 //!   being accepted, or of its first byte on a kept-alive connection.
+//! - A request's body must arrive whole within `[mesos] api_body_timeout` of the end of its
+//!   head, so that bodies sent byte by byte cannot hold the connections.
 //! - A kept-alive connection with no request in progress and no bytes moving for
 //!   `[mesos] api_idle_timeout` is closed.
 //!
@@ -31,11 +33,13 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-/// `[mesos] api_max_connections`, `api_header_timeout` and `api_idle_timeout`.
+/// `[mesos] api_max_connections`, `api_header_timeout`, `api_body_timeout` and
+/// `api_idle_timeout`.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub max_connections: usize,
     pub header_timeout: Duration,
+    pub body_timeout: Duration,
     pub idle_timeout: Duration,
 }
 
@@ -44,6 +48,7 @@ impl Default for Limits {
         Limits {
             max_connections: 1024,
             header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(60),
         }
     }
@@ -55,6 +60,8 @@ const HEAD: u8 = 0;
 const BUSY: u8 = 1;
 /// Between requests on a kept-alive connection.
 const IDLE: u8 = 2;
+/// A request head arrived and its body is still coming.
+const BODY: u8 = 3;
 
 /// What the accept loop and the reaper know of one open connection.
 struct Conn {
@@ -98,6 +105,7 @@ impl Shared {
     fn reap(&self) -> usize {
         let now = self.now();
         let head = self.limits.header_timeout.as_millis() as u64;
+        let body = self.limits.body_timeout.as_millis() as u64;
         let idle = self.limits.idle_timeout.as_millis() as u64;
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         let before = open.len();
@@ -105,6 +113,7 @@ impl Shared {
             let since = c.since.load(Ordering::Acquire);
             let limit = match c.phase.load(Ordering::Acquire) {
                 HEAD => head,
+                BODY => body,
                 IDLE => idle,
                 _ => return true,
             };
@@ -264,7 +273,16 @@ async fn serve_one(
     let svc_conn = conn.clone();
     let svc_shared = shared.clone();
     let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
-        svc_conn.phase.store(BUSY, Ordering::Release);
+        use hyper::body::Body as _;
+        let phase = if req.body().is_end_stream() {
+            BUSY
+        } else {
+            BODY
+        };
+        svc_conn.since.store(svc_shared.now(), Ordering::Release);
+        svc_conn.phase.store(phase, Ordering::Release);
+        let conn = svc_conn.clone();
+        let req = req.map(move |inner| WatchedBody { inner, conn });
         let answer = hyper::service::Service::call(&router, req);
         let (conn, shared) = (svc_conn.clone(), svc_shared.clone());
         async move {
@@ -295,6 +313,40 @@ async fn serve_one(
                 draining = true;
             }
         }
+    }
+}
+
+/// A request body that notes on its connection when it has been read whole (the end of the
+/// `BODY` phase and its timeout).
+struct WatchedBody {
+    inner: Incoming,
+    conn: Arc<Conn>,
+}
+
+impl hyper::body::Body for WatchedBody {
+    type Data = bytes::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, hyper::Error>>> {
+        let r = Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(r, Poll::Ready(None)) || self.inner.is_end_stream() {
+            let _ =
+                self.conn
+                    .phase
+                    .compare_exchange(BODY, BUSY, Ordering::AcqRel, Ordering::Acquire);
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
     }
 }
 

@@ -150,6 +150,7 @@ pub async fn run(args: SchedulerArgs, cfg: &Config) -> anyhow::Result<i32> {
     let limits = api::serve::Limits {
         max_connections: cfg.api_max_connections,
         header_timeout: Duration::from_secs_f64(cfg.api_header_timeout),
+        body_timeout: Duration::from_secs_f64(cfg.api_body_timeout),
         idle_timeout: Duration::from_secs_f64(cfg.api_idle_timeout),
     };
     let server = tokio::spawn(api::serve::serve(

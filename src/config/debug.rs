@@ -43,6 +43,7 @@ impl fmt::Debug for Config {
             api_listen,
             api_max_connections,
             api_header_timeout,
+            api_body_timeout,
             api_idle_timeout,
             api_token,
             api_token_file,
@@ -105,6 +106,7 @@ impl fmt::Debug for Config {
             .field("api_listen", api_listen)
             .field("api_max_connections", api_max_connections)
             .field("api_header_timeout", api_header_timeout)
+            .field("api_body_timeout", api_body_timeout)
             .field("api_idle_timeout", api_idle_timeout)
             .field("api_token", api_token)
             .field("api_token_file", api_token_file)

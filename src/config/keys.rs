@@ -93,6 +93,7 @@ pub const KEYS: &[KeySpec] = &[
     key("api_listen", N),
     key("api_max_connections", N),
     key("api_header_timeout", N),
+    key("api_body_timeout", N),
     key("api_idle_timeout", N),
     secret("api_token", N),
     key("api_token_file", N),

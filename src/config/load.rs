@@ -829,6 +829,7 @@ impl Cx<'_> {
             .unwrap_or(DEFAULT_API_MAX_CONNECTIONS);
         let api_header_timeout = self.seconds_within("api_header_timeout", 10.0, 0.1, 3600.0);
         let api_idle_timeout = self.seconds_within("api_idle_timeout", 60.0, 0.1, 86_400.0);
+        let api_body_timeout = self.seconds_within("api_body_timeout", 60.0, 0.1, 3600.0);
         let api_token = self.secret("api_token");
         let default_token_file = airflow_home.join("airflow-mesos").join("api-token");
         let api_token_file = self
@@ -1030,6 +1031,7 @@ impl Cx<'_> {
             api_listen,
             api_max_connections,
             api_header_timeout,
+            api_body_timeout,
             api_idle_timeout,
             api_token,
             api_token_file,

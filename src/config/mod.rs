@@ -171,6 +171,8 @@ pub struct Config {
     pub api_max_connections: usize,
     /// Seconds a client has to send a whole request head (`api_header_timeout`).
     pub api_header_timeout: f64,
+    /// Seconds a client has to send a request body (`api_body_timeout`).
+    pub api_body_timeout: f64,
     /// Seconds a kept-alive API connection may sit idle (`api_idle_timeout`).
     pub api_idle_timeout: f64,
     pub api_token: Option<Secret>,
