@@ -407,3 +407,43 @@ async fn docker_host_is_honoured_and_an_unreachable_engine_is_reported() {
         "the engine was reached through DOCKER_HOST"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn output_is_kept_whole_whatever_the_engines_log_driver_keeps() {
+    let Some(image) = require_env("AM_TEST_BUSYBOX", "a local busybox image") else {
+        return;
+    };
+    let d = Daemon::start(
+        &format!(
+            "backend = docker\ndocker_image_slave = {image}\ntask_cpu = 0.1\ntask_memory = 64\n\
+             allowed_docker_parameters = log-driver, log-opt\n"
+        ),
+        None,
+    );
+    const LINES: usize = 300_000;
+    // The engine keeps nothing, or one rotating file of 100 kB: the sandbox keeps it all.
+    let job = write(
+        &d,
+        "seq.yaml",
+        &format!(
+            "tasks:\n\
+             - command: seq 1 {LINES}\n  docker_parameters: [{{key: log-driver, value: none}}]\n\
+             - command: seq 1 {LINES}\n  docker_parameters:\n\
+             \x20   - {{key: log-driver, value: json-file}}\n\
+             \x20   - {{key: log-opt, value: max-size=100k}}\n\
+             \x20   - {{key: log-opt, value: max-file=1}}\n"
+        ),
+    );
+    let out = d.cli(&["submit", "--wait", "--json", "-f", &job]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}\n{}", d.log_text());
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for id in ids(&v) {
+        let logs = d.cli(&["logs", &id]);
+        assert!(logs.status.success(), "{logs:?}");
+        let text = String::from_utf8_lossy(&logs.stdout);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), LINES, "{id}: {} lines", lines.len());
+        assert_eq!(lines[0], "1");
+        assert_eq!(lines[LINES - 1], LINES.to_string());
+    }
+}

@@ -1,4 +1,5 @@
-//! `airflow-mesos logs ID [--stderr] [--follow]`: a task's sandbox output.
+//! `airflow-mesos logs ID [--stderr] [--follow]`: a task's sandbox output, all of it (page
+//! after page); with `--follow`, then what comes until the task ends.
 
 use crate::cli::LogsArgs;
 use crate::config::Config;
@@ -21,7 +22,9 @@ pub async fn run(args: LogsArgs, cfg: &Config) -> anyhow::Result<i32> {
         out.flush()?;
         let got = page.next_offset > offset;
         offset = page.next_offset;
-        if !args.follow || (page.terminal && !got) {
+        // Without --follow: every page there is now. With it: until the task has ended and
+        // nothing more comes.
+        if !got && (!args.follow || page.terminal) {
             return Ok(0);
         }
         if !got {

@@ -50,8 +50,9 @@ use bollard::models::{
     MountVolumeOptionsDriverConfig, PortBinding,
 };
 use bollard::query_parameters::{
-    CreateContainerOptions, CreateImageOptions, InspectContainerOptions, ListContainersOptions,
-    LogsOptions, RemoveContainerOptions, StopContainerOptions, WaitContainerOptions,
+    AttachContainerOptions, CreateContainerOptions, CreateImageOptions, InspectContainerOptions,
+    ListContainersOptions, LogsOptions, RemoveContainerOptions, StopContainerOptions,
+    WaitContainerOptions,
 };
 use bollard::Docker;
 use futures::StreamExt;
@@ -758,7 +759,15 @@ pub fn container_spec(
 /// The `docker run` options a task's `docker_parameters` may carry on the local backend (the
 /// Mesos Docker containerizer passes any option to `docker run`; the Engine API needs each
 /// mapped to its field).
-pub const LOCAL_DOCKER_PARAMETERS: &[&str] = &["shm-size", "cap-drop", "add-host", "dns", "init"];
+pub const LOCAL_DOCKER_PARAMETERS: &[&str] = &[
+    "shm-size",
+    "cap-drop",
+    "add-host",
+    "dns",
+    "init",
+    "log-driver",
+    "log-opt",
+];
 
 /// Applies one `docker run --key=value` option to the container's host config.
 fn docker_parameter(hc: &mut HostConfig, key: &str, value: &str) -> Result<(), String> {
@@ -778,6 +787,18 @@ fn docker_parameter(hc: &mut HostConfig, key: &str, value: &str) -> Result<(), S
             .get_or_insert_with(Vec::new)
             .push(value.to_string()),
         "dns" => hc.dns.get_or_insert_with(Vec::new).push(value.to_string()),
+        // The engine's log of the container; the sandbox's stdout and stderr do not depend on it.
+        "log-driver" => hc.log_config.get_or_insert_with(Default::default).typ = Some(value.into()),
+        "log-opt" => {
+            let (k, v) = value
+                .split_once('=')
+                .ok_or_else(|| format!("log-opt `{value}`: expected key=value"))?;
+            hc.log_config
+                .get_or_insert_with(Default::default)
+                .config
+                .get_or_insert_with(Default::default)
+                .insert(k.to_string(), v.to_string());
+        }
         "init" => {
             hc.init = Some(
                 crate::config::load::parse_bool(value)
@@ -1526,7 +1547,7 @@ impl Backend {
                         .await;
                     return;
                 }
-                let exit = watch(&docker, &cid, &sandbox, true).await;
+                let exit = watch(&docker, &cid, &sandbox, None).await;
                 let _ = reports
                     .send(Report::Exited {
                         backend_task_id: id,
@@ -1594,8 +1615,8 @@ impl Launch {
             _ = cancel.cancelled() => Err(None),
             r = self.prepare() => r.map_err(Some),
         };
-        let cid = match prepared {
-            Ok(cid) => cid,
+        let (cid, attached) = match prepared {
+            Ok(p) => p,
             Err(None) => {
                 // The kill may have cut `prepare` after the container was created: remove it
                 // so that nothing of this launch runs on.
@@ -1632,7 +1653,7 @@ impl Launch {
                 container_id: cid.clone(),
             })
             .await;
-        let exit = watch(&self.docker, &cid, &self.sandbox, false).await;
+        let exit = watch(&self.docker, &cid, &self.sandbox, attached).await;
         let _ = reports
             .send(Report::Exited {
                 backend_task_id: id,
@@ -1641,8 +1662,10 @@ impl Launch {
             .await;
     }
 
-    /// Sandbox, image, container; returns the started container's id.
-    async fn prepare(&self) -> Result<String, String> {
+    /// Sandbox, image, container; returns the started container's id and, for a container
+    /// made here, its output attached before the start (so that none of it is lost, whatever
+    /// the engine's log driver keeps).
+    async fn prepare(&self) -> Result<(String, Option<Output>), String> {
         write_sandbox(&self.sandbox, &self.files)
             .await
             .map_err(|e| format!("cannot prepare the sandbox {}: {e}", self.sandbox.display()))?;
@@ -1673,7 +1696,7 @@ impl Launch {
                     })?;
                 let cid = info.id.unwrap_or(name.clone());
                 start_if_created(&self.docker, &cid).await?;
-                return Ok(cid);
+                return Ok((cid, None));
             }
             Err(e) => {
                 return Err(format!(
@@ -1681,6 +1704,27 @@ impl Launch {
                     self.image,
                     engine_message(&e)
                 ))
+            }
+        };
+        let attached = match self
+            .docker
+            .attach_container(
+                &cid,
+                Some(AttachContainerOptions {
+                    stdout: true,
+                    stderr: true,
+                    stream: true,
+                    logs: false,
+                    ..Default::default()
+                }),
+            )
+            .await
+        {
+            Ok(a) => Some(a.output),
+            Err(e) => {
+                // The engine's log is the fallback (limited by its log driver).
+                tracing::warn!(container = %cid, error = %engine_message(&e), "cannot attach to the container's output");
+                None
             }
         };
         if let Err(e) = self.docker.start_container(&cid, None).await {
@@ -1697,7 +1741,7 @@ impl Launch {
                 .await;
             return Err(message);
         }
-        Ok(cid)
+        Ok((cid, attached))
     }
 
     async fn ensure_image(&self) -> Result<(), String> {
@@ -1777,10 +1821,21 @@ async fn set_mode(p: &Path, mode: u32) -> io::Result<()> {
     tokio::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).await
 }
 
-/// Streams a container's output into `stdout` / `stderr` in the sandbox until it stops, then
-/// reads how it ended. With `from_scratch` the files are rewritten from the engine's copy of
-/// the whole output (used when adopting a container whose earlier stream was cut).
-async fn watch(docker: &Docker, cid: &str, sandbox: &Path, from_scratch: bool) -> ExitInfo {
+/// A container's output stream (attached, or the engine's log followed).
+type Output = std::pin::Pin<
+    Box<
+        dyn futures::Stream<Item = Result<bollard::container::LogOutput, bollard::errors::Error>>
+            + Send,
+    >,
+>;
+
+/// Copies a container's output into `stdout` / `stderr` in the sandbox until it stops, then
+/// reads how it ended. `attached`: the output attached before the container started, all of
+/// it, whatever the engine's log driver keeps (a new launch). Without it (a container adopted
+/// after a restart) the files are rewritten from the engine's log of the whole output, which
+/// its log driver may have cut.
+async fn watch(docker: &Docker, cid: &str, sandbox: &Path, attached: Option<Output>) -> ExitInfo {
+    let from_scratch = attached.is_none();
     let killed_marker = || sandbox.join(KILL_MARKER).exists();
     if let Err(e) = tokio::fs::create_dir_all(sandbox).await {
         tracing::warn!(dir = %sandbox.display(), error = %e, "cannot create the sandbox for logs");
@@ -1799,13 +1854,18 @@ async fn watch(docker: &Docker, cid: &str, sandbox: &Path, from_scratch: bool) -
         }
     };
     let (mut out, mut err) = (open("stdout").await.ok(), open("stderr").await.ok());
-    let opts = LogsOptions {
-        follow: true,
-        stdout: true,
-        stderr: true,
-        ..Default::default()
+    let mut logs: Output = match attached {
+        Some(a) => a,
+        None => Box::pin(docker.logs(
+            cid,
+            Some(LogsOptions {
+                follow: true,
+                stdout: true,
+                stderr: true,
+                ..Default::default()
+            }),
+        )),
     };
-    let mut logs = docker.logs(cid, Some(opts));
     while let Some(item) = logs.next().await {
         match item {
             Ok(bollard::container::LogOutput::StdOut { message })
