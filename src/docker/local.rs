@@ -5,10 +5,13 @@
 //! # What the driver sees
 //!
 //! [`spawn`] returns the same [`BackendChannels`] as the Mesos backend. The backend sends
-//! `Subscribed` (framework id `local-<hostname>` unless configured), then one offer at a time
-//! describing the free capacity (cpus, mem, disk, ports 31000-32000). After a launch or a
-//! termination the rest is offered again; a decline holds offers back for its
-//! `refuse_seconds`, capped at [`LocalBackendConfig::max_refuse`]; `Revive` clears that.
+//! `Subscribed` (framework id `local-<hostname>` unless configured), then offers of the free
+//! capacity (cpus, mem, disk, ports 31000-32000), each holding its own slice as a Mesos
+//! allocator's do: an offer stays valid until it is used or declined, and what a termination
+//! or a launch's unused rest frees goes out as a further offer, so a launch in flight is never
+//! dropped for an offer withdrawn under it. A decline holds offers back for its
+//! `refuse_seconds`, capped at [`LocalBackendConfig::max_refuse`]; `Suppress` stops further
+//! offers; `Revive` clears both.
 //! Status updates carry a uuid like an agent's, and a terminal update's container is removed
 //! once the driver acknowledges it. Reconciliation answers come without uuid, as a master's.
 //!
@@ -56,7 +59,7 @@ use bollard::query_parameters::{
 };
 use bollard::Docker;
 use futures::StreamExt;
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
@@ -333,19 +336,18 @@ impl Usage {
     }
 }
 
-/// How many withdrawn offers [`OfferBook`] remembers.
-const WITHDRAWN_KEPT: usize = 16;
-
-/// The machine's capacity, what is in use, and the one outstanding offer.
+/// The machine's capacity, what is in use, and the outstanding offers. As a Mesos allocator
+/// does, an offer stays valid until it is used or declined (SUPPRESS stops further offers only,
+/// as in Mesos): capacity
+/// freed meanwhile goes out as a further offer of its own, so that a launch in flight on an
+/// earlier offer always finds its resources still there.
 #[derive(Debug, Clone)]
 pub struct OfferBook {
     total: Usage,
     port_range: (u64, u64),
     used: HashMap<String, Usage>,
-    outstanding: Option<String>,
-    /// Offers this backend withdrew itself (re-offer, suppress), most recent last: the
-    /// framework may have used one before it heard of the withdrawal.
-    withdrawn: VecDeque<String>,
+    /// Offers out, each with the disjoint slice of the free capacity it holds.
+    outstanding: Vec<(String, Usage)>,
     seq: u64,
     refuse_until: Option<Instant>,
     suppressed: bool,
@@ -369,8 +371,7 @@ impl OfferBook {
             },
             port_range,
             used: HashMap::new(),
-            outstanding: None,
-            withdrawn: VecDeque::new(),
+            outstanding: Vec::new(),
             seq: 0,
             refuse_until: None,
             suppressed: false,
@@ -404,32 +405,44 @@ impl OfferBook {
         self.used.remove(backend_task_id).is_some()
     }
 
-    /// Whether `usage` fits in what is free (plus a task's own holding, if re-placed).
+    /// What is free and in no outstanding offer.
+    fn unoffered(&self) -> Usage {
+        let mut f = self.free();
+        for (_, o) in &self.outstanding {
+            f.cpus -= o.cpus;
+            f.mem -= o.mem;
+            f.disk -= o.disk;
+            f.ports.retain(|p| !o.ports.contains(p));
+        }
+        f
+    }
+
+    /// Whether `usage` fits in what is free and not promised to an outstanding offer.
     pub fn fits(&self, usage: &Usage) -> bool {
-        let f = self.free();
+        let f = self.unoffered();
         usage.cpus <= f.cpus
             && usage.mem <= f.mem
             && usage.disk <= f.disk
             && usage.ports.iter().all(|p| f.ports.contains(p))
     }
 
-    /// An offer of the free capacity, if one should go out now: none outstanding, not
-    /// suppressed or refused, and some cpus and memory free.
+    /// An offer of the free capacity no outstanding offer holds, if one should go out now:
+    /// not suppressed or refused, and some cpus and memory of that kind.
     pub fn next_offer(&mut self, now: Instant, agent_id: &str, hostname: &str) -> Option<Offer> {
-        if self.outstanding.is_some() || self.suppressed {
+        if self.suppressed {
             return None;
         }
         if matches!(self.refuse_until, Some(t) if now < t) {
             return None;
         }
         self.refuse_until = None;
-        let f = self.free();
+        let f = self.unoffered();
         if f.cpus <= 0 || f.mem <= 0 {
             return None;
         }
         self.seq += 1;
         let id = format!("{agent_id}-O{}", self.seq);
-        self.outstanding = Some(id.clone());
+        self.outstanding.push((id.clone(), f.clone()));
         let mut resources = vec![
             Resource {
                 name: "cpus".into(),
@@ -468,15 +481,17 @@ impl OfferBook {
         })
     }
 
-    /// Takes the outstanding offer if `offer_ids` names it. False: the offer is not valid.
+    /// Takes the outstanding offers `offer_ids` names, if all of them are outstanding (their
+    /// capacity is the launch's from now on). False: some offer is not valid, nothing taken.
     pub fn take(&mut self, offer_ids: &[String]) -> bool {
-        match &self.outstanding {
-            Some(o) if offer_ids.iter().any(|i| i == o) => {
-                self.outstanding = None;
-                true
-            }
-            _ => false,
+        let valid = !offer_ids.is_empty()
+            && offer_ids
+                .iter()
+                .all(|i| self.outstanding.iter().any(|(o, _)| o == i));
+        if valid {
+            self.outstanding.retain(|(o, _)| !offer_ids.contains(o));
         }
+        valid
     }
 
     /// Declines: offers are held back for `refuse_seconds` (at most `max_refuse`).
@@ -492,47 +507,16 @@ impl OfferBook {
         }
     }
 
-    /// Stops offers until [`OfferBook::revive`]; the outstanding offer is rescinded
-    /// (returned, so the backend can tell the driver).
-    pub fn suppress(&mut self) -> Option<String> {
+    /// Stops further offers until [`OfferBook::revive`]; outstanding ones stay valid (the
+    /// framework may be launching on them, or declines them).
+    pub fn suppress(&mut self) {
         self.suppressed = true;
-        self.withdraw()
     }
 
     /// Resumes offers and clears a decline's hold.
     pub fn revive(&mut self) {
         self.suppressed = false;
         self.refuse_until = None;
-    }
-
-    /// Forgets the outstanding offer (it is re-made with the new free capacity).
-    pub fn rescind(&mut self) -> Option<String> {
-        self.withdraw()
-    }
-
-    fn withdraw(&mut self) -> Option<String> {
-        let id = self.outstanding.take()?;
-        if self.withdrawn.len() == WITHDRAWN_KEPT {
-            self.withdrawn.pop_front();
-        }
-        self.withdrawn.push_back(id.clone());
-        Some(id)
-    }
-
-    /// Whether `offer_ids` name an offer this backend withdrew and nobody used; it counts as
-    /// used from now on.
-    pub fn take_withdrawn(&mut self, offer_ids: &[String]) -> bool {
-        match self
-            .withdrawn
-            .iter()
-            .position(|w| offer_ids.iter().any(|i| i == w))
-        {
-            Some(i) => {
-                self.withdrawn.remove(i);
-                true
-            }
-            None => false,
-        }
     }
 
     /// When the next offer may go out because a decline's hold ends.
@@ -1065,13 +1049,6 @@ impl Backend {
         }
     }
 
-    /// Re-offers the new free capacity: the outstanding offer (if any) is rescinded first.
-    async fn reoffer(&mut self) {
-        if let Some(old) = self.book.rescind() {
-            self.emit(Event::Rescind(old)).await;
-        }
-    }
-
     /// A status update from the "agent" (with a uuid to acknowledge).
     async fn update(&mut self, id: &str, state: BackendState, source: UpdateSource) {
         let uuid = uuid::Uuid::new_v4().as_bytes().to_vec();
@@ -1152,32 +1129,17 @@ impl Backend {
             }
             Action::Reconcile(list) => self.reconcile(list).await,
             Action::Suppress(_) => {
-                if let Some(old) = self.book.suppress() {
-                    self.emit(Event::Rescind(old)).await;
-                }
+                self.book.suppress();
             }
             Action::Revive(_) => self.book.revive(),
         }
     }
 
     async fn launch(&mut self, offer_ids: Vec<String>, tasks: Vec<LaunchTask>) {
-        // An offer this backend withdrew (to re-offer the rest, or on SUPPRESS) may have been
-        // used before the framework heard of it: the one machine it stood for can still grant
-        // it if the capacity is free, instead of dropping the tasks into a retry.
-        let granted = self.book.take(&offer_ids)
-            || (self.book.take_withdrawn(&offer_ids) && {
-                let all = tasks.iter().fold(Usage::default(), |mut all, t| {
-                    all.add(Usage::of(t));
-                    all
-                });
-                self.book.fits(&all)
-            });
-        if granted {
-            // The free capacity changes: the outstanding offer is re-made after the launch.
-            if let Some(old) = self.book.rescind() {
-                self.emit(Event::Rescind(old)).await;
-            }
-        } else {
+        // Offers are never withdrawn under the framework (see [`OfferBook`]): one that is no
+        // longer outstanding was used or declined already.
+        let granted = self.book.take(&offer_ids);
+        if !granted {
             for t in &tasks {
                 self.master_update(
                     &t.backend_task_id,
@@ -1436,7 +1398,6 @@ impl Backend {
                 self.book.release(&backend_task_id);
                 self.update(&backend_task_id, state, UpdateSource::Executor)
                     .await;
-                self.reoffer().await;
             }
             Report::LaunchFailed {
                 backend_task_id,
@@ -1450,7 +1411,6 @@ impl Backend {
                 self.book.release(&backend_task_id);
                 self.update(&backend_task_id, BackendState::Failed, UpdateSource::Agent)
                     .await;
-                self.reoffer().await;
             }
             Report::Cancelled { backend_task_id } => {
                 let Some(t) = self.tasks.get_mut(&backend_task_id) else {
@@ -1461,7 +1421,6 @@ impl Backend {
                 self.book.release(&backend_task_id);
                 self.update(&backend_task_id, BackendState::Killed, UpdateSource::Agent)
                     .await;
-                self.reoffer().await;
             }
             Report::Removed => {}
         }
@@ -2164,29 +2123,49 @@ mod tests {
     }
 
     #[test]
-    fn a_withdrawn_offer_can_still_be_used_once_and_a_used_one_never() {
+    fn offers_stay_valid_while_capacity_frees_or_offers_are_suppressed() {
         let t0 = Instant::now();
         let mut b = OfferBook::new(2.0, 1024.0, 0.0, (31000, 31003), Duration::from_secs(5));
+        let cpus = |n: i64| Usage {
+            cpus: n,
+            mem: 100_000,
+            ..Usage::default()
+        };
+        b.hold("x", cpus(1000));
         let o1 = b.next_offer(t0, "a", "h").unwrap();
-        assert_eq!(b.rescind(), Some(o1.id.clone()));
+        // Capacity freed while o1 is out goes into a further offer; o1 keeps its share.
+        assert!(b.release("x"));
         let o2 = b.next_offer(t0, "a", "h").unwrap();
-        assert!(!b.take(std::slice::from_ref(&o1.id)), "not outstanding");
-        assert!(b.take_withdrawn(std::slice::from_ref(&o1.id)));
         assert!(
-            !b.take_withdrawn(std::slice::from_ref(&o1.id)),
-            "granted once only"
+            b.next_offer(t0, "a", "h").is_none(),
+            "everything is offered"
         );
+        let scalar = |o: &Offer| {
+            o.resources
+                .iter()
+                .find(|r| r.name == "cpus")
+                .unwrap()
+                .quantity
+                .clone()
+        };
+        assert_eq!(scalar(&o1), Quantity::Scalar(1000));
+        assert_eq!(scalar(&o2), Quantity::Scalar(1000));
         assert!(b.take(std::slice::from_ref(&o2.id)));
-        assert!(
-            !b.take_withdrawn(std::slice::from_ref(&o2.id)),
-            "a used offer was never withdrawn"
-        );
-        // SUPPRESS withdraws too.
-        b.revive();
+        assert!(b.fits(&cpus(1000)), "o2's share is the launch's");
+        assert!(!b.fits(&cpus(1001)), "o1's share is not");
+        b.hold("y", cpus(1000));
+        assert!(b.take(std::slice::from_ref(&o1.id)), "o1 is still valid");
+        assert!(b.fits(&cpus(1000)));
+        assert!(!b.take(std::slice::from_ref(&o1.id)), "used once");
+        assert!(!b.take(&[o1.id.clone(), "never-made".into()]));
+        b.hold("z", cpus(1000));
+        // SUPPRESS stops further offers; one already out stays valid.
+        b.release("z");
         let o3 = b.next_offer(t0, "a", "h").unwrap();
-        assert_eq!(b.suppress(), Some(o3.id.clone()));
-        assert!(b.take_withdrawn(std::slice::from_ref(&o3.id)));
-        assert!(!b.take_withdrawn(&["never-made".to_string()]));
+        b.suppress();
+        b.release("y");
+        assert!(b.next_offer(t0, "a", "h").is_none(), "suppressed");
+        assert!(b.take(std::slice::from_ref(&o3.id)));
     }
 
     #[test]
@@ -2237,7 +2216,8 @@ mod tests {
         b.decline(std::slice::from_ref(&o3.id), 60.0, t0);
         b.revive();
         let o4 = b.next_offer(t0, "a", "h").unwrap();
-        assert_eq!(b.suppress(), Some(o4.id));
+        b.suppress();
+        assert!(b.take(std::slice::from_ref(&o4.id)), "still valid");
         assert!(b.next_offer(t0, "a", "h").is_none(), "suppressed");
         b.revive();
         assert!(b.release("x"));
