@@ -193,6 +193,7 @@ fn no_file_no_env_gives_every_default() {
         reconciliation_interval: 900.0,
         offer_refuse_seconds: 120.0,
         store_outage_limit: 300.0,
+        queued_timeout: 0.0,
         mesos_ca_cert: None,
         docker_privileged: false,
         local_cpus: None,
@@ -291,6 +292,7 @@ launch_retries = 0
 reconciliation_interval = 60
 offer_refuse_seconds = 0
 store_outage_limit = 45
+queued_timeout = 3600
 mesos_ca_cert = /fake/ca.pem
 docker_privileged = TRUE
 local_cpus = 2
@@ -389,6 +391,7 @@ fn all_keys_expected(path: Option<PathBuf>) -> Config {
         reconciliation_interval: 60.0,
         offer_refuse_seconds: 0.0,
         store_outage_limit: 45.0,
+        queued_timeout: 3600.0,
         mesos_ca_cert: Some("/fake/ca.pem".into()),
         docker_privileged: true,
         local_cpus: Some(2.0),

@@ -57,6 +57,7 @@ impl fmt::Debug for Config {
             reconciliation_interval,
             offer_refuse_seconds,
             store_outage_limit,
+            queued_timeout,
             mesos_ca_cert,
             docker_privileged,
             local_cpus,
@@ -120,6 +121,7 @@ impl fmt::Debug for Config {
             .field("reconciliation_interval", reconciliation_interval)
             .field("offer_refuse_seconds", offer_refuse_seconds)
             .field("store_outage_limit", store_outage_limit)
+            .field("queued_timeout", queued_timeout)
             .field("mesos_ca_cert", mesos_ca_cert)
             .field("docker_privileged", docker_privileged)
             .field("local_cpus", local_cpus)

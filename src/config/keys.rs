@@ -112,6 +112,7 @@ pub const KEYS: &[KeySpec] = &[
     key("reconciliation_interval", N),
     key("offer_refuse_seconds", N),
     key("store_outage_limit", N),
+    key("queued_timeout", N),
     key("mesos_ca_cert", N),
     key("docker_privileged", N),
     key("local_cpus", N),

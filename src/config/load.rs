@@ -921,6 +921,9 @@ impl Cx<'_> {
                 "seconds",
             )
             .unwrap_or(120.0);
+        let queued_timeout = self
+            .number("queued_timeout", Some(0.0), Bound::NonNegative, "seconds")
+            .unwrap_or(0.0);
         let store_outage_limit = self
             .number(
                 "store_outage_limit",
@@ -1051,6 +1054,7 @@ impl Cx<'_> {
             reconciliation_interval,
             offer_refuse_seconds,
             store_outage_limit,
+            queued_timeout,
             mesos_ca_cert,
             docker_privileged,
             local_cpus,

@@ -196,6 +196,8 @@ pub struct Config {
     pub reconciliation_interval: f64,
     /// Seconds an unused offer is declined for.
     pub offer_refuse_seconds: f64,
+    /// Seconds a task may stay queued before it fails with the reason it waits (0: for ever).
+    pub queued_timeout: f64,
     /// Seconds transient database errors are retried before the daemon gives up and exits
     /// (0: at the first error).
     pub store_outage_limit: f64,

@@ -28,6 +28,9 @@ pub struct CoreConfig {
     pub kill_grace_secs: f64,
     /// `launch_retries`: relaunches after a launch failure, unless a spec says otherwise.
     pub launch_retries: u32,
+    /// `queued_timeout`: a task queued this long (since it was last queued) fails with the
+    /// reason it waits; `None`: it waits for ever.
+    pub queued_timeout: Option<Duration>,
     /// `command_shell`: run string commands through `/bin/sh -c`. When false, a string
     /// command is split with shlex and run as an argv (Airflow 1.10 style).
     pub command_shell: bool,
@@ -75,6 +78,7 @@ impl Default for CoreConfig {
             force_pull: false,
             kill_grace_secs: 30.0,
             launch_retries: 3,
+            queued_timeout: None,
             command_shell: true,
             environment: Vec::new(),
             volumes: Vec::new(),
@@ -146,6 +150,8 @@ impl CoreConfig {
             force_pull: cfg.force_pull,
             kill_grace_secs: cfg.kill_grace_period,
             launch_retries: cfg.launch_retries,
+            queued_timeout: (cfg.queued_timeout > 0.0)
+                .then(|| Duration::from_secs_f64(cfg.queued_timeout)),
             command_shell: cfg.command_shell,
             environment: cfg.docker_environment.clone(),
             volumes,

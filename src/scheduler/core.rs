@@ -186,6 +186,8 @@ pub struct TaskView {
     /// or rescinded, the agent removed or disconnected meanwhile): they do not count against
     /// the task's launch retries (up to [`MAX_FREE_RELAUNCHES`]).
     free_attempts: u32,
+    /// When it fails for having waited queued too long (`queued_timeout`).
+    queue_deadline: Option<Instant>,
 }
 
 /// Attempts lost to the cluster's own reasons that are relaunched without counting against
@@ -303,6 +305,9 @@ pub struct Core {
     seen_version: u64,
     /// While the backend is not connected: the message queued tasks carry.
     offline: Option<String>,
+    /// `queued_timeout` deadlines of queued tasks (entries of tasks launched since are
+    /// stale and skipped).
+    queue_timers: BTreeSet<(Instant, String)>,
 }
 
 /// How long after its launch an attempt still counts as in flight for periodic
@@ -371,6 +376,7 @@ impl Core {
             seen_agents: HashMap::new(),
             seen_version: 1,
             offline: None,
+            queue_timers: BTreeSet::new(),
         }
     }
 
@@ -452,6 +458,7 @@ impl Core {
             held_end: None,
             unconfirmed: None,
             free_attempts: 0,
+            queue_deadline: None,
         };
         if rec.state == TaskState::Queued {
             match prepared {
@@ -459,7 +466,7 @@ impl Core {
                     view.prepared = Some(Box::new(p));
                     self.counts[TaskState::Queued as usize] += 1;
                     self.tasks.insert(rec.id.clone(), view);
-                    self.enqueue(&rec.id);
+                    self.enqueue(&rec.id, now.instant);
                     self.revive_wanted = true;
                 }
                 Err(e) => {
@@ -566,6 +573,7 @@ impl Core {
     pub fn tick(&mut self, now: Now) -> Step {
         let mut step = self.take_pending();
         self.fire_held_ends(now, &mut step);
+        self.fire_queue_timeouts(now, &mut step);
         if self.connected {
             self.fire_kills(now, &mut step);
             if self.void_retry_at.is_some_and(|t| t <= now.instant) {
@@ -624,6 +632,7 @@ impl Core {
             }
         };
         consider(self.held_timers.first().map(|(t, _)| *t));
+        consider(self.queue_timers.first().map(|(t, _)| *t));
         if self.connected {
             consider(self.kill_timers.first().map(|(t, _)| *t));
             consider(self.void_retry_at);
@@ -1339,7 +1348,7 @@ impl Core {
         self.counts[TaskState::Queued as usize] += 1;
         step.changes.push(change_of(t, now));
         self.remove_kill_timer(tid);
-        self.enqueue(tid);
+        self.enqueue(tid, now.instant);
         self.revive_wanted = true;
     }
 
@@ -1427,6 +1436,34 @@ impl Core {
         }
     }
 
+    /// Fails the tasks that have waited queued longer than `queued_timeout`, with the reason
+    /// they waited.
+    fn fire_queue_timeouts(&mut self, now: Now, step: &mut Step) {
+        while let Some((at, id)) = self.queue_timers.first().cloned() {
+            if at > now.instant {
+                return;
+            }
+            self.queue_timers.pop_first();
+            let due = self
+                .tasks
+                .get(&id)
+                .is_some_and(|t| t.state == TaskState::Queued && t.queue_deadline == Some(at));
+            if !due {
+                continue;
+            }
+            let limit = self.cfg.queued_timeout.map_or(0.0, |d| d.as_secs_f64());
+            let why = self.tasks[&id]
+                .message
+                .as_deref()
+                .and_then(|m| m.strip_prefix(WAITING))
+                .unwrap_or("no offer could hold it")
+                .to_string();
+            self.dequeue(&id);
+            let msg = format!("queued for longer than queued_timeout ({limit} s): {why}");
+            self.finish(&id, TaskState::Failed, Some(msg), None, None, now, step);
+        }
+    }
+
     fn fire_kills(&mut self, now: Now, step: &mut Step) {
         let due: Vec<String> = self
             .kill_timers
@@ -1449,7 +1486,12 @@ impl Core {
 
     // ---- queue ----
 
-    fn enqueue(&mut self, tid: &str) {
+    fn enqueue(&mut self, tid: &str, now: Instant) {
+        if let Some(limit) = self.cfg.queued_timeout {
+            let at = now + limit;
+            self.tasks.get_mut(tid).expect("held").queue_deadline = Some(at);
+            self.queue_timers.insert((at, tid.to_string()));
+        }
         let t = self.tasks.get(tid).expect("held");
         let Some(prepared) = &t.prepared else {
             return;

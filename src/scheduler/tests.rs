@@ -1623,3 +1623,47 @@ fn launches_the_cluster_dropped_cost_no_retry() {
     }
     core.assert_consistent();
 }
+
+#[test]
+fn a_task_queued_past_queued_timeout_fails_with_the_reason_it_waited() {
+    let mut clock = Clock::new();
+    let mut core = Core::new(CoreConfig {
+        queued_timeout: Some(Duration::from_secs(60)),
+        ..cfg()
+    });
+    core.handle_event(subscribed(), clock.now());
+    let big = TaskSpec {
+        cpus: Some(6.0),
+        ..TaskSpec::shell("x")
+    };
+    core.submit(
+        vec![record_with("t-big", big), record("t-small")],
+        clock.now(),
+    );
+    let s = core.handle_event(
+        Event::Offers(vec![offer("o1", "a1", 4.0, 4096.0)]),
+        clock.advance(1.0),
+    );
+    assert_eq!(launches(&s)[0].1, vec!["t-small.1".to_string()]);
+    assert!(core.next_deadline().is_some(), "the timeout is a deadline");
+    let s = core.tick(clock.advance(30.0));
+    assert!(s.changes.iter().all(|c| c.task_id != "t-big"), "not yet");
+    let s = core.tick(clock.advance(30.0));
+    let c = s
+        .changes
+        .iter()
+        .find(|c| c.task_id == "t-big")
+        .expect("failed now");
+    assert_eq!(c.state, TaskState::Failed);
+    let msg = c.message.as_deref().unwrap();
+    assert!(
+        msg.starts_with(
+            "queued for longer than queued_timeout (60 s): no agent has offered 6 cpus"
+        ),
+        "{msg}"
+    );
+    // The launched task's stale deadline changes nothing.
+    assert!(s.changes.iter().all(|c| c.task_id != "t-small"));
+    assert_eq!(core.task("t-small").unwrap().state, TaskState::Launching);
+    core.assert_consistent();
+}
