@@ -364,17 +364,9 @@ async fn docker_host_is_honoured_and_an_unreachable_engine_is_reported() {
     let nowhere = tempfile::tempdir().unwrap();
     let sock = format!("unix://{}/docker.sock", nowhere.path().display());
     let d = Daemon::start_with_env(&cfg, &[("DOCKER_HOST", &sock)]);
-    let http = d.http(std::time::Duration::from_secs(5));
     let mut health = Value::Null;
     for _ in 0..100 {
-        health = http
-            .get(d.url("/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        health = d.get_json("/healthz").await;
         if health["backend_error"].is_string() {
             break;
         }

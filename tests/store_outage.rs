@@ -81,17 +81,6 @@ fn launched(m: &FakeMaster) -> Vec<String> {
         .collect()
 }
 
-async fn healthz(d: &Daemon) -> Value {
-    d.http(Duration::from_secs(5))
-        .get(d.url("/healthz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 async fn metric(d: &Daemon, name: &str) -> f64 {
     let text = d
         .http(Duration::from_secs(5))
@@ -112,7 +101,7 @@ async fn metric(d: &Daemon, name: &str) -> f64 {
 /// Waits until the health check says `store` is `want`.
 async fn wait_store(d: &Daemon, want: &str, secs: u64) -> Value {
     for _ in 0..secs * 10 {
-        let h = healthz(d).await;
+        let h = d.get_json("/healthz").await;
         if h["store"] == want {
             return h;
         }

@@ -250,6 +250,18 @@ impl Daemon {
     }
 
     /// `POST /v1/tasks` with `spec` and the daemon's token; the new task's id.
+    /// `GET path` with the daemon's token; the JSON answer (whatever the status).
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        self.http(Duration::from_secs(30))
+            .get(self.url(path))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     pub async fn api_submit(&self, spec: &serde_json::Value) -> String {
         let mut req = reqwest::Client::new()
             .post(self.url("/v1/tasks"))
