@@ -252,6 +252,9 @@ async fn a_full_disk_under_sqlite_is_ridden_out_and_nothing_runs_twice() {
 
     std::fs::remove_file(filler).unwrap();
     wait_store(&d, "ok", 30).await;
+    // Writes succeed again without a restart: a new submission is stored and runs.
+    let mut ids = ids;
+    ids.extend(submit(&d, 1).await);
     assert_each_ran_once(&d, &m, &ids).await;
     assert!(d.is_running());
     assert!(
