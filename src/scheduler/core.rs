@@ -860,15 +860,12 @@ impl Core {
         }
     }
 
-    /// Sets `msg` on a queued task unless it carries a message of another kind (a relaunch's).
+    /// Sets `msg` on a queued task (see [`set_waiting`]).
     fn say_waiting(&mut self, tid: &str, msg: &str, now: Now, step: &mut Step) {
-        let Some(t) = self.tasks.get_mut(tid) else {
-            return;
-        };
-        let replaceable = t.message.as_deref().is_none_or(|m| m.starts_with(WAITING));
-        if t.state == TaskState::Queued && replaceable && t.message.as_deref() != Some(msg) {
-            t.message = Some(msg.to_string());
-            step.changes.push(change_of(t, now));
+        if let Some(t) = self.tasks.get_mut(tid) {
+            if t.state == TaskState::Queued {
+                set_waiting(t, Some(msg), now, step);
+            }
         }
     }
 
@@ -923,18 +920,8 @@ impl Core {
             class.checked = version;
             let why = waiting_reason(&class.demand, &self.seen_agents);
             for tid in class.queue.values() {
-                let Some(t) = self.tasks.get_mut(tid) else {
-                    continue;
-                };
-                let ours = t.message.as_deref().is_some_and(|m| m.starts_with(WAITING));
-                let next = match &why {
-                    Some(w) => Some(w.clone()),
-                    None if ours => None,
-                    None => continue,
-                };
-                if t.message != next {
-                    t.message = next;
-                    step.changes.push(change_of(t, now));
+                if let Some(t) = self.tasks.get_mut(tid) {
+                    set_waiting(t, why.as_deref(), now, step);
                 }
             }
         }
@@ -1667,6 +1654,17 @@ impl Interner {
 }
 
 /// A change carrying the task's current fields.
+/// Sets (or, with `None`, clears) the message saying why a queued task waits, with a change
+/// when it differs. A message of another kind (a relaunch's) is left as it is: it stays until
+/// the next launch.
+fn set_waiting(t: &mut TaskView, msg: Option<&str>, now: Now, step: &mut Step) {
+    let replaceable = t.message.as_deref().is_none_or(|m| m.starts_with(WAITING));
+    if replaceable && t.message.as_deref() != msg {
+        t.message = msg.map(str::to_string);
+        step.changes.push(change_of(t, now));
+    }
+}
+
 /// Why tasks of `demand` cannot run on any agent seen so far, or `None` when one of them
 /// could hold such a task (it then only waits for room).
 fn waiting_reason(demand: &Demand, seen: &HashMap<String, SeenAgent>) -> Option<String> {
