@@ -120,10 +120,6 @@ fn transient_sqlite_code(code: rusqlite::ErrorCode) -> bool {
     )
 }
 
-/// SQLite primary result codes (the low byte of an extended code) of
-/// [`transient_sqlite_code`]: BUSY, LOCKED, IOERR, FULL, CANTOPEN.
-const SQLITE_TRANSIENT: [i64; 5] = [5, 6, 10, 13, 14];
-
 /// MySQL/MariaDB server error numbers worth retrying: disk full (1021), too many connections
 /// (1040), lock wait timeout (1205), deadlock (1213), read-only server (1290, 1792, 1836:
 /// during a failover), table full (1114), server shutting down (1053), lost connection
@@ -131,6 +127,12 @@ const SQLITE_TRANSIENT: [i64; 5] = [5, 6, 10, 13, 14];
 const MYSQL_TRANSIENT: [u16; 11] = [
     1021, 1040, 1053, 1114, 1205, 1213, 1290, 1792, 1836, 2006, 2013,
 ];
+
+/// [`transient_sqlite_code`] of a result code as sqlx gives it: the (extended) number as text.
+fn transient_sqlite_text(code: &str) -> bool {
+    code.parse::<i32>()
+        .is_ok_and(|c| transient_sqlite_code(rusqlite::ffi::Error::new(c).code))
+}
 
 fn transient_sqlx(e: &sqlx::Error) -> bool {
     match e {
@@ -149,9 +151,7 @@ fn transient_sqlx(e: &sqlx::Error) -> bool {
                 return false;
             };
             if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
-                return code
-                    .parse::<i64>()
-                    .is_ok_and(|c| SQLITE_TRANSIENT.contains(&(c & 0xff)));
+                return transient_sqlite_text(&code);
             }
             transient_sqlstate(&code)
         }
@@ -197,6 +197,11 @@ mod tests {
         }
         for c in [C::ConstraintViolation, C::DatabaseCorrupt, C::ReadOnly] {
             assert!(!transient_sqlite_code(c), "{c:?}");
+        }
+        // As sqlx reports them: extended codes (SQLITE_BUSY_SNAPSHOT 517, SQLITE_IOERR_WRITE
+        // 778, SQLITE_FULL 13) and a constraint (SQLITE_CONSTRAINT_UNIQUE 2067).
+        for (code, transient) in [("517", true), ("778", true), ("13", true), ("2067", false)] {
+            assert_eq!(transient_sqlite_text(code), transient, "{code}");
         }
         let full = StoreError::Sqlite {
             op: "committing",
