@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{eventually, require_env, Daemon};
+use common::{eventually, require_env, task_ids as ids, Daemon};
 use serde_json::Value;
 
 fn daemon(token: Option<&str>) -> Option<Daemon> {
@@ -13,15 +13,6 @@ fn daemon(token: Option<&str>) -> Option<Daemon> {
         &format!("backend = docker\ndocker_image_slave = {image}\ntask_cpu = 0.1\ntask_memory = 32\nkill_grace_period = 2\n"),
         token,
     ))
-}
-
-fn ids(v: &Value) -> Vec<String> {
-    v["tasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["id"].as_str().unwrap().to_string())
-        .collect()
 }
 
 fn write(d: &Daemon, name: &str, text: &str) -> String {
@@ -471,16 +462,8 @@ async fn tasks_from_concurrent_clients_all_succeed_at_their_first_attempt() {
         r.unwrap();
     }
     let submitted = started.elapsed();
-    let http = d.http(std::time::Duration::from_secs(30));
     let list = loop {
-        let v: Value = http
-            .get(d.url("/v1/tasks?limit=10000"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let v = d.get_json("/v1/tasks?limit=10000").await;
         let all = v["tasks"].as_array().unwrap().clone();
         let ended =
             |t: &&Value| matches!(t["state"].as_str(), Some("succeeded" | "failed" | "killed"));
@@ -506,14 +489,7 @@ async fn tasks_from_concurrent_clients_all_succeed_at_their_first_attempt() {
         .collect();
     if let Some(first) = bad.first() {
         // What its attempts went through, from the change feed.
-        let feed: Value = http
-            .get(d.url("/v1/events?since=0&limit=10000"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let feed = d.get_json("/v1/events?since=0&limit=10000").await;
         let history: Vec<String> = feed["events"]
             .as_array()
             .unwrap()

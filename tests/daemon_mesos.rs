@@ -6,7 +6,7 @@ mod common;
 mod support;
 
 use airflow_mesos::mesos::proto::scheduler::call;
-use common::Daemon;
+use common::{task_ids, Daemon};
 use serde_json::Value;
 use std::time::Duration;
 use support::fake_master::cut::Cut;
@@ -34,15 +34,6 @@ fn daemon_for(masters: &str) -> Daemon {
         ),
         None,
     )
-}
-
-fn task_ids(v: &Value) -> Vec<String> {
-    v["tasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["id"].as_str().unwrap().to_string())
-        .collect()
 }
 
 /// Runs a blocking CLI call off the async runtime (the fake master runs on it).
@@ -215,15 +206,7 @@ async fn failures_errors_duplicates_and_logs() {
         Some(Reason::TaskInvalid)
     ));
     wait_state(&d, &held, "failed").await;
-    let feed: Value = d
-        .http(Duration::from_secs(30))
-        .get(d.url("/v1/events?since=0&limit=1000"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let feed = d.get_json("/v1/events?since=0&limit=1000").await;
     let states: Vec<&str> = feed["events"]
         .as_array()
         .unwrap()

@@ -101,13 +101,13 @@ async fn reset(args: ResetArgs, cfg: &Config) -> anyhow::Result<i32> {
          by `airflow-mesos framework reset`",
         framework_id.as_deref().unwrap_or("(none)")
     );
-    if args.yes && framework_id.is_some() {
+    let done = args.yes && framework_id.is_some();
+    if done {
         let at = chrono::Utc::now().timestamp_millis();
         let changes: Vec<Change> = orphaned.iter().map(|t| failed(t, &message, at)).collect();
         store.commit(&changes).await?;
         store.forget_framework_id(&key).await?;
     }
-    let done = args.yes && framework_id.is_some();
     let mut out = std::io::stdout().lock();
     if args.out.json {
         let tasks: Vec<_> = orphaned

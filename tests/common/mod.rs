@@ -309,6 +309,16 @@ impl Drop for Daemon {
 }
 
 /// Runs the binary with `AIRFLOW_HOME`/`AIRFLOW_CONFIG` set.
+/// The task ids of a `{"tasks": [...]}` answer (the API's, or `submit --json`'s).
+pub fn task_ids(v: &serde_json::Value) -> Vec<String> {
+    v["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
 pub fn cli_in(home: &Path, cfg: &Path, args: &[&str]) -> Output {
     Command::new(BIN)
         .args(args)
