@@ -686,6 +686,7 @@ mod tests {
             store_retry: RetryPolicy {
                 limit: Duration::from_secs(5),
                 url: "sqlite:driver.db".into(),
+                give_up: CancellationToken::new(),
             },
             shutdown: CancellationToken::new(),
         };

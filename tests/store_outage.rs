@@ -62,13 +62,7 @@ async fn submit(d: &Daemon, n: usize) -> Vec<String> {
     })
     .await;
     assert!(out.status.success(), "submit: {out:?}\n{}", d.log_text());
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    v["tasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["id"].as_str().unwrap().to_string())
-        .collect()
+    common::task_ids(&serde_json::from_slice(&out.stdout).unwrap())
 }
 
 fn launched(m: &FakeMaster) -> Vec<String> {
@@ -428,5 +422,34 @@ async fn a_postgresql_restart_is_ridden_out_and_nothing_runs_twice() {
     wait_store(&d, "ok", 60).await;
     assert_each_ran_once(&d, &m, &ids).await;
     assert!(d.is_running());
+    d.terminate();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_during_an_outage_does_not_wait_for_its_end_and_loses_nothing() {
+    let Some(disk) = SmallDisk::mount(6) else {
+        return;
+    };
+    let m = master(2).await;
+    let url = format!("sqlite:{}", disk.path().join("am.db").display());
+    let mut d = daemon(&m, &url, 300);
+    let ids = submit(&d, TASKS).await;
+    eventually(30, "every task launched", || {
+        (launched(&m).len() == TASKS).then_some(())
+    });
+    let filler = disk.fill();
+    wait_store(&d, "degraded", 30).await;
+    // SIGTERM: the daemon stops within moments, not after store_outage_limit.
+    let started = std::time::Instant::now();
+    let code = tokio::task::block_in_place(|| d.terminate());
+    assert!(code.is_some(), "stopped by itself:\n{}", d.log_text());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "stopped after {:?}",
+        started.elapsed()
+    );
+    std::fs::remove_file(filler).unwrap();
+    d.spawn();
+    assert_each_ran_once(&d, &m, &ids).await;
     d.terminate();
 }

@@ -193,7 +193,10 @@ pub async fn run(args: SchedulerArgs, cfg: &Config) -> anyhow::Result<i32> {
             &store,
             &files,
             election.as_ref().map(Election::clock),
-            term_stop.clone(),
+            Stops {
+                term: term_stop.clone(),
+                daemon: shutdown.clone(),
+            },
             &mut requests,
             metrics.clone(),
         )
@@ -256,14 +259,21 @@ fn advertised_url(cfg: &Config) -> String {
     }
 }
 
-/// One term of leadership: the backend and the driver, until `stop` (shutdown, or the lease
+/// When a term ends: `term` at the end of the leadership (a lost lease) or of the daemon,
+/// `daemon` at the end of the daemon only.
+struct Stops {
+    term: CancellationToken,
+    daemon: CancellationToken,
+}
+
+/// One term of leadership: the backend and the driver, until `stop.term` (shutdown, or the lease
 /// lost) or an error. The framework id is read now: a previous leader may have stored it.
 async fn lead(
     cfg: &Config,
     store: &Store,
     files: &Arc<OneTimeFiles>,
     lease: Option<Arc<crate::leader::LeaseClock>>,
-    stop: CancellationToken,
+    stop: Stops,
     requests: &mut tokio::sync::mpsc::Receiver<driver::Request>,
     metrics: Arc<driver::Metrics>,
 ) -> anyhow::Result<()> {
@@ -274,13 +284,13 @@ async fn lead(
             let mut mcfg = crate::mesos::backend::MesosBackendConfig::from_config(cfg)
                 .context("invalid Mesos settings in [mesos]")?;
             mcfg.lease = lease;
-            crate::mesos::backend::spawn(mcfg, files.clone(), framework_id, stop.child_token())
+            crate::mesos::backend::spawn(mcfg, files.clone(), framework_id, stop.term.child_token())
         }
         Backend::Docker => {
             let mut lcfg = crate::docker::local::LocalBackendConfig::from_config(cfg);
             lcfg.framework_id = Some(local_framework_id(store, &cfg.framework_name).await?);
             tracing::info!(sandboxes = %cfg.sandbox_dir.display(), "starting the local Docker backend");
-            crate::docker::local::spawn(lcfg, stop.child_token())
+            crate::docker::local::spawn(lcfg, stop.term.child_token())
         }
     };
     let mut core_cfg = CoreConfig::from_config(cfg);
@@ -300,8 +310,11 @@ async fn lead(
         store_retry: crate::store::RetryPolicy {
             limit: Duration::from_secs_f64(cfg.store_outage_limit),
             url: store.redacted_url().to_string(),
+            // The daemon's stop, not the term's: a leader that loses its lease during an
+            // outage keeps its commit until the database answers (and refuses it).
+            give_up: stop.daemon,
         },
-        shutdown: stop,
+        shutdown: stop.term,
     };
     driver::run(parts, metrics, requests).await?;
     Ok(())

@@ -70,6 +70,9 @@ pub struct RetryPolicy {
     pub limit: Duration,
     /// The database's URL, its password redacted.
     pub url: String,
+    /// Cancelled when the daemon stops: a stop does not wait for the outage to end (what was
+    /// not committed is dropped, and nothing that depends on it was sent).
+    pub give_up: tokio_util::sync::CancellationToken,
 }
 
 /// Runs `op` until it succeeds, fails with an error that is not transient, or has failed with
@@ -127,7 +130,14 @@ where
             failing_for_ms = lasted.as_millis() as u64,
             "state store unavailable; retrying"
         );
-        tokio::time::sleep(wait).await;
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = policy.give_up.cancelled() => {
+                health.recovered();
+                tracing::warn!(what, "stopping during a state-store outage: what was not committed is dropped (nothing that depends on it was sent)");
+                return Err(e);
+            }
+        }
         pause = (pause * 2).min(MAX_PAUSE);
     }
 }
@@ -150,6 +160,7 @@ mod tests {
         RetryPolicy {
             limit: Duration::from_millis(limit_ms),
             url: "sqlite:///tmp/x.db".into(),
+            give_up: Default::default(),
         }
     }
 
@@ -222,6 +233,28 @@ mod tests {
         .await
         .unwrap_err();
         assert!(matches!(e, StoreError::Deposed { term: 1 }));
+        assert_eq!(health.degraded(), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stop_ends_the_retries_at_once() {
+        let health = StoreHealth::default();
+        let p = policy(300_000);
+        let stop = p.give_up.clone();
+        let started = tokio::time::Instant::now();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            stop.cancel();
+        });
+        let e = retry(&health, &p, "test", || async { Err::<(), _>(busy()) })
+            .await
+            .unwrap_err();
+        assert!(e.is_transient(), "the outage's own error: {e}");
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
         assert_eq!(health.degraded(), None);
     }
 }
