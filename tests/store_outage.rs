@@ -75,16 +75,19 @@ fn launched(m: &FakeMaster) -> Vec<String> {
         .collect()
 }
 
-async fn metric(d: &Daemon, name: &str) -> f64 {
-    let text = d
-        .http(Duration::from_secs(5))
+async fn metrics_text(d: &Daemon) -> String {
+    d.http(Duration::from_secs(5))
         .get(d.url("/metrics"))
         .send()
         .await
         .unwrap()
         .text()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+async fn metric(d: &Daemon, name: &str) -> f64 {
+    let text = metrics_text(d).await;
     text.lines()
         .find_map(|l| l.strip_prefix(&format!("{name} ")))
         .unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}"))
@@ -222,6 +225,9 @@ async fn a_full_disk_under_sqlite_is_ridden_out_and_nothing_runs_twice() {
     assert!(err.contains("full"), "{h}");
     assert!(metric(&d, "airflow_mesos_store_retries_total").await >= 1.0);
     assert_eq!(metric(&d, "airflow_mesos_store_degraded").await, 1.0);
+    // Task counts that cannot be read are left out, not reported as zeros.
+    let text = metrics_text(&d).await;
+    assert!(!text.contains("airflow_mesos_tasks{"), "{text}");
     let refused = d
         .http(Duration::from_secs(10))
         .post(d.url("/v1/tasks"))

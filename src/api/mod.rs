@@ -316,11 +316,11 @@ async fn metrics(State(st): State<AppState>) -> Result<Response, ApiError> {
     // Through a database outage the driver's own figures still tell what is going on (the
     // counts by state would wait for a connection that does not come).
     let counts = match st.driver.metrics.store.degraded() {
-        Some(_) => Default::default(),
-        None => st.store.counts().await?,
+        Some(_) => None,
+        None => Some(st.store.counts().await?),
     };
     let leading = matches!(*st.role.borrow(), crate::leader::Role::Leader { .. });
-    let body = views::render_metrics(&st.driver.metrics, &counts, st.backend, leading);
+    let body = views::render_metrics(&st.driver.metrics, counts.as_ref(), st.backend, leading);
     Ok((
         [(
             header::CONTENT_TYPE,

@@ -95,10 +95,11 @@ impl From<&TaskEvent> for EventView {
     }
 }
 
-/// Prometheus text exposition of the driver's counters and the per-state task counts.
+/// Prometheus text exposition of the driver's counters and the per-state task counts (`None`
+/// when the store cannot count them now: the series has no samples then, rather than zeros).
 pub fn render_metrics(
     m: &Metrics,
-    counts: &BTreeMap<TaskState, u64>,
+    counts: Option<&BTreeMap<TaskState, u64>>,
     backend: &str,
     leading: bool,
 ) -> String {
@@ -195,8 +196,8 @@ pub fn render_metrics(
     );
     let _ = writeln!(out, "# HELP airflow_mesos_tasks Tasks by state.");
     let _ = writeln!(out, "# TYPE airflow_mesos_tasks gauge");
-    for st in TaskState::ALL {
-        let n = counts.get(&st).copied().unwrap_or(0);
+    for st in TaskState::ALL.into_iter().filter(|_| counts.is_some()) {
+        let n = counts.and_then(|c| c.get(&st)).copied().unwrap_or(0);
         let _ = writeln!(out, "airflow_mesos_tasks{{state=\"{st}\"}} {n}");
     }
     let _ = writeln!(out, "# HELP airflow_mesos_info Build and backend.");
@@ -225,7 +226,7 @@ mod tests {
         m.launches.store(3, Ordering::Relaxed);
         let mut counts = BTreeMap::new();
         counts.insert(TaskState::Running, 2);
-        let text = render_metrics(&m, &counts, "mesos", true);
+        let text = render_metrics(&m, Some(&counts), "mesos", true);
         assert!(text.contains("airflow_mesos_leader 1\n"));
         assert!(text.contains("airflow_mesos_launches_total 3\n"));
         assert!(text.contains("airflow_mesos_tasks{state=\"running\"} 2\n"));
