@@ -8,6 +8,7 @@
 //! map, a command runner), so tests need no files or processes.
 
 mod debug;
+pub mod defaults;
 pub mod error;
 pub mod expand;
 pub mod keys;

@@ -1,7 +1,7 @@
 //! [`CoreConfig`]: the defaults and policies the scheduler core applies, taken from the
 //! `[mesos]` block once at start ([`CoreConfig::from_config`]).
 
-use crate::config::Config;
+use crate::config::{defaults, Config};
 use crate::task::spec::{parse_constraint, AttrMatch};
 use crate::task::{Containerizer, NetworkMode, VolumeMode, VolumeSpec};
 use std::time::Duration;
@@ -70,23 +70,23 @@ impl Default for CoreConfig {
     fn default() -> CoreConfig {
         CoreConfig {
             default_image: None,
-            task_cpus: 1.0,
-            task_mem: 256.0,
-            task_disk: 0.0,
+            task_cpus: defaults::TASK_CPU,
+            task_mem: defaults::TASK_MEMORY,
+            task_disk: defaults::TASK_DISK,
             containerizer: Containerizer::Docker,
             network: NetworkMode::Host,
-            force_pull: false,
-            kill_grace_secs: 30.0,
-            launch_retries: 3,
+            force_pull: defaults::FORCE_PULL,
+            kill_grace_secs: defaults::KILL_GRACE_PERIOD,
+            launch_retries: defaults::LAUNCH_RETRIES,
             queued_timeout: None,
-            command_shell: true,
+            command_shell: defaults::COMMAND_SHELL,
             environment: Vec::new(),
             volumes: Vec::new(),
             privileged: false,
             policy: crate::task::Policy::default(),
             constraints: Vec::new(),
-            offer_refuse_seconds: 120.0,
-            reconciliation_interval: Duration::from_secs(900),
+            offer_refuse_seconds: defaults::OFFER_REFUSE_SECONDS,
+            reconciliation_interval: Duration::from_secs(defaults::RECONCILIATION_INTERVAL as u64),
             revive_interval: Duration::from_secs(5),
             reconcile_backoff_initial: Duration::from_secs(5),
             reconcile_backoff_max: Duration::from_secs(300),

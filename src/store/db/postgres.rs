@@ -95,7 +95,7 @@ impl Store {
         let mut s_at: HashMap<&str, usize> = HashMap::new();
         for c in changes {
             let Some(spec) = &c.spec else { continue };
-            let json = super::spec_json(spec, &c.task_id)?;
+            let json = super::write::spec_json(spec, &c.task_id)?;
             match s_at.get(c.task_id.as_str()) {
                 Some(&i) => s_spec[i] = json,
                 None => {
