@@ -20,7 +20,7 @@
 //! driver: nothing of its step, nor of any later one, is sent.
 
 use crate::scheduler::types::{Action, BackendChannels, Event, Now};
-use crate::scheduler::{Core, KillError, Step};
+use crate::scheduler::{Core, CoreStats, KillError, Step};
 use crate::store::{RetryPolicy, Store, StoreError, StoreHealth};
 use crate::task::{
     new_task_id, PolicyError, SpecDefaults, SpecError, TaskRecord, TaskSpec, TaskState,
@@ -94,6 +94,16 @@ pub struct Metrics {
     pub cluster: crate::cluster::ClusterView,
     /// Whether the state store answers, and how often commits were retried.
     pub store: StoreHealth,
+    /// The core's counters and gauges as of its last step (`None` until the driver runs, and
+    /// on a standby daemon).
+    pub core: std::sync::Mutex<Option<CoreStats>>,
+}
+
+impl Metrics {
+    /// The core's figures as of its last step.
+    pub fn core_stats(&self) -> Option<CoreStats> {
+        self.core.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
 }
 
 /// What the API holds to talk to the driver.
@@ -268,6 +278,11 @@ pub async fn run(
     }
     // What was decided is committed (and its actions queued) before the driver stops.
     driver.settle().await?;
+    *driver
+        .metrics
+        .core
+        .lock()
+        .unwrap_or_else(|e| e.into_inner()) = None;
     tracing::info!("driver stopped; running tasks keep running");
     Ok(())
 }
@@ -499,6 +514,7 @@ impl Driver {
     /// when there is nothing to commit nor a commit in flight; after the commit of its changes
     /// otherwise (one started now, or the next one when a commit is in flight).
     fn apply(&mut self, step: Step) {
+        *self.metrics.core.lock().unwrap_or_else(|e| e.into_inner()) = Some(self.core.stats());
         if self.in_flight.is_some() {
             self.pending.changes.extend(step.changes);
             self.pending.actions.extend(step.actions);

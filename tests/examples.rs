@@ -52,12 +52,20 @@ async fn every_dashboard_query_names_a_metric_the_daemon_exports() {
         &format!("backend = docker\ndocker_image_slave = {image}\n"),
         None,
     );
-    let metrics = reqwest::get(d.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    // The core's series appear once the driver has taken its first step.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let metrics = loop {
+        let text = reqwest::get(d.url("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if text.contains("airflow_mesos_relaunches_total") || std::time::Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
     let exported: BTreeSet<String> = metrics
         .lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())

@@ -194,6 +194,88 @@ pub fn render_metrics(
         "1 while a state-store operation is being retried through a database outage.",
         u8::from(m.store.degraded().is_some()).to_string(),
     );
+    if let Some(s) = m.core_stats() {
+        let core_metrics: [(&str, &str, &str, u64); 10] = [
+            (
+                "offers_used_total",
+                "counter",
+                "Resource offers used for launches.",
+                s.offers_used,
+            ),
+            (
+                "offers_rescinded_total",
+                "counter",
+                "Resource offers the backend withdrew.",
+                s.offers_rescinded,
+            ),
+            (
+                "launch_failures_total",
+                "counter",
+                "Attempts that failed to launch (the command never ran).",
+                s.launch_failures,
+            ),
+            (
+                "relaunches_total",
+                "counter",
+                "New attempts started after a launch failure.",
+                s.relaunches,
+            ),
+            (
+                "stale_updates_total",
+                "counter",
+                "Status updates for an old attempt, an ended or an unknown task.",
+                s.stale_updates,
+            ),
+            (
+                "kills_sent_total",
+                "counter",
+                "Kill calls sent (repeated until the task ends).",
+                s.kills_sent,
+            ),
+            (
+                "reconciliations_total",
+                "counter",
+                "Reconciliation calls sent.",
+                s.reconcile_calls,
+            ),
+            (
+                "reconcile_pending",
+                "gauge",
+                "Attempts in the current explicit reconciliation not answered yet.",
+                s.reconcile_pending as u64,
+            ),
+            (
+                "queued_classes",
+                "gauge",
+                "Distinct resource classes among the queued tasks.",
+                s.classes as u64,
+            ),
+            (
+                "suppressed",
+                "gauge",
+                "1 while offers are suppressed (nothing queued).",
+                u64::from(s.suppressed),
+            ),
+        ];
+        for (name, kind, help, value) in core_metrics {
+            metric(name, kind, help, value.to_string());
+        }
+        let _ = writeln!(
+            out,
+            "# HELP airflow_mesos_tasks_ended_total Tasks that ended since this daemon became the leader, by final state."
+        );
+        let _ = writeln!(out, "# TYPE airflow_mesos_tasks_ended_total counter");
+        for (state, n) in [
+            ("succeeded", s.succeeded),
+            ("failed", s.failed),
+            ("killed", s.killed),
+        ] {
+            let _ = writeln!(
+                out,
+                "airflow_mesos_tasks_ended_total{{state=\"{state}\"}} {n}"
+            );
+        }
+    }
     let _ = writeln!(out, "# HELP airflow_mesos_tasks Tasks by state.");
     let _ = writeln!(out, "# TYPE airflow_mesos_tasks gauge");
     for st in TaskState::ALL.into_iter().filter(|_| counts.is_some()) {
@@ -234,6 +316,38 @@ mod tests {
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let value = line.rsplit(' ').next().unwrap();
             assert!(value.parse::<f64>().is_ok(), "bad sample line: {line}");
+        }
+    }
+
+    #[test]
+    fn the_cores_figures_are_exported_once_the_driver_runs() {
+        let m = Metrics::default();
+        let before = render_metrics(&m, None, "mesos", false);
+        assert!(
+            !before.contains("airflow_mesos_relaunches_total"),
+            "{before}"
+        );
+        *m.core.lock().unwrap() = Some(crate::scheduler::CoreStats {
+            relaunches: 4,
+            offers_used: 7,
+            classes: 2,
+            suppressed: true,
+            succeeded: 5,
+            killed: 1,
+            ..Default::default()
+        });
+        let text = render_metrics(&m, None, "mesos", true);
+        for line in [
+            "airflow_mesos_relaunches_total 4\n",
+            "airflow_mesos_offers_used_total 7\n",
+            "airflow_mesos_queued_classes 2\n",
+            "airflow_mesos_suppressed 1\n",
+            "airflow_mesos_tasks_ended_total{state=\"succeeded\"} 5\n",
+            "airflow_mesos_tasks_ended_total{state=\"failed\"} 0\n",
+            "airflow_mesos_tasks_ended_total{state=\"killed\"} 1\n",
+            "# TYPE airflow_mesos_reconcile_pending gauge\n",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
         }
     }
 
