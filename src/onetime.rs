@@ -96,11 +96,6 @@ impl OneTimeFiles {
         }
     }
 
-    /// The base URL, if agents can reach the daemon at all.
-    pub fn base_url(&self) -> Option<&str> {
-        self.base_url.as_deref()
-    }
-
     /// The registry credentials served for [`Slot::RegistryConfig`], if configured.
     pub fn registry_tar(&self) -> Option<&Bytes> {
         self.registry_tar.as_ref()

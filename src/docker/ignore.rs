@@ -119,6 +119,7 @@ impl DockerIgnore {
         self.patterns.iter().any(|p| p.exclusion)
     }
 
+    #[cfg(test)]
     /// The cleaned patterns, `!` kept, in file order (for messages).
     pub fn patterns(&self) -> Vec<String> {
         self.patterns

@@ -484,10 +484,6 @@ impl MesosClient {
         })
     }
 
-    pub fn config(&self) -> &ClientConfig {
-        &self.cfg
-    }
-
     /// The scheduler endpoint of a master base URL.
     pub fn endpoint(&self, base: &Url) -> Url {
         let mut u = base.clone();
@@ -592,6 +588,7 @@ impl MesosClient {
         ClientError::from_status(status, endpoint, error_text(&body))
     }
 
+    #[cfg(test)]
     /// SUBSCRIBE at one master (following redirects to the leader).
     pub async fn subscribe_at(
         &self,

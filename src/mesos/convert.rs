@@ -309,27 +309,6 @@ pub fn state_from_proto(state: i32) -> Result<BackendState, ConvertError> {
     })
 }
 
-/// Maps a domain state back to Mesos (used by the fake master and tests).
-pub fn state_to_proto(s: BackendState) -> v1::TaskState {
-    use v1::TaskState as T;
-    match s {
-        BackendState::Staging => T::TaskStaging,
-        BackendState::Starting => T::TaskStarting,
-        BackendState::Running => T::TaskRunning,
-        BackendState::Killing => T::TaskKilling,
-        BackendState::Finished => T::TaskFinished,
-        BackendState::Failed => T::TaskFailed,
-        BackendState::Killed => T::TaskKilled,
-        BackendState::Error => T::TaskError,
-        BackendState::Lost => T::TaskLost,
-        BackendState::Dropped => T::TaskDropped,
-        BackendState::Unreachable => T::TaskUnreachable,
-        BackendState::Gone => T::TaskGone,
-        BackendState::GoneByOperator => T::TaskGoneByOperator,
-        BackendState::Unknown => T::TaskUnknown,
-    }
-}
-
 /// The exit code of the task's command, from the executor's final message: "Command exited
 /// with status 3" (command executor) or "Container exited with status 137" (Docker executor).
 /// Other messages that quote an exit status (a failed `docker pull` or fetch: "Failed to
@@ -519,11 +498,6 @@ pub fn action_to_call(
             ..base_call(framework_id, call::Type::Revive)
         },
     })
-}
-
-/// TEARDOWN: removes the framework and kills all its tasks. Never sent on shutdown.
-pub fn teardown_call(framework_id: &str) -> scheduler::Call {
-    base_call(framework_id, call::Type::Teardown)
 }
 
 /// A protobuf resource from a domain one: the flavour key decoded, the quantity set.
@@ -1418,8 +1392,6 @@ mod tests {
         let c = action_to_call("F", &Action::Revive(vec![]), &[]).unwrap();
         assert_eq!(c.r#type(), call::Type::Revive);
         assert!(c.revive.unwrap().roles.is_empty());
-
-        assert_eq!(teardown_call("F").r#type(), call::Type::Teardown);
     }
 
     #[test]
@@ -1544,11 +1516,11 @@ mod tests {
     }
 
     #[test]
-    fn every_state_round_trips() {
+    fn every_mesos_state_maps_to_the_state_of_that_name() {
         for n in 0..=13 {
             let s = state_from_proto(n).unwrap();
-            assert_eq!(state_to_proto(s) as i32, n);
-            assert_eq!(state_to_proto(s).as_str_name(), s.mesos_name());
+            let wire = v1::TaskState::try_from(n).unwrap();
+            assert_eq!(s.mesos_name(), wire.as_str_name());
         }
     }
 

@@ -221,12 +221,6 @@ impl ZkDetector {
             .map_err(|e| self.zk_err(e))
     }
 
-    /// Reads the current leader once (`host:port`), `None` when no master is registered.
-    pub async fn leader_once(&self) -> Result<Option<String>, DetectError> {
-        let client = self.connect().await?;
-        self.read_leader(&client).await.map(|(l, _)| l)
-    }
-
     async fn read_leader(
         &self,
         client: &zookeeper_client::Client,

@@ -7,9 +7,8 @@
 //! with that default (`shell: true`, `refuse_seconds: 5.0`, …).
 //!
 //! Reading is as lenient as a master: unknown keys and unknown enum names on optional fields
-//! are ignored, numbers may be strings, `null` means unset. [`decode_checked`] additionally
-//! refuses messages with a missing required field (what the master answers with 400);
-//! [`missing_required_protobuf`] does the same check on protobuf bytes.
+//! are ignored, numbers may be strings, `null` means unset. The unit tests also check the
+//! recorded real traffic for missing required fields (`decode_checked`, test builds only).
 //!
 //! [`Encoding`] picks protobuf or JSON for one message; the client and the fake master use it
 //! so that both speak either content type.
@@ -36,6 +35,7 @@ pub enum CodecError {
         #[source]
         source: prost::DecodeError,
     },
+    #[cfg(test)]
     #[error("{message}: missing required field '{field}'")]
     MissingRequired { message: String, field: String },
 }
@@ -59,6 +59,7 @@ impl Encoding {
         }
     }
 
+    #[cfg(test)]
     /// The encoding named by a `Content-Type` value (exact match, as the master does).
     pub fn from_content_type(s: &str) -> Option<Encoding> {
         match s {
@@ -87,6 +88,7 @@ impl Encoding {
         }
     }
 
+    #[cfg(test)]
     /// Decodes a `M` and checks that every required field is present (recursively).
     pub fn decode_checked<M: Message + Name + Default>(self, data: &[u8]) -> Result<M, CodecError> {
         match self {
@@ -146,6 +148,7 @@ pub fn decode<M: Message + Name + Default>(data: &[u8]) -> Result<M, CodecError>
     Ok(from_dynamic(&dynamic))
 }
 
+#[cfg(test)]
 /// Like [`decode`], and refuses a message that lacks a required field (recursively), naming
 /// the first one missing (e.g. `framework_info.user`).
 pub fn decode_checked<M: Message + Name + Default>(data: &[u8]) -> Result<M, CodecError> {
@@ -159,6 +162,7 @@ pub fn decode_checked<M: Message + Name + Default>(data: &[u8]) -> Result<M, Cod
     Ok(from_dynamic(&dynamic))
 }
 
+#[cfg(test)]
 /// Checks protobuf bytes of a `M` for a missing required field (prost itself does not).
 pub fn missing_required_protobuf<M: Name>(data: &[u8]) -> Result<(), CodecError> {
     let dynamic =
@@ -246,6 +250,7 @@ fn fill_defaults(msg: &mut DynamicMessage) {
     }
 }
 
+#[cfg(test)]
 /// The dotted path of the first required field that is missing, if any.
 fn first_missing_required(msg: &DynamicMessage, prefix: &str) -> Option<String> {
     for field in msg.descriptor().fields() {

@@ -5,11 +5,11 @@
 //! the HTTP body delivers and it yields whole records. HTTP chunk boundaries have nothing to do
 //! with record boundaries. A length that is not a decimal number, or that exceeds the
 //! configured maximum, is an error *before* any of the record is buffered, so a hostile stream
-//! cannot make the client allocate without bound. [`RecordIoEncoder`] writes the same framing
+//! cannot make the client allocate without bound. [`encode_record`] writes the same framing
 //! (the fake master uses it).
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use tokio_util::codec::{Decoder, Encoder};
+use tokio_util::codec::Decoder;
 
 /// The default largest record accepted: 64 MiB (an OFFERS event for a big cluster is a few
 /// MB at most).
@@ -73,15 +73,6 @@ impl RecordIoDecoder {
     /// The largest record this decoder accepts.
     pub fn max_record(&self) -> usize {
         self.max_record
-    }
-
-    /// True when the decoder is between records (nothing partial buffered or parsed).
-    pub fn is_idle(&self) -> bool {
-        self.state
-            == State::Length {
-                value: 0,
-                digits: 0,
-            }
     }
 }
 
@@ -161,30 +152,14 @@ impl Decoder for RecordIoDecoder {
     }
 }
 
-/// Writes RecordIO framing around each record.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RecordIoEncoder;
-
-impl<T: AsRef<[u8]>> Encoder<T> for RecordIoEncoder {
-    type Error = std::io::Error;
-
-    fn encode(&mut self, item: T, dst: &mut BytesMut) -> Result<(), std::io::Error> {
-        let data = item.as_ref();
-        let header = data.len().to_string();
-        dst.reserve(header.len() + 1 + data.len());
-        dst.put_slice(header.as_bytes());
-        dst.put_u8(b'\n');
-        dst.put_slice(data);
-        Ok(())
-    }
-}
-
-/// Frames one record: `<len>\n<data>`.
+/// Frames one record: `<len>\n<data>` (what a master writes; the fake master and the tests
+/// frame their streams with it).
 pub fn encode_record(data: &[u8]) -> Bytes {
-    let mut buf = BytesMut::new();
-    RecordIoEncoder
-        .encode(data, &mut buf)
-        .expect("encoding into memory cannot fail");
+    let header = data.len().to_string();
+    let mut buf = BytesMut::with_capacity(header.len() + 1 + data.len());
+    buf.put_slice(header.as_bytes());
+    buf.put_u8(b'\n');
+    buf.put_slice(data);
     buf.freeze()
 }
 
@@ -217,7 +192,6 @@ mod tests {
         let mut d = RecordIoDecoder::default();
         assert!(run(&mut d, &[]).unwrap().is_empty());
         assert!(run(&mut d, &[b""]).unwrap().is_empty());
-        assert!(d.is_idle());
     }
 
     #[test]
@@ -396,12 +370,6 @@ mod tests {
     fn encoder_writes_length_newline_data_and_nothing_else() {
         assert_eq!(&encode_record(b"hello")[..], b"5\nhello");
         assert_eq!(&encode_record(b"")[..], b"0\n");
-        let mut buf = BytesMut::new();
-        RecordIoEncoder.encode(b"ab".as_slice(), &mut buf).unwrap();
-        RecordIoEncoder
-            .encode(Bytes::from_static(b"c"), &mut buf)
-            .unwrap();
-        assert_eq!(&buf[..], b"2\nab1\nc");
     }
 
     proptest::proptest! {

@@ -37,10 +37,6 @@ pub enum BackoffError {
     ZeroInitial,
     #[error("backoff: max delay {max:?} is below the initial delay {initial:?}")]
     MaxBelowInitial { initial: Duration, max: Duration },
-    #[error("backoff: multiplier {0} must be >= 1")]
-    Multiplier(f64),
-    #[error("backoff: jitter {0} must be within 0..=1")]
-    Jitter(f64),
 }
 
 impl Backoff {
@@ -63,30 +59,6 @@ impl Backoff {
             jitter: 0.5,
             reset_after,
         })
-    }
-
-    pub fn with_multiplier(mut self, m: f64) -> Result<Backoff, BackoffError> {
-        if !(m.is_finite() && m >= 1.0) {
-            return Err(BackoffError::Multiplier(m));
-        }
-        self.multiplier = m;
-        Ok(self)
-    }
-
-    pub fn with_jitter(mut self, j: f64) -> Result<Backoff, BackoffError> {
-        if !(0.0..=1.0).contains(&j) {
-            return Err(BackoffError::Jitter(j));
-        }
-        self.jitter = j;
-        Ok(self)
-    }
-
-    pub fn max(&self) -> Duration {
-        self.max
-    }
-
-    pub fn reset_after(&self) -> Duration {
-        self.reset_after
     }
 
     /// The delay before attempt number `attempt` (0-based), given a uniform random number in
@@ -366,10 +338,7 @@ mod tests {
             ),
             Err(BackoffError::MaxBelowInitial { .. })
         ));
-        assert!(b().with_jitter(1.5).is_err());
-        assert!(b().with_multiplier(0.5).is_err());
-        assert!(b().with_multiplier(f64::NAN).is_err());
-        assert_eq!(Backoff::default().max(), Duration::from_secs(15));
+        assert_eq!(Backoff::default().max, Duration::from_secs(15));
     }
 
     #[test]

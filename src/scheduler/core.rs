@@ -92,6 +92,7 @@ impl Step {
         self.changes.is_empty() && self.actions.is_empty()
     }
 
+    #[cfg(test)]
     /// Appends another step's changes and actions after this one's.
     pub fn append(&mut self, mut other: Step) {
         self.changes.append(&mut other.changes);
@@ -674,6 +675,7 @@ impl Core {
         }
     }
 
+    #[cfg(test)]
     /// What the core holds about a non-terminal task.
     pub fn task(&self, id: &str) -> Option<&TaskView> {
         self.tasks.get(id)

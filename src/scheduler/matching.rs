@@ -239,11 +239,13 @@ impl<'a> Pool<'a> {
         }
     }
 
+    #[cfg(test)]
     /// The offer this pool is carved from.
     pub fn offer(&self) -> &'a Offer {
         self.offer
     }
 
+    #[cfg(test)]
     /// What is left of `cpus`, `mem`, `disk` (thousandths).
     pub fn totals(&self) -> [i64; 3] {
         self.totals
@@ -354,6 +356,7 @@ impl<'a> Pool<'a> {
     }
 }
 
+#[cfg(test)]
 /// Places queued tasks on offers. `classes` gives, per class, its demand and the queue
 /// positions of its tasks in increasing order (oldest first; positions are unique across
 /// classes). Tasks are considered oldest first across all classes; each goes to the first

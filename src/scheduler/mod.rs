@@ -22,4 +22,4 @@ pub mod types;
 mod tests;
 
 pub use self::config::CoreConfig;
-pub use self::core::{Core, CoreStats, KillError, Step, TaskView};
+pub use self::core::{Core, CoreStats, KillError, Step};

@@ -408,11 +408,6 @@ impl Store {
         })
     }
 
-    /// Which database this store talks to.
-    pub fn dialect(&self) -> Dialect {
-        self.dialect
-    }
-
     /// The database URL with its password redacted.
     pub fn redacted_url(&self) -> &str {
         &self.url
@@ -672,9 +667,9 @@ use rows::*;
 mod write;
 use write::{insert_events_of, spec_json, NewTask, ATTEMPT_INSERT_COLS, TASK_INSERT_COLS};
 mod browse;
-pub use browse::{TaskHistory, TaskPage, TaskPageQuery, MAX_PAGE, SCAN_WINDOW};
+pub use browse::{TaskPageQuery, SCAN_WINDOW};
 mod lease;
-pub use lease::{Fence, Lease};
+pub use lease::Fence;
 mod postgres;
 mod sqlite_writer;
 use sqlite_writer::SqliteWriter;

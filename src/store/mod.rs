@@ -23,13 +23,10 @@ mod plan;
 mod sql;
 mod url;
 
-pub use db::{
-    sqlite_path, Fence, Lease, Store, StoreOptions, TaskHistory, TaskPage, TaskPageQuery, MAX_PAGE,
-    SCAN_WINDOW,
-};
+pub use db::{sqlite_path, Fence, Store, StoreOptions, TaskPageQuery, SCAN_WINDOW};
 pub use error::StoreError;
-pub use outage::{retry, Degraded, RetryPolicy, StoreHealth};
-pub use url::{dialect_of, redact_url, redact_urls, translate_url, Dialect};
+pub use outage::{retry, RetryPolicy, StoreHealth};
+pub use url::{redact_url, redact_urls, translate_url, Dialect};
 
 use crate::task::TaskState;
 

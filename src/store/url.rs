@@ -57,6 +57,7 @@ fn split_scheme(url: &str) -> Result<(Dialect, Option<&str>, &str), StoreError> 
     Ok((dialect, driver, rest))
 }
 
+#[cfg(test)]
 /// The dialect of a sqlx or SQLAlchemy URL, by its scheme.
 pub fn dialect_of(url: &str) -> Result<Dialect, StoreError> {
     split_scheme(url).map(|(d, _, _)| d)

@@ -183,8 +183,8 @@ mod offers;
 mod sandbox;
 
 use actor::run;
-pub use container::{container_name, container_spec, InvalidTask, LOCAL_DOCKER_PARAMETERS};
-pub use offers::{OfferBook, Usage};
+pub use container::{container_name, container_spec};
+pub use offers::Usage;
 use sandbox::MIN_SANDBOX_RETENTION_SECS;
 pub use sandbox::{collect_sandboxes, read_log, DEFAULT_SANDBOX_RETENTION};
 

@@ -15,14 +15,6 @@ pub struct Usage {
 }
 
 impl Usage {
-    /// Adds what another task holds.
-    pub fn add(&mut self, other: Usage) {
-        self.cpus += other.cpus;
-        self.mem += other.mem;
-        self.disk += other.disk;
-        self.ports.extend(other.ports);
-    }
-
     /// The resources a launch took from the offer (falls back to the spec when the launch
     /// lists none).
     pub fn of(task: &LaunchTask) -> Usage {

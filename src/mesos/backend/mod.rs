@@ -15,12 +15,11 @@
 //!   `VoidOffers` that the master took as `OffersVoided`.
 //! - Launches get the signed fetch URIs of their sandbox files, secret environment and
 //!   registry `docker.tar.gz` here, right before the ACCEPT goes out.
-//! - Shutdown closes the stream and stops. It never sends TEARDOWN; [`teardown`] does that,
-//!   explicitly.
+//! - Shutdown closes the stream and stops. It never sends TEARDOWN: the framework's tasks keep
+//!   running for the next daemon (`failover_timeout`).
 
 use super::client::{
     CallKind, ClientConfig, ClientError, Credentials, Disposition, MesosClient, Session,
-    StreamError,
 };
 use super::convert::{self, FetchUri, LaunchContext};
 use super::detect::{DetectError, MasterSource};
@@ -43,12 +42,10 @@ use tokio_util::sync::CancellationToken;
 mod calls;
 mod launch;
 mod session;
-mod teardown;
 
 use calls::call_worker;
 use launch::LaunchMaterial;
 use session::SubscriptionLoop;
-pub use teardown::{teardown, TeardownError};
 
 /// How the framework presents itself (`FrameworkInfo`).
 #[derive(Debug, Clone, PartialEq)]
@@ -78,8 +75,6 @@ pub struct MesosBackendConfig {
     /// HTTP: encoding, credentials, CA, timeouts, redirect limit, record limit, path.
     pub client: ClientConfig,
     pub registry: RegistryAuth,
-    /// The default containerizer of the configuration (tasks carry their own).
-    pub containerizer: Containerizer,
     /// `docker run` parameters for every Docker-containerizer task (`group-add` …).
     pub docker_parameters: Vec<(String, String)>,
     /// What a task may ask for, checked again on every launch before its `TaskInfo` is built.
@@ -176,7 +171,6 @@ impl MesosBackendConfig {
             },
             registry: c.registry.clone(),
             send_registry_credentials: c.send_registry_credentials,
-            containerizer: c.containerizer,
             docker_parameters: c
                 .docker_user_group_id
                 .iter()
@@ -204,7 +198,6 @@ impl MesosBackendConfig {
             },
             client: ClientConfig::default(),
             registry: RegistryAuth::default(),
-            containerizer: Containerizer::Docker,
             docker_parameters: Vec::new(),
             policy: Policy {
                 default_user: user.to_string(),
@@ -809,23 +802,6 @@ mod loop_tests {
         shutdown.cancel();
         while next(&mut ch).await.is_some() {}
         assert!(m.calls_of(call::Type::Teardown).is_empty());
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn explicit_teardown_subscribes_then_tears_down_on_that_stream() {
-        let (m, cfg) = start().await;
-        teardown(&cfg, "F-7").await.unwrap();
-        let subs = m.calls_of(call::Type::Subscribe);
-        assert_eq!(subs.len(), 1);
-        assert_eq!(subs[0].1.framework_id.as_ref().unwrap().value, "F-7");
-        let td = m.calls_of(call::Type::Teardown);
-        assert_eq!(td.len(), 1);
-        assert_eq!(td[0].1.framework_id.as_ref().unwrap().value, "F-7");
-        assert_eq!(td[0].2.as_deref(), Some("stream-1"));
-        // A refused TEARDOWN is an error, not a silent success.
-        m.force(&[401]);
-        let err = teardown(&cfg, "F-7").await.unwrap_err();
-        assert!(err.to_string().contains("401"), "{err}");
     }
 
     #[tokio::test(start_paused = true)]
