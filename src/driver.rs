@@ -94,6 +94,8 @@ pub struct Metrics {
     pub cluster: crate::cluster::ClusterView,
     /// Whether the state store answers, and how often commits were retried.
     pub store: StoreHealth,
+    /// Ended tasks deleted by `task_retention`.
+    pub pruned_tasks: AtomicU64,
     /// The core's counters and gauges as of its last step (`None` until the driver runs, and
     /// on a standby daemon).
     pub core: std::sync::Mutex<Option<CoreStats>>,

@@ -194,6 +194,54 @@ async fn kill_queued_and_running_tasks() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn ended_tasks_are_pruned_after_task_retention_and_running_ones_stay() {
+    let Some(image) = require_env("AM_TEST_BUSYBOX", "a local busybox image") else {
+        return;
+    };
+    let d = Daemon::start(
+        &format!("backend = docker\ndocker_image_slave = {image}\ntask_cpu = 0.1\ntask_memory = 32\ntask_retention = 2\n"),
+        None,
+    );
+    let done = ids(&d.cli_json(&["submit", "--json", "--wait", "--shell", "true"])).remove(0);
+    let long = ids(&d.cli_json(&["submit", "--json", "--shell", "sleep 60"])).remove(0);
+    eventually(30, "long task running", || {
+        (state(&d, &long) == "running").then_some(())
+    });
+    // Retention 2 s, pruned every second: the ended task goes, with its row and history.
+    eventually(20, "the ended task pruned", || {
+        let out = d.cli(&["status", &done, "--json"]);
+        (out.status.code() == Some(66)).then_some(())
+    });
+    assert_eq!(state(&d, &long), "running", "a live task is never pruned");
+    let metrics = reqwest::get(d.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("airflow_mesos_pruned_tasks_total 1\n"),
+        "{metrics}"
+    );
+    // The feed keeps growing after its old events went: a new task's events come after the
+    // newest cursor seen before.
+    let head = d.get_json("/v1/events/head").await["cursor"]
+        .as_i64()
+        .unwrap();
+    let next = ids(&d.cli_json(&["submit", "--json", "--wait", "--shell", "true"])).remove(0);
+    let feed = d.get_json(&format!("/v1/events?since={head}")).await;
+    let seqs: Vec<i64> = feed["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["task_id"] == next.as_str())
+        .map(|e| e["seq"].as_i64().unwrap())
+        .collect();
+    assert!(!seqs.is_empty() && seqs.iter().all(|s| *s > head), "{feed}");
+    d.cli(&["kill", &long]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn daemon_killed_with_sigkill_finishes_every_task_once() {
     let Some(mut d) = daemon(None) else { return };
     let marker = "ran-once";

@@ -200,6 +200,7 @@ fn no_file_no_env_gives_every_default() {
         local_memory: None,
         sandbox_dir: home.join("airflow-mesos/sandboxes"),
         sandbox_retention: 604_800.0,
+        task_retention: 2_592_000.0,
         leader_election: false,
         leader_lease: 10.0,
         policy: Policy {
@@ -299,6 +300,7 @@ local_cpus = 2
 local_memory = 2048
 sandbox_dir = ~/sandboxes
 sandbox_retention = 3600
+task_retention = 86400
 leader_election = database
 leader_lease = 4.5
 allow_privileged = true
@@ -398,6 +400,7 @@ fn all_keys_expected(path: Option<PathBuf>) -> Config {
         local_memory: Some(2048.0),
         sandbox_dir: "/home/af/sandboxes".into(),
         sandbox_retention: 3600.0,
+        task_retention: 86_400.0,
         leader_election: true,
         leader_lease: 4.5,
         policy: Policy {

@@ -435,6 +435,96 @@ async fn a_full_lifecycle_commits_rows_attempts_and_events() {
 }
 
 #[tokio::test]
+async fn ended_tasks_and_old_events_are_pruned_and_the_feed_keeps_growing() {
+    for db in databases().await {
+        let k = db.kind;
+        let s = Store::connect(&db.url).await.unwrap();
+        let ids = ["t-old-1", "t-old-2", "t-live", "t-new"];
+        let recs: Vec<TaskRecord> = ids.iter().map(|id| record(id, rich_spec(3))).collect();
+        s.insert_tasks(&recs, 100).await.unwrap();
+        for id in ["t-old-1", "t-old-2", "t-live", "t-new"] {
+            s.commit(&[launch(id, 1, 200)]).await.unwrap();
+        }
+        s.commit(&[
+            change("t-old-1", TaskState::Succeeded, 1, 300),
+            change("t-old-2", TaskState::Failed, 1, 300),
+            change("t-live", TaskState::Running, 1, 300),
+        ])
+        .await
+        .unwrap();
+        s.commit(&[change("t-new", TaskState::Succeeded, 1, 10_000)])
+            .await
+            .unwrap();
+        let newest = s.head_seq().await.unwrap();
+
+        // Small batches: the caller repeats until nothing is left to delete.
+        let (mut tasks, mut events, mut calls) = (0, 0, 0);
+        loop {
+            let p = s.prune(1_000, 2).await.unwrap();
+            calls += 1;
+            if p.is_empty() {
+                break;
+            }
+            tasks += p.tasks;
+            events += p.events;
+        }
+        assert!(calls > 2, "{k}: batches of 2");
+        assert_eq!(tasks, 2, "{k}: the two tasks that ended before the cutoff");
+        // 4 inserts, 4 launches, 3 changes at 300 are older than the cutoff; t-new's end is not.
+        assert_eq!(events, 11, "{k}");
+        assert!(s.get_task("t-old-1").await.unwrap().is_none(), "{k}");
+        assert!(s.get_task("t-old-2").await.unwrap().is_none(), "{k}");
+        assert!(s.attempts("t-old-1").await.unwrap().is_empty(), "{k}");
+        assert_eq!(
+            s.get_task("t-live").await.unwrap().unwrap().state,
+            TaskState::Running,
+            "{k}"
+        );
+        assert_eq!(s.attempts("t-live").await.unwrap().len(), 1, "{k}");
+        assert_eq!(
+            s.get_task("t-new").await.unwrap().unwrap().state,
+            TaskState::Succeeded,
+            "{k}"
+        );
+        let labelled = s
+            .list_tasks(&TaskFilter {
+                label: Some(("team".into(), "Data Ünïcode".into())),
+                ..TaskFilter::default()
+            })
+            .await
+            .unwrap();
+        let mut left: Vec<&str> = labelled.iter().map(|t| t.id.as_str()).collect();
+        left.sort();
+        assert_eq!(
+            left,
+            vec!["t-live", "t-new"],
+            "{k}: labels of pruned tasks are gone"
+        );
+        assert_eq!(
+            s.head_seq().await.unwrap(),
+            newest,
+            "{k}: the newest event stays"
+        );
+
+        // Everything is old now: only the newest event survives, and the next one follows it.
+        s.commit(&[change("t-live", TaskState::Succeeded, 1, 20_000)])
+            .await
+            .unwrap();
+        let newest = s.head_seq().await.unwrap();
+        while !s.prune(i64::MAX / 2, 1000).await.unwrap().is_empty() {}
+        assert!(s.get_task("t-live").await.unwrap().is_none(), "{k}");
+        assert_eq!(s.events_since(0, 100).await.unwrap().len(), 1, "{k}");
+        let ev = s
+            .insert_tasks(&[record("t-after", rich_spec(1))], 30_000)
+            .await
+            .unwrap();
+        assert_eq!(ev[0].seq, newest + 1, "{k}: seq never goes back");
+        s.close().await;
+        db.drop_database().await;
+    }
+}
+
+#[tokio::test]
 async fn duplicate_changes_append_no_duplicate_events() {
     for db in databases().await {
         let k = db.kind;

@@ -189,6 +189,12 @@ pub fn render_metrics(
         m.store.retries().to_string(),
     );
     metric(
+        "pruned_tasks_total",
+        "counter",
+        "Ended tasks deleted from the state database after task_retention.",
+        c(&m.pruned_tasks),
+    );
+    metric(
         "store_degraded",
         "gauge",
         "1 while a state-store operation is being retried through a database outage.",

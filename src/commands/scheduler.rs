@@ -314,10 +314,67 @@ async fn lead(
             // outage keeps its commit until the database answers (and refuses it).
             give_up: stop.daemon,
         },
-        shutdown: stop.term,
+        shutdown: stop.term.clone(),
     };
+    let stop_term = stop.term;
+    if cfg.task_retention > 0.0 {
+        tokio::spawn(prune_ended_tasks(
+            store.clone(),
+            Duration::from_secs_f64(cfg.task_retention),
+            metrics.clone(),
+            stop_term.child_token(),
+        ));
+    }
     driver::run(parts, metrics, requests).await?;
     Ok(())
+}
+
+/// Deletes what `[mesos] task_retention` no longer keeps, while this daemon leads: at the start
+/// of the term and then every quarter of the retention (between a second and an hour), in
+/// batches that each commit on their own.
+async fn prune_ended_tasks(
+    store: Store,
+    retention: Duration,
+    metrics: Arc<driver::Metrics>,
+    stop: CancellationToken,
+) {
+    const BATCH: u32 = 1000;
+    let every = (retention / 4).clamp(Duration::from_secs(1), Duration::from_secs(3600));
+    loop {
+        let cutoff_ms = chrono::Utc::now().timestamp_millis() - retention.as_millis() as i64;
+        let mut total = crate::store::Pruned::default();
+        loop {
+            if stop.is_cancelled() {
+                return;
+            }
+            match store.prune(cutoff_ms, BATCH).await {
+                Ok(p) if p.is_empty() => break,
+                Ok(p) => {
+                    total.tasks += p.tasks;
+                    total.events += p.events;
+                    metrics
+                        .pruned_tasks
+                        .fetch_add(p.tasks, std::sync::atomic::Ordering::Relaxed);
+                    tokio::task::yield_now().await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "pruning ended tasks failed; trying again later");
+                    break;
+                }
+            }
+        }
+        if !total.is_empty() {
+            tracing::info!(
+                tasks = total.tasks,
+                events = total.events,
+                "pruned what task_retention no longer keeps"
+            );
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
 }
 
 /// The key under which the local backend's framework id is stored (apart from the Mesos

@@ -64,6 +64,7 @@ impl fmt::Debug for Config {
             local_memory,
             sandbox_dir,
             sandbox_retention,
+            task_retention,
             leader_election,
             leader_lease,
             policy,
@@ -128,6 +129,7 @@ impl fmt::Debug for Config {
             .field("local_memory", local_memory)
             .field("sandbox_dir", sandbox_dir)
             .field("sandbox_retention", sandbox_retention)
+            .field("task_retention", task_retention)
             .field("leader_election", leader_election)
             .field("leader_lease", leader_lease)
             .field("policy", policy)

@@ -50,6 +50,8 @@ pub const STORE_OUTAGE_LIMIT: f64 = 300.0;
 pub const DOCKER_PRIVILEGED: bool = false;
 /// Seconds the sandbox of an ended task is kept (a week, as a Mesos agent's `--gc_delay`).
 pub const SANDBOX_RETENTION: f64 = 604_800.0;
+/// Seconds an ended task and old change-feed events are kept in the state database (30 days).
+pub const TASK_RETENTION: f64 = 2_592_000.0;
 /// Seconds a leader's lease lasts without renewal.
 pub const LEADER_LEASE: f64 = 10.0;
 

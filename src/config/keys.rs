@@ -119,6 +119,7 @@ pub const KEYS: &[KeySpec] = &[
     key("local_memory", N),
     key("sandbox_dir", N),
     key("sandbox_retention", N),
+    key("task_retention", N),
     key("leader_election", N),
     key("leader_lease", N),
     key("allow_privileged", N),

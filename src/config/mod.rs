@@ -214,6 +214,9 @@ pub struct Config {
     pub sandbox_dir: PathBuf,
     /// Seconds a finished task's local sandbox is kept (default one week; 0 = forever).
     pub sandbox_retention: f64,
+    /// Seconds an ended task is kept in the state database after its last change, and
+    /// change-feed events are kept (default 30 days; 0 = forever).
+    pub task_retention: f64,
     /// Daemons sharing the (PostgreSQL or MySQL) state database elect one leader through a
     /// lease in it (`leader_election`; off for SQLite, which is for one daemon).
     pub leader_election: bool,

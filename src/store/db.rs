@@ -662,6 +662,8 @@ pub fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
     Some(opts.get_filename().to_path_buf())
 }
 
+mod retention;
+pub use retention::Pruned;
 mod rows;
 use rows::*;
 mod write;

@@ -23,7 +23,7 @@ mod plan;
 mod sql;
 mod url;
 
-pub use db::{sqlite_path, Fence, Store, StoreOptions, TaskPageQuery, SCAN_WINDOW};
+pub use db::{sqlite_path, Fence, Pruned, Store, StoreOptions, TaskPageQuery, SCAN_WINDOW};
 pub use error::StoreError;
 pub use outage::{retry, RetryPolicy, StoreHealth};
 pub use url::{redact_url, redact_urls, translate_url, Dialect};

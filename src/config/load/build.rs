@@ -65,6 +65,7 @@ pub(super) struct Daemon {
     local_memory: Option<f64>,
     sandbox_dir: PathBuf,
     sandbox_retention: f64,
+    task_retention: f64,
     leader_election: bool,
     leader_lease: f64,
 }
@@ -165,6 +166,7 @@ impl Cx<'_> {
             local_memory: daemon.local_memory,
             sandbox_dir: daemon.sandbox_dir,
             sandbox_retention: daemon.sandbox_retention,
+            task_retention: daemon.task_retention,
             leader_election: daemon.leader_election,
             leader_lease: daemon.leader_lease,
             policy,
@@ -564,6 +566,14 @@ impl Cx<'_> {
                 "seconds",
             )
             .unwrap_or(defaults::SANDBOX_RETENTION);
+        let task_retention = self
+            .number(
+                "task_retention",
+                Some(defaults::TASK_RETENTION),
+                Bound::NonNegative,
+                "seconds (0 keeps ended tasks forever)",
+            )
+            .unwrap_or(defaults::TASK_RETENTION);
         let sqlite = database_url.starts_with("sqlite:");
         let leader_election = self
             .typed(
@@ -606,6 +616,7 @@ impl Cx<'_> {
             local_memory,
             sandbox_dir,
             sandbox_retention,
+            task_retention,
             leader_election,
             leader_lease,
         }
