@@ -71,6 +71,12 @@ class AirflowMesosExecutor(BaseExecutor):
         self._uncertain: Set[Any] = set()
         # (key, reason) failures to report at the next sync (Airflow 2.x submission path).
         self._pending_failures: List[Tuple[Any, str]] = []
+        # Airflow 2.x: key -> spec of a submission that did not get through (the key stays in
+        # `running`); sync() submits it again, looking it up first if it may exist already.
+        self._resubmit: Dict[Any, Dict[str, Any]] = {}
+        # Adopted keys the daemon could not be asked about: claimed (not handed back for a reset,
+        # which would run the try again next to its daemon task) and looked up at the next sync.
+        self._unresolved: Set[Any] = set()
 
     # -- set-up ---------------------------------------------------------------------------
 
@@ -269,15 +275,29 @@ class AirflowMesosExecutor(BaseExecutor):
             self.log.error("airflow-mesos executor: cannot run %s: %s", key, e)
             self._pending_failures.append((key, str(e)))
             return
+        self._submit_command(key, spec)
+
+    def _submit_command(self, key: Any, spec: Dict[str, Any]) -> None:
+        """Airflow 2.x: submits one task; what does not get through is kept for the next sync."""
         result = self._submit([(key, spec)])[0]
         if isinstance(result, dict):
             self._uncertain.discard(key)
+            self._resubmit.pop(key, None)
             self._register(key, result["id"])
-        else:
-            # The caller adds the key to `running` after we return; the failure is reported at the
-            # next sync, which removes it again.
-            self.log.error("airflow-mesos executor: could not submit %s: %s", key, result)
+        elif isinstance(result, DaemonError):
+            # Refused: no task exists. The caller adds the key to `running` after we return; the
+            # failure is reported at the next sync, which removes it again.
+            self._resubmit.pop(key, None)
+            self.log.error("airflow-mesos executor: the daemon refused %s: %s", key, result)
             self._pending_failures.append((key, str(result)))
+        else:
+            # Not failed: Airflow would run the next try while this one may exist at the daemon
+            # (a 5xx or a lost answer), and an `airflow tasks run` argv names no try, so a late
+            # container would run that next try too. Kept in `running`, submitted again at the
+            # next sync (after a lookup by external key if it may exist).
+            if key not in self._resubmit:
+                self.log.warning("airflow-mesos executor: %s not submitted yet: %s", key, result)
+            self._resubmit[key] = spec
 
     # -- state feedback -------------------------------------------------------------------
 
@@ -309,6 +329,12 @@ class AirflowMesosExecutor(BaseExecutor):
         for key, reason in self._pending_failures:
             self.fail(key, info=reason)
         self._pending_failures = []
+        for key, spec in list(self._resubmit.items()):
+            if key not in self.running:
+                self._resubmit.pop(key, None)  # revoked or ended meanwhile
+                continue
+            self._submit_command(key, spec)
+        self._resolve_adopted()
         try:
             client = self._ensure_client()
             since = self._ensure_cursor()
@@ -338,11 +364,22 @@ class AirflowMesosExecutor(BaseExecutor):
         try:
             client = self._ensure_client()
             self._ensure_cursor()
+            reachable = True
         except (DaemonUnavailable, DaemonError) as e:
-            self.log.error("airflow-mesos executor: cannot adopt, the daemon is not reachable: %s", e)
-            return tis
+            self.log.error("airflow-mesos executor: the daemon is not reachable for the adoption: %s", e)
+            reachable = False
         for ti in tis:
             key = ti.key
+            if self._holds(key):
+                # Ours already: a scheduler whose own job was taken for dead (a heartbeat late by
+                # more than scheduler_health_check_threshold) is handed its own task instances,
+                # some perhaps still in queued_tasks. Handing them back would reset them while
+                # their try is (or is about to be) at the daemon.
+                self.log.info("airflow-mesos executor: %s is already this executor's", key)
+                continue
+            if not reachable:
+                self._claim_unresolved(key)
+                continue
             view = None
             try:
                 eid = getattr(ti, "external_executor_id", None)
@@ -360,18 +397,56 @@ class AirflowMesosExecutor(BaseExecutor):
                     view = self._find_by_external_key(key)
             except (DaemonUnavailable, DaemonError) as e:
                 self.log.error("airflow-mesos executor: cannot look up %s: %s", key, e)
-                not_adopted.append(ti)
+                self._claim_unresolved(key)
                 continue
             if view is None:
                 not_adopted.append(ti)
                 continue
-            task_id = view["id"]
-            self._register(key, task_id)
-            self.running.add(key)
-            self.log.info("airflow-mesos executor: adopted %s (daemon task %s, %s)", key, task_id, view.get("state"))
-            if view.get("state") in TERMINAL_STATES or view.get("airflow_state") in ("running", "success", "failed"):
-                self._apply(task_id, view.get("airflow_state"), view.get("state"), view.get("message"))
+            self._adopt_view(key, view)
         return not_adopted
+
+    def _holds(self, key: Any) -> bool:
+        return key in self._task_ids or key in self.queued_tasks or key in self.running
+
+    def _adopt_view(self, key: Any, view: Dict[str, Any]) -> None:
+        task_id = view["id"]
+        self._register(key, task_id)
+        self.running.add(key)
+        self.log.info("airflow-mesos executor: adopted %s (daemon task %s, %s)", key, task_id, view.get("state"))
+        if view.get("state") in TERMINAL_STATES or view.get("airflow_state") in ("running", "success", "failed"):
+            self._apply(task_id, view.get("airflow_state"), view.get("state"), view.get("message"))
+
+    def _claim_unresolved(self, key: Any) -> None:
+        """Adopts a task instance the daemon could not be asked about; resolved at a later sync.
+
+        Handing it back would make Airflow reset it and run the try again, perhaps next to its
+        daemon task; kept, it waits until the daemon answers.
+        """
+        self.log.warning("airflow-mesos executor: %s adopted unchecked; looked up when the daemon answers", key)
+        self._unresolved.add(key)
+        self.running.add(key)
+
+    def _resolve_adopted(self) -> None:
+        for key in list(self._unresolved):
+            if key not in self.running:
+                self._unresolved.discard(key)
+                continue
+            try:
+                view = self._find_by_external_key(key)
+            except (DaemonUnavailable, DaemonError) as e:
+                self.log.warning("airflow-mesos executor: %s still unchecked: %s", key, e)
+                return
+            self._unresolved.discard(key)
+            if view is not None:
+                self._adopt_view(key, view)
+            else:
+                # Never submitted (its scheduler stopped first): reported failed, so that Airflow
+                # gives it a new try (if it has retries left) instead of waiting for it forever.
+                self.fail(
+                    key,
+                    info="airflow-mesos: the daemon has no task for this try (its scheduler stopped "
+                    "before submitting it)",
+                )
 
     def revoke_task(self, *, ti: Any) -> None:
         key = ti.key
@@ -379,6 +454,8 @@ class AirflowMesosExecutor(BaseExecutor):
         self.queued_tasks.pop(key, None)
         self.running.discard(key)
         self._forget(key)
+        self._resubmit.pop(key, None)
+        self._unresolved.discard(key)
         try:
             eid = getattr(ti, "external_executor_id", None)
             if task_id is None and eid:

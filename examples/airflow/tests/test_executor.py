@@ -338,3 +338,95 @@ def test_sync_starts_at_the_head_of_the_feed_not_its_beginning(daemon):
     ex.sync()
     [req] = daemon.requests[n:]
     assert req["path"] == "/v1/events" and req["query"]["since"] == "50"
+
+
+# -- a scheduler restart must never make a try run twice -------------------------------------
+
+
+def test_adoption_keeps_task_instances_this_executor_already_has(daemon):
+    """A scheduler whose own job was taken for dead (its heartbeat late by more than
+    scheduler_health_check_threshold) is asked to adopt its own task instances; one still in
+    queued_tasks handed back would be reset and run as the next try, next to this one."""
+    ex = make_executor(daemon)
+    queued, submitted = workload("queued"), workload("submitted")
+    queue(ex, submitted)
+    ex.heartbeat()
+    queue(ex, queued)
+    daemon.down = True  # the lookups fail too: what the executor holds needs none
+    left = ex.try_adopt_task_instances([fake_ti(queued.ti.key), fake_ti(submitted.ti.key)])
+    assert left == [], "a task instance this executor holds was handed back for a reset"
+    daemon.down = False
+    ex.heartbeat()
+    keys = sorted(t["external_key"] for t in daemon.tasks.values())
+    assert keys == sorted([external_key_of(queued.ti.key), external_key_of(submitted.ti.key)])
+    assert ex.running == {queued.ti.key, submitted.ti.key}
+
+
+def test_adoption_while_the_daemon_is_down_claims_and_resolves_later(daemon):
+    old = make_executor(daemon)
+    live, never = workload("live"), workload("never")
+    queue(old, live)
+    old.heartbeat()
+    [tid] = daemon.tasks
+    daemon.transition(tid, "running")
+    old.end()
+
+    new = make_executor(daemon)
+    daemon.down = True
+    left = new.try_adopt_task_instances([fake_ti(live.ti.key, tid), fake_ti(never.ti.key)])
+    # Handed back, both would be reset; `live` would run again next to its daemon task.
+    assert left == []
+    assert new.running == {live.ti.key, never.ti.key}
+    new.sync()
+    assert new.get_event_buffer() == {}
+    daemon.down = False
+    new.sync()
+    buf = new.get_event_buffer()
+    assert buf[live.ti.key] == (TaskInstanceState.RUNNING, tid)
+    assert buf[never.ti.key][0] == TaskInstanceState.FAILED
+    assert "no task for this try" in buf[never.ti.key][1]
+    assert new.running == {live.ti.key}
+    daemon.transition(tid, "succeeded")
+    new.sync()
+    assert new.get_event_buffer() == {live.ti.key: (TaskInstanceState.SUCCESS, tid)}
+    assert len(daemon.tasks) == 1
+
+
+AIRFLOW2_ARGV = ["airflow", "tasks", "run", "etl", "x", "manual__1", "--local", "--subdir", "DAGS_FOLDER/etl.py"]
+
+
+def airflow2_submit(ex, key):
+    """What Airflow 2's BaseExecutor._process_tasks does with a queued task."""
+    ex.execute_async(key=key, command=AIRFLOW2_ARGV)
+    ex.running.add(key)
+
+
+def test_airflow2_lost_answer_is_looked_up_not_failed(daemon):
+    """The daemon created the task but its answer was lost: failing the try would make Airflow run
+    the next one while this one runs (the argv names no try, so it would run the next try too)."""
+    ex = make_executor(daemon)
+    key = TaskInstanceKey("etl", "x", "manual__1", 1, -1)
+    daemon.fail_next_submit_after_create = 1
+    airflow2_submit(ex, key)
+    assert len(daemon.tasks) == 1
+    ex.sync()
+    assert ex.get_event_buffer() == {}, "a try that may exist at the daemon was reported"
+    assert len(daemon.tasks) == 1, "a second daemon task was created for the same try"
+    [tid] = daemon.tasks
+    daemon.transition(tid, "running")
+    ex.sync()
+    assert ex.get_event_buffer() == {key: (TaskInstanceState.RUNNING, tid)}
+
+
+def test_airflow2_daemon_down_submits_at_a_later_sync(daemon):
+    ex = make_executor(daemon)
+    key = TaskInstanceKey("etl", "x", "manual__1", 1, -1)
+    daemon.down = True
+    airflow2_submit(ex, key)
+    ex.sync()
+    assert ex.get_event_buffer() == {} and key in ex.running
+    daemon.down = False
+    ex.sync()
+    assert [t["external_key"] for t in daemon.tasks.values()] == [external_key_of(key)]
+    ex.sync()
+    assert len(daemon.tasks) == 1
