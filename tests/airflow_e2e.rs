@@ -386,8 +386,6 @@ fn airflow_e2e_local_docker() {
 
 /// The same DAG, the same checks, with Airflow 2.10 (`airflow tasks run` in the containers).
 #[test]
-#[ignore = "Airflow 2.10: a task is sometimes queued and run twice (tries 1 and 2 of `report`) \
-            around the scheduler restart; under investigation, run with --ignored"]
 fn airflow2_e2e_local_docker() {
     let Some(python) = airflow2_python() else {
         return;

@@ -25,8 +25,9 @@ libraries Python needs (read-only, same paths; host and image are both Debian 12
 With Airflow 2.10 (the virtualenv's Airflow decides): no api-server or dag-processor; the tasks are
 ``airflow tasks run --local`` and reach the SQLite metadata DB through a bind mount of
 AIRFLOW_HOME (SQLite with several processes is what Airflow's own tests do, with
-``_AIRFLOW__SKIP_DATABASE_EXECUTOR_COMPATIBILITY_CHECK``; a real setup uses PostgreSQL or MySQL);
-the checks on workload tokens have no token to look for and the task output is read from
+``_AIRFLOW__SKIP_DATABASE_EXECUTOR_COMPATIBILITY_CHECK``; a real setup uses PostgreSQL or MySQL),
+without the tasks' own "mini scheduler" (which SQLite cannot keep apart from the scheduler, see
+``AIRFLOW2_SQLITE_ENV``); the checks on workload tokens have no token to look for and the task output is read from
 Airflow's task log.
 Every process started here is killed and every container removed at the end, also on failure.
 Exit status 0 = all checks held; the reason is printed otherwise.
@@ -81,6 +82,14 @@ def airflow_major() -> int:
 # Airflow 2.10: the scheduler parses the DAGs itself, tasks run `airflow tasks run --local` and
 # talk to the metadata DB directly (no api-server, no workload token).
 AIRFLOW2 = airflow_major() == 2
+# Airflow 2.10's "mini scheduler": a task that ends schedules its downstream tasks itself
+# (DagRun.schedule_tis: state=scheduled, try_number+1, whatever the state is). The scheduler does
+# the same, and on PostgreSQL/MySQL a row lock on the DAG run keeps the two apart; SQLite has no row
+# locks, so both may schedule one task instance: its try number jumps, and one already queued as
+# try N is set back to scheduled and queued again as try N+1 -- two containers for one task
+# instance (seen: `report` as tries 1 and 2). The tasks (in containers and the LocalExecutor one)
+# and the scheduler run without it here.
+AIRFLOW2_SQLITE_ENV = {"AIRFLOW__SCHEDULER__SCHEDULE_AFTER_TASK_EXECUTION": "False"}
 
 
 class Failure(Exception):
@@ -132,6 +141,7 @@ class Run:
             vols.append({"container_path": self.home, "host_path": self.home, "mode": "rw"})
             env["AIRFLOW_HOME"] = self.home
             env["_AIRFLOW__SKIP_DATABASE_EXECUTOR_COMPATIBILITY_CHECK"] = "1"
+            env.update(AIRFLOW2_SQLITE_ENV)
             paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
             for p in paths:
                 vols.append({"container_path": p, "host_path": p, "mode": "ro"})
@@ -188,6 +198,7 @@ class Run:
         )
         if AIRFLOW2:
             env["_AIRFLOW__SKIP_DATABASE_EXECUTOR_COMPATIBILITY_CHECK"] = "1"
+            env.update(AIRFLOW2_SQLITE_ENV)
         return env
 
     def remaining(self) -> float:
@@ -420,6 +431,17 @@ class Run:
                 raise Failure(f"daemon task {t['id']} is still {t['state']}")
             if t.get("attempts", 1) != 1:
                 raise Failure(f"daemon task {t['id']} was launched {t['attempts']} times")
+        # The last try handed to the daemon is the try Airflow ran last (a try number that moved
+        # without the scheduler handing the task out again means two schedulers raced).
+        handed = {}
+        for t in tasks:
+            k = json.loads(t["external_key"])
+            handed.setdefault(k["task_id"], []).append(k["try_number"])
+        for task_id in EXPECTED:
+            if task_id not in LOCAL_TASKS and max(handed.get(task_id, [0])) != states[task_id][1]:
+                raise Failure(
+                    f"{task_id}: Airflow's try number is {states[task_id][1]}, but the daemon got tries {handed.get(task_id)}"
+                )
         if any(t["labels"].get("airflow.task_id") in LOCAL_TASKS for t in tasks):
             raise Failure(f"a LocalExecutor task reached the daemon: {[t['external_key'] for t in tasks]}")
         log(f"daemon: {len(tasks)} tasks, one per try, all ended")
@@ -532,6 +554,12 @@ def main() -> int:
         return 0
     except Failure as e:
         log(f"FAIL: {e}")
+        try:
+            log(f"task instances (state, try): {run.ti_states()}")
+            for t in run.daemon_tasks():
+                log(f"daemon task {t['id']} {t['state']} attempts={t.get('attempts')} {t['external_key']}")
+        except Exception as e2:  # diagnostics only
+            log(f"(no diagnostics: {e2})")
         for name in ("daemon", "scheduler", "old-scheduler", "dag-processor", "api-server"):
             path = os.path.join(run.home, f"{name}.log")
             if os.path.exists(path):
