@@ -213,12 +213,7 @@ async fn ended_tasks_are_pruned_after_task_retention_and_running_ones_stay() {
         (out.status.code() == Some(66)).then_some(())
     });
     assert_eq!(state(&d, &long), "running", "a live task is never pruned");
-    let metrics = reqwest::get(d.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = d.metrics().await;
     assert!(
         metrics.contains("airflow_mesos_pruned_tasks_total 1\n"),
         "{metrics}"

@@ -55,12 +55,7 @@ async fn every_dashboard_query_names_a_metric_the_daemon_exports() {
     // The core's series appear once the driver has taken its first step.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     let metrics = loop {
-        let text = reqwest::get(d.url("/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = d.metrics().await;
         if text.contains("airflow_mesos_relaunches_total") || std::time::Instant::now() > deadline {
             break text;
         }

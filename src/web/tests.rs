@@ -1,3 +1,5 @@
+//! Unit tests of the web UI: sessions and CSRF tokens, relative links, escaping, and the pages
+//! rendered from a real store.
 use super::session::{check_csrf, cookie, csrf, issue, root_from, verify, SESSION_SECS};
 use super::{counts, html, WebConfig};
 use crate::api::{AppState, Auth, LogSource};

@@ -262,6 +262,16 @@ impl Daemon {
             .unwrap()
     }
 
+    /// The text of `/metrics` (no token needed).
+    pub async fn metrics(&self) -> String {
+        reqwest::get(self.url("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub async fn api_submit(&self, spec: &serde_json::Value) -> String {
         let mut req = reqwest::Client::new()
             .post(self.url("/v1/tasks"))

@@ -285,18 +285,7 @@ impl WriterConn {
                 }
                 stmt.raw_execute().map_err(sqlite_err(op))?;
             }
-            let labels: Vec<(&str, &str, &str)> = rows
-                .iter()
-                .flat_map(|n| {
-                    n.labels
-                        .iter()
-                        .map(move |(k, v)| (n.head.id.as_str(), k.as_str(), v.as_str()))
-                })
-                .collect();
-            let sizes: Vec<usize> = labels
-                .iter()
-                .map(|l| l.0.len() + l.1.len() + l.2.len())
-                .collect();
+            let (labels, sizes) = super::write::label_rows(&rows);
             for r in chunks(
                 &sizes,
                 Dialect::Sqlite.max_params() / 3,

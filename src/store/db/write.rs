@@ -45,6 +45,24 @@ impl NewTask {
 }
 
 /// The change-feed events of inserted tasks (their `seq` assigned).
+/// The label rows of new tasks, `(task id, name, value)`, and the bytes of each (for chunking
+/// the multi-row INSERT).
+pub(super) fn label_rows(rows: &[NewTask]) -> (Vec<(&str, &str, &str)>, Vec<usize>) {
+    let labels: Vec<(&str, &str, &str)> = rows
+        .iter()
+        .flat_map(|n| {
+            n.labels
+                .iter()
+                .map(move |(k, v)| (n.head.id.as_str(), k.as_str(), v.as_str()))
+        })
+        .collect();
+    let sizes = labels
+        .iter()
+        .map(|l| l.0.len() + l.1.len() + l.2.len())
+        .collect();
+    (labels, sizes)
+}
+
 pub(super) fn insert_events_of(rows: &[NewTask], at_ms: i64) -> Vec<TaskEvent> {
     rows.iter()
         .map(|n| TaskEvent {
@@ -150,18 +168,7 @@ impl Store {
                 q.execute(&mut *tx).await.map_err(StoreError::query(op))?;
             }
 
-            let labels: Vec<(&str, &str, &str)> = rows
-                .iter()
-                .flat_map(|n| {
-                    n.labels
-                        .iter()
-                        .map(move |(k, v)| (n.head.id.as_str(), k.as_str(), v.as_str()))
-                })
-                .collect();
-            let sizes: Vec<usize> = labels
-                .iter()
-                .map(|l| l.0.len() + l.1.len() + l.2.len())
-                .collect();
+            let (labels, sizes) = label_rows(&rows);
             for r in chunks(&sizes, d.max_params() / 3, MAX_STATEMENT_BYTES) {
                 let sql = d
                     .sql(&format!(

@@ -415,6 +415,7 @@ impl FakeMaster {
             sandboxes: Default::default(),
             files: Default::default(),
             stats: Stats::default(),
+            launched: Default::default(),
             completed_keep: opts.completed_tasks_kept,
             exec: None,
         };
@@ -572,6 +573,12 @@ impl FakeMaster {
         st.owner_of(task_id)
             .map(|fid| st.frameworks[&fid].tasks[task_id].pending.len())
             .unwrap_or(0)
+    }
+
+    /// Whether the master ever placed the task on an agent (its launch was accepted), whatever
+    /// became of it since.
+    pub fn was_launched(&self, task_id: &str) -> bool {
+        self.shared.lock().launched.contains(task_id)
     }
 
     /// Whether the master still tracks the task (terminal + acknowledged tasks are dropped).

@@ -213,6 +213,9 @@ pub struct State {
     pub sandboxes: HashMap<String, (String, String)>,
     pub files: HashMap<String, (Bytes, Bytes)>,
     pub stats: Stats,
+    /// Every task id ever placed on an agent (a launch the master accepted), for tests that
+    /// check that no task ran twice.
+    pub launched: std::collections::HashSet<String>,
     pub completed_keep: usize,
     /// When set, agents run the tasks they are given ([`super::exec`]) instead of scripts.
     pub exec: Option<super::exec::Executor>,
@@ -946,6 +949,7 @@ impl State {
         let tid = t.task_id.value.clone();
         self.agents[agent].used.add(&resources);
         self.stats.tasks_launched += 1;
+        self.launched.insert(tid.clone());
         let container_id = uuid::Uuid::new_v4().to_string();
         let agent_id = self.agents[agent].spec.id.clone();
         let dir = match &self.exec {
