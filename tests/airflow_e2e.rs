@@ -16,6 +16,10 @@
 //!   try, the LocalExecutor task on the host and never at the daemon, adoption after the restart,
 //!   no workload token in the daemon's log, the containers' config or the API's answers).
 //! * `airflow2_e2e_local_docker`: the same with Airflow 2.10 (`AM_TEST_AIRFLOW2_VENV`).
+//! * `airflow_e2e_pushed_image`: the seed's image path: a stand-in for the official Airflow image
+//!   built from Debian's Python and PyPI, `images build --target airflow` on it, `images push` to
+//!   the htpasswd registry, the local copy removed, and the same DAG and checks with the daemon
+//!   pulling that image with the `[mesos] docker_registry*` credentials (no host Python mounted).
 //!
 //! * `airflow_executor_mesos_path_fake_master`: the executor with real Airflow 3 workloads against
 //!   the daemon on the fake Mesos master (`tests/support`), states only
@@ -418,6 +422,203 @@ fn e2e_local_docker(python: &Path, image: &str) {
         "the Airflow end-to-end run failed ({status}):\n{out}"
     );
     // The driver's own progress lines (Airflow's import-time chatter left out).
+    let progress: Vec<&str> = out.lines().filter(|l| l.starts_with("[e2e")).collect();
+    println!("{}", progress.join("\n"));
+}
+
+/// An environment variable the image-path test needs, or `None` (skip, or fail under CI).
+fn required_var(name: &str, what: &str) -> Option<String> {
+    match std::env::var(name) {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ => missing(&format!(
+            "{name} is not set ({what}): run .ci/setup-docker.sh"
+        )),
+    }
+}
+
+/// Copies `from` into `to` byte for byte (a plain write: no holes, which the build context's tar
+/// would carry as sparse entries the Docker engine refuses).
+fn copy_file(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to.parent().expect("a parent directory"))
+        .expect("creating a directory");
+    let bytes = std::fs::read(from).unwrap_or_else(|e| panic!("reading {}: {e}", from.display()));
+    std::fs::write(to, bytes).unwrap_or_else(|e| panic!("writing {}: {e}", to.display()));
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).unwrap_or_else(|e| panic!("{}: {e}", from.display())) {
+        let entry = entry.expect("a directory entry");
+        let dest = to.join(entry.file_name());
+        if entry.file_type().expect("a file type").is_dir() {
+            copy_tree(&entry.path(), &dest);
+        } else {
+            copy_file(&entry.path(), &dest);
+        }
+    }
+}
+
+fn docker_ok(args: &[&str]) -> bool {
+    Command::new("docker")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The seed's image path, end to end, with Airflow 3: a local stand-in for the official Airflow
+/// image is built from Debian's Python and PyPI (`tests/fixtures/airflow-base`); `airflow-mesos
+/// images build --target airflow --build-arg AIRFLOW_IMAGE=<stand-in>` builds the mesos-enabled
+/// image from `docker/Dockerfile` (tagged `[mesos] docker_image_slave`, a name in the test
+/// registry); `images push` puts it into the htpasswd-protected registry; the local copy is
+/// removed; then the example DAG runs (`e2e_driver.py --pushed`, all its checks) with the daemon
+/// pulling that image with the `[mesos] docker_registry*` credentials, and nothing of the host's
+/// Python mounted into the task containers.
+#[test]
+fn airflow_e2e_pushed_image() {
+    let Some(python) = airflow_python() else {
+        return;
+    };
+    let Some(base) = docker_image() else {
+        return;
+    };
+    let Some(python_image) = required_var("AM_TEST_PYTHON_IMAGE", "a Debian 12 image with python3")
+    else {
+        return;
+    };
+    let Some(registry) = required_var("AM_TEST_REGISTRY", "the htpasswd registry") else {
+        return;
+    };
+    let (Some(user), Some(password)) = (
+        required_var("AM_TEST_REGISTRY_USER", "the registry's user"),
+        required_var("AM_TEST_REGISTRY_PASSWORD", "the registry's password"),
+    ) else {
+        return;
+    };
+    let ca = Path::new("/etc/ssl/certs/ca-certificates.crt");
+    if !ca.exists() {
+        missing::<()>(
+            "/etc/ssl/certs/ca-certificates.crt (pip's CA bundle for the image build) is missing",
+        );
+        return;
+    }
+    let version = Command::new(&python)
+        .args(["-c", "import airflow; print(airflow.__version__)"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .expect("Airflow's version");
+
+    // 1. The stand-in for apache/airflow:<version>: Debian's Python and Airflow from PyPI. The
+    //    CA bundle goes into the context; no host environment (PIP_*, REQUESTS_CA_BUNDLE) does.
+    let stand_in = format!("am-test/airflow-base:{version}");
+    let base_ctx = tempfile::tempdir().expect("a build context");
+    copy_file(
+        &repo().join("tests/fixtures/airflow-base/Dockerfile"),
+        &base_ctx.path().join("Dockerfile"),
+    );
+    copy_file(ca, &base_ctx.path().join("ca.crt"));
+    let (status, out) = run_bounded(
+        Command::new("docker")
+            .args(["build", "--network", "host", "--build-arg"])
+            .arg(format!("BASE={python_image}"))
+            .arg("--build-arg")
+            .arg(format!("AIRFLOW_VERSION={version}"))
+            .args(["-t", &stand_in])
+            .arg(base_ctx.path()),
+        Duration::from_secs(1200),
+        "docker build of the Airflow stand-in",
+    );
+    assert!(
+        status.success(),
+        "building {stand_in} failed ({status}):\n{out}"
+    );
+
+    // 2. The mesos-enabled image from docker/Dockerfile, tagged as docker_image_slave.
+    let ctx = tempfile::tempdir().expect("a build context");
+    for f in ["Cargo.toml", "Cargo.lock", "build.rs", ".dockerignore"] {
+        copy_file(&repo().join(f), &ctx.path().join(f));
+    }
+    for d in ["proto", "docker", "examples/airflow/airflow_mesos_executor"] {
+        copy_tree(&repo().join(d), &ctx.path().join(d));
+    }
+    copy_file(
+        Path::new(env!("CARGO_BIN_EXE_airflow-mesos")),
+        &ctx.path().join("dist/airflow-mesos"),
+    );
+    let slave = format!(
+        "{registry}/am-test/airflow-mesos-e2e:{}",
+        uuid::Uuid::new_v4().simple()
+    );
+    let home = tempfile::tempdir().expect("an AIRFLOW_HOME for the CLI");
+    let cli = |args: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_airflow-mesos"));
+        cmd.args(args)
+            .env_remove("AIRFLOW_CONFIG")
+            .env("AIRFLOW_HOME", home.path())
+            .env("AIRFLOW__MESOS__DOCKER_IMAGE_SLAVE", &slave)
+            .env("AIRFLOW__MESOS__DOCKER_REGISTRY", &registry)
+            .env("AIRFLOW__MESOS__DOCKER_REGISTRY_USERNAME", &user)
+            .env("AIRFLOW__MESOS__DOCKER_REGISTRY_PASSWORD", &password);
+        cmd
+    };
+    let dockerfile = ctx.path().join("docker/Dockerfile");
+    let (status, out) = run_bounded(
+        cli(&["images", "build", "--target", "airflow", "--plain"])
+            .arg("--build-arg")
+            .arg(format!("AIRFLOW_IMAGE={stand_in}"))
+            .arg("--build-arg")
+            .arg(format!("RUST_IMAGE={base}"))
+            .arg("--build-arg")
+            .arg(format!("RUNTIME_IMAGE={base}"))
+            .args(["--build-arg", "PREBUILT_BINARY=dist/airflow-mesos"])
+            .arg("--context")
+            .arg(ctx.path())
+            .arg("--file")
+            .arg(&dockerfile),
+        Duration::from_secs(600),
+        "airflow-mesos images build --target airflow",
+    );
+    assert!(status.success(), "images build failed ({status}):\n{out}");
+
+    // 3. Pushed with the configured credentials; 4. the local copy removed.
+    let (status, out) = run_bounded(
+        &mut cli(&["images", "push", "--target", "airflow", "--plain"]),
+        Duration::from_secs(600),
+        "airflow-mesos images push",
+    );
+    assert!(status.success(), "images push failed ({status}):\n{out}");
+    assert!(
+        !out.contains(&password),
+        "images push printed the password:\n{out}"
+    );
+    assert!(docker_ok(&["rmi", &slave]), "removing the local {slave}");
+    assert!(
+        !docker_ok(&["image", "inspect", &slave]),
+        "{slave} is still local"
+    );
+
+    // 5. The DAG, its tasks in the pulled image.
+    let provider = install_provider(&python);
+    let driver = repo().join("examples/airflow/tests/e2e_driver.py");
+    let (status, out) = run_bounded(
+        Command::new(&python)
+            .arg(&driver)
+            .env("PYTHONPATH", provider.path().join("site"))
+            .env("AM_TEST_REGISTRY_USER", &user)
+            .env("AM_TEST_REGISTRY_PASSWORD", &password)
+            .args(["--daemon-bin", env!("CARGO_BIN_EXE_airflow-mesos")])
+            .args(["--image", &slave, "--pushed", "--registry", &registry])
+            .args(["--timeout", "400"]),
+        Duration::from_secs(450),
+        "the Airflow end-to-end run on the pushed image",
+    );
+    let pulled = docker_ok(&["image", "inspect", &slave]);
+    docker_ok(&["rmi", "-f", &slave]);
+    assert!(
+        status.success(),
+        "the Airflow end-to-end run on the pushed image failed ({status}):\n{out}"
+    );
+    assert!(pulled, "the daemon did not pull {slave}");
     let progress: Vec<&str> = out.lines().filter(|l| l.starts_with("[e2e")).collect();
     println!("{}", progress.join("\n"));
 }

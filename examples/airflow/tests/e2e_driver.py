@@ -125,11 +125,8 @@ class Run:
             {"container_path": f"{self.home}/dags", "host_path": f"{self.home}/dags", "mode": "ro"},
             {"container_path": f"{self.home}/logs", "host_path": f"{self.home}/logs", "mode": "rw"},
             {"container_path": marks, "host_path": marks, "mode": "rw"},
-            {"container_path": venv, "host_path": venv, "mode": "ro"},
-            {"container_path": base_python, "host_path": base_python, "mode": "ro"},
         ]
         env = {
-            "PATH": f"{venv}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             "AIRFLOW__CORE__DAGS_FOLDER": f"{self.home}/dags",
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": f"{self.home}/logs",
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
@@ -147,8 +144,13 @@ class Run:
                 vols.append({"container_path": p, "host_path": p, "mode": "ro"})
             if paths:
                 env["PYTHONPATH"] = os.pathsep.join(paths)
+        if not self.args.pushed:
+            # Airflow from this virtualenv, bind-mounted (the pushed image has its own).
+            vols.append({"container_path": venv, "host_path": venv, "mode": "ro"})
+            vols.append({"container_path": base_python, "host_path": base_python, "mode": "ro"})
+            env["PATH"] = f"{venv}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
         libdir = "/usr/lib/x86_64-linux-gnu"
-        for lib in HOST_LIBS:
+        for lib in HOST_LIBS if not self.args.pushed else []:
             path = os.path.join(libdir, lib)
             if os.path.exists(path):
                 vols.append({"container_path": path, "host_path": os.path.realpath(path), "mode": "ro"})
@@ -199,6 +201,11 @@ class Run:
         if AIRFLOW2:
             env["_AIRFLOW__SKIP_DATABASE_EXECUTOR_COMPATIBILITY_CHECK"] = "1"
             env.update(AIRFLOW2_SQLITE_ENV)
+        if self.args.pushed:
+            # The daemon pulls the task image from the registry with these, as an agent would.
+            env["AIRFLOW__MESOS__DOCKER_REGISTRY"] = self.args.registry
+            env["AIRFLOW__MESOS__DOCKER_REGISTRY_USERNAME"] = os.environ.get("AM_TEST_REGISTRY_USER", "")
+            env["AIRFLOW__MESOS__DOCKER_REGISTRY_PASSWORD"] = os.environ.get("AM_TEST_REGISTRY_PASSWORD", "")
         return env
 
     def remaining(self) -> float:
@@ -281,6 +288,12 @@ class Run:
         for d in ("logs", "marks"):
             os.makedirs(os.path.join(self.home, d))
         os.chmod(os.path.join(self.home, "marks"), 0o777)
+        if self.args.pushed:
+            # The pushed image runs tasks as the airflow user (uid 50000, gid 0), as the official
+            # image does; they write their logs into folders Airflow's processes (root here) make
+            # group-writable (Airflow's 0o775, so a umask that keeps the group's write bit).
+            os.chmod(os.path.join(self.home, "logs"), 0o777)
+            os.umask(0o002)
         log(f"Airflow {'2' if AIRFLOW2 else '3'}; AIRFLOW_HOME={self.home}; migrating the metadata DB")
         self.airflow("db", "migrate", timeout=240)
 
@@ -361,6 +374,13 @@ class Run:
         info = json.loads(subprocess.run(["docker", "inspect", *ids], capture_output=True, text=True, check=True).stdout)
         self.inspected = info
         for c in info:
+            if self.args.pushed:
+                if c["Config"]["Image"] != self.args.image:
+                    raise Failure(f"container {c['Id'][:12]} runs {c['Config']['Image']}, not {self.args.image}")
+                host = [m.get("Source", "") for m in c.get("Mounts") or []]
+                python = [h for h in host if h.startswith((sys.prefix, sys.base_prefix, "/usr/lib"))]
+                if python:
+                    raise Failure(f"container {c['Id'][:12]} mounts the host's Python: {python}")
             if AIRFLOW2:
                 break
             env = c["Config"].get("Env") or []
@@ -533,6 +553,12 @@ def main() -> int:
     ap.add_argument("--timeout", type=float, default=280)
     ap.add_argument("--slow-seconds", type=int, default=25)
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument(
+        "--pushed",
+        action="store_true",
+        help="--image is in a registry (--registry, AM_TEST_REGISTRY_USER/PASSWORD) and has Airflow: no host Python mounted",
+    )
+    ap.add_argument("--registry", default=os.environ.get("AM_TEST_REGISTRY", ""))
     args = ap.parse_args()
     if not args.daemon_bin:
         ap.error("give --daemon-bin")
