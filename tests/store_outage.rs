@@ -11,11 +11,10 @@ mod support;
 use airflow_mesos::mesos::proto::scheduler::call;
 use common::{eventually, Daemon};
 use serde_json::Value;
-use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 use support::fake_master::{AgentSpec, FakeMaster, FakeMasterOptions, TaskScript};
+use support::outage::{PgCluster, SmallDisk};
 
 const TASKS: usize = 12;
 
@@ -156,55 +155,6 @@ async fn assert_each_ran_once(d: &Daemon, m: &FakeMaster, ids: &[String]) {
     }
 }
 
-/// A small tmpfs, unmounted on drop.
-struct SmallDisk {
-    dir: tempfile::TempDir,
-}
-
-impl SmallDisk {
-    fn mount(mb: u32) -> Option<SmallDisk> {
-        let dir = tempfile::tempdir().unwrap();
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={mb}m"), "tmpfs"])
-            .arg(dir.path())
-            .status()
-            .is_ok_and(|s| s.success());
-        if ok {
-            return Some(SmallDisk { dir });
-        }
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "cannot mount a tmpfs (root is needed) but CI=true"
-        );
-        eprintln!("skipping: cannot mount a tmpfs (run as root)");
-        None
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// Fills the disk with a file; returns its path.
-    fn fill(&self) -> PathBuf {
-        let p = self.path().join("filler");
-        let mut f = std::fs::File::create(&p).unwrap();
-        let chunk = vec![0xa5u8; 16 * 1024];
-        while f.write_all(&chunk).is_ok() {}
-        // The last partial chunk may have gone in; a few single bytes finish it.
-        while f.write_all(&[0]).is_ok() {}
-        p
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount")
-            .arg("-l")
-            .arg(self.dir.path())
-            .status();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_under_sqlite_is_ridden_out_and_nothing_runs_twice() {
     let Some(disk) = SmallDisk::mount(6) else {
@@ -297,92 +247,12 @@ async fn an_outage_past_the_limit_stops_the_daemon_and_a_restart_finishes_the_wo
     d.terminate();
 }
 
-/// A PostgreSQL cluster of its own (the local installation's `pg_createcluster`), so that it
-/// can be stopped without touching the one other tests use; dropped at the end.
-struct PgCluster {
-    version: String,
-    name: String,
-    port: u16,
-}
-
-impl PgCluster {
-    fn create() -> Option<PgCluster> {
-        let Ok(versions) = std::fs::read_dir("/usr/lib/postgresql") else {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "PostgreSQL is not installed but CI=true (.ci/setup-databases.sh)"
-            );
-            eprintln!("skipping: PostgreSQL is not installed");
-            return None;
-        };
-        let mut vs: Vec<String> = versions
-            .filter_map(|e| e.ok()?.file_name().into_string().ok())
-            .collect();
-        vs.sort_by_key(|v| v.parse::<u32>().unwrap_or(0));
-        let version = vs.pop()?;
-        let port = common::free_port();
-        let c = PgCluster {
-            version,
-            name: format!("amoutage{port}"),
-            port,
-        };
-        c.run(
-            "pg_createcluster",
-            &[&c.version, &c.name, "-p", &port.to_string()],
-        );
-        c.ctl("start");
-        // One statement per psql: CREATE DATABASE cannot run in a transaction block.
-        for stmt in [
-            "CREATE ROLE am_outage LOGIN PASSWORD 'am_outage_pw'",
-            "CREATE DATABASE am_outage OWNER am_outage",
-        ] {
-            let ok = Command::new("su")
-                .args(["postgres", "-c"])
-                .arg(format!(
-                    "psql -q -p {port} -v ON_ERROR_STOP=1 -c \"{stmt}\""
-                ))
-                .status()
-                .unwrap();
-            assert!(ok.success(), "{stmt}");
-        }
-        Some(c)
-    }
-
-    fn url(&self) -> String {
-        format!(
-            "postgresql://am_outage:am_outage_pw@127.0.0.1:{}/am_outage",
-            self.port
-        )
-    }
-
-    fn run(&self, cmd: &str, args: &[&str]) {
-        let out = Command::new(cmd).args(args).output().unwrap();
-        assert!(out.status.success(), "{cmd} {args:?}: {out:?}");
-    }
-
-    fn ctl(&self, action: &str) {
-        let mut args = vec![self.version.as_str(), self.name.as_str(), action];
-        if action == "stop" {
-            args.extend(["-m", "fast"]);
-        }
-        self.run("pg_ctlcluster", &args);
-    }
-}
-
-impl Drop for PgCluster {
-    fn drop(&mut self) {
-        let _ = Command::new("pg_dropcluster")
-            .args(["--stop", &self.version, &self.name])
-            .output();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgresql_restart_is_ridden_out_and_nothing_runs_twice() {
     if support::env::required_service("AM_TEST_PG_URL", "a PostgreSQL server").is_none() {
         return;
     }
-    let Some(pg) = blocking(PgCluster::create).await else {
+    let Some(pg) = blocking(|| PgCluster::create("amoutage")).await else {
         return;
     };
     let m = master(3).await;
