@@ -19,7 +19,9 @@
 //! * `airflow_e2e_pushed_image`: the seed's image path: a stand-in for the official Airflow image
 //!   built from Debian's Python and PyPI, `images build --target airflow` on it, `images push` to
 //!   the htpasswd registry, the local copy removed, and the same DAG and checks with the daemon
-//!   pulling that image with the `[mesos] docker_registry*` credentials (no host Python mounted).
+//!   pulling that image with the `[mesos] docker_registry*` credentials (no host Python mounted);
+//!   then with a wrong registry password: no task runs, and Airflow's record of each failed task
+//!   instance (its audit log) names the registry and the authentication error, not the password.
 //!
 //! * `airflow_executor_mesos_path_fake_master`: the executor with real Airflow 3 workloads against
 //!   the daemon on the fake Mesos master (`tests/support`), states only
@@ -619,6 +621,31 @@ fn airflow_e2e_pushed_image() {
         "the Airflow end-to-end run on the pushed image failed ({status}):\n{out}"
     );
     assert!(pulled, "the daemon did not pull {slave}");
+    let progress: Vec<&str> = out.lines().filter(|l| l.starts_with("[e2e")).collect();
+    println!("{}", progress.join("\n"));
+
+    // 6. A wrong registry password: the pull is refused, no task runs, and Airflow records the
+    //    reason (registry and authentication error, not the password) with each task instance.
+    let wrong = format!("wrong-{}", uuid::Uuid::new_v4().simple());
+    let (status, out) = run_bounded(
+        Command::new(&python)
+            .arg(&driver)
+            .env("PYTHONPATH", provider.path().join("site"))
+            .env("AM_TEST_REGISTRY_USER", &user)
+            .env("AM_TEST_REGISTRY_PASSWORD", &wrong)
+            .args(["--daemon-bin", env!("CARGO_BIN_EXE_airflow-mesos")])
+            .args(["--image", &slave, "--pushed", "--registry", &registry])
+            .args(["--expect-pull-refused", "--timeout", "300"]),
+        Duration::from_secs(350),
+        "the Airflow run with a wrong registry password",
+    );
+    let pulled = docker_ok(&["image", "inspect", &slave]);
+    docker_ok(&["rmi", "-f", &slave]);
+    assert!(
+        status.success(),
+        "the Airflow run with a wrong registry password failed its checks ({status}):\n{out}"
+    );
+    assert!(!pulled, "{slave} was pulled with a wrong password");
     let progress: Vec<&str> = out.lines().filter(|l| l.starts_with("[e2e")).collect();
     println!("{}", progress.join("\n"));
 }

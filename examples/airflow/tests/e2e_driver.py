@@ -365,6 +365,40 @@ class Run:
         if state != "success":
             raise Failure(f"the run should end success (its only leaf `report` succeeds), got {state}")
 
+    def run_dag_pull_refused(self) -> None:
+        """With a wrong registry password: no task container starts, every airflow-mesos task
+        fails, and Airflow records why (the registry, the authentication error), never the password."""
+        self.airflow("dags", "trigger", DAG_ID, "--run-id", RUN_ID)
+
+        def finished():
+            rows = self.db("select state from dag_run where dag_id=? and run_id=?", (DAG_ID, RUN_ID))
+            return rows and rows[0][0] in ("success", "failed") and rows[0][0]
+
+        state = self.wait_for("the DAG run to finish", finished, limit=240, every=2)
+        states = self.ti_states()
+        log(f"DAG run finished: {state}; task instances: {states}")
+        failed = [t for t in EXPECTED if t not in LOCAL_TASKS and states.get(t, (None,))[0] in ("failed", "upstream_failed")]
+        if state != "failed" or "extract" not in failed or states.get("on_scheduler", (None,))[0] != "success":
+            raise Failure(f"expected the airflow-mesos tasks to fail and on_scheduler to succeed: {state} {states}")
+        marks = [m for m in os.listdir(os.path.join(self.home, "marks")) if m.split(".")[0] not in LOCAL_TASKS]
+        if marks:
+            raise Failure(f"tasks ran although their image could not be pulled: {marks}")
+        # Airflow keeps the executor's reason with the task instance (its audit log, "state mismatch":
+        # the task failed while queued).
+        rows = self.db("select task_id, extra from log where dag_id=? and event='state mismatch'", (DAG_ID,))
+        reasons = {t: e for t, e in rows}
+        why = reasons.get("extract") or ""
+        log(f"Airflow's record for extract: {why[-300:]}")
+        registry = self.args.registry
+        if registry not in why or "authentication required" not in why:
+            raise Failure(f"extract's failure does not name the registry {registry} and the authentication error: {reasons}")
+        password = os.environ.get("AM_TEST_REGISTRY_PASSWORD", "")
+        texts = {"Airflow's records": json.dumps(rows), "the daemon's log": open(os.path.join(self.home, "daemon.log"), errors="replace").read()}
+        texts["the API's task list"] = self.api(f"/v1/tasks?label=airflow.dag_id={DAG_ID}&limit=1000")
+        for where, text in texts.items():
+            if password and password in text:
+                raise Failure(f"the registry password appears in {where}")
+
     def inspect_containers(self) -> None:
         ids = subprocess.run(
             ["docker", "ps", "-q", "--filter", f"label=am-e2e={self.tag}"], capture_output=True, text=True
@@ -559,6 +593,11 @@ def main() -> int:
         help="--image is in a registry (--registry, AM_TEST_REGISTRY_USER/PASSWORD) and has Airflow: no host Python mounted",
     )
     ap.add_argument("--registry", default=os.environ.get("AM_TEST_REGISTRY", ""))
+    ap.add_argument(
+        "--expect-pull-refused",
+        action="store_true",
+        help="with --pushed and a wrong AM_TEST_REGISTRY_PASSWORD: the tasks fail, Airflow records why",
+    )
     args = ap.parse_args()
     if not args.daemon_bin:
         ap.error("give --daemon-bin")
@@ -573,8 +612,11 @@ def main() -> int:
         run.prepare()
         run.start_daemon()
         run.start_airflow()
-        run.run_dag()
-        run.check()
+        if args.expect_pull_refused:
+            run.run_dag_pull_refused()
+        else:
+            run.run_dag()
+            run.check()
         ok = True
         log("PASS")
         return 0
