@@ -71,6 +71,9 @@ pub fn pack(context: &Path, dockerfile: &Path) -> Result<PackedContext, ContextE
 
     let mut builder = tar::Builder::new(Vec::new());
     builder.follow_symlinks(false);
+    // Sparse files go in as plain files: the engine's tar reader refuses GNU sparse entries
+    // ("unhandled tar header type 83"), and a copied binary is often sparse.
+    builder.sparse(false);
     let mut entries = Vec::new();
     walk(&ctx_abs, "", &ignore, &mut builder, &mut entries)?;
     let dockerfile_name = match inside {
@@ -145,6 +148,38 @@ fn walk(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sparse_file_is_sent_as_a_plain_file() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        std::fs::write(root.join("Dockerfile"), "FROM scratch\n").unwrap();
+        // A hole of 4 MiB between two written bytes.
+        {
+            use std::io::{Seek, SeekFrom, Write};
+            let mut f = std::fs::File::create(root.join("holey.bin")).unwrap();
+            f.write_all(b"a").unwrap();
+            f.seek(SeekFrom::Start(4 << 20)).unwrap();
+            f.write_all(b"z").unwrap();
+        }
+        let packed = pack(root, &root.join("Dockerfile")).unwrap();
+        let mut ar = tar::Archive::new(packed.tar.as_slice());
+        let mut seen = false;
+        for e in ar.entries().unwrap() {
+            let mut e = e.unwrap();
+            if e.path().unwrap().to_string_lossy() != "holey.bin" {
+                continue;
+            }
+            seen = true;
+            assert_eq!(e.header().entry_type(), tar::EntryType::Regular);
+            let mut data = Vec::new();
+            std::io::Read::read_to_end(&mut e, &mut data).unwrap();
+            assert_eq!(data.len(), (4 << 20) + 1);
+            assert_eq!((data[0], data[4 << 20]), (b'a', b'z'));
+            assert!(data[1..4 << 20].iter().all(|b| *b == 0));
+        }
+        assert!(seen, "holey.bin is in the context");
+    }
 
     #[test]
     fn dockerignore_is_applied_and_dockerfile_always_sent() {
