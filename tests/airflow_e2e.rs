@@ -593,6 +593,24 @@ fn airflow_e2e_pushed_image() {
         !out.contains(&password),
         "images push printed the password:\n{out}"
     );
+    // One task (`transform`) names its own image in executor_config: the same build under a
+    // second name in the registry, pulled on its own.
+    let own = format!(
+        "{registry}/am-test/airflow-mesos-e2e-transform:{}",
+        uuid::Uuid::new_v4().simple()
+    );
+    assert!(docker_ok(&["tag", &slave, &own]), "tagging {own}");
+    let (status, out) = run_bounded(
+        cli(&["images", "push", "--target", "airflow", "--plain"])
+            .env("AIRFLOW__MESOS__DOCKER_IMAGE_SLAVE", &own),
+        Duration::from_secs(600),
+        "airflow-mesos images push (transform's image)",
+    );
+    assert!(
+        status.success(),
+        "images push of {own} failed ({status}):\n{out}"
+    );
+    assert!(docker_ok(&["rmi", &own]), "removing the local {own}");
     assert!(docker_ok(&["rmi", &slave]), "removing the local {slave}");
     assert!(
         !docker_ok(&["image", "inspect", &slave]),
@@ -610,17 +628,19 @@ fn airflow_e2e_pushed_image() {
             .env("AM_TEST_REGISTRY_PASSWORD", &password)
             .args(["--daemon-bin", env!("CARGO_BIN_EXE_airflow-mesos")])
             .args(["--image", &slave, "--pushed", "--registry", &registry])
+            .args(["--transform-image", &own])
             .args(["--timeout", "400"]),
         Duration::from_secs(450),
         "the Airflow end-to-end run on the pushed image",
     );
-    let pulled = docker_ok(&["image", "inspect", &slave]);
+    let pulled = docker_ok(&["image", "inspect", &slave]) && docker_ok(&["image", "inspect", &own]);
     docker_ok(&["rmi", "-f", &slave]);
+    docker_ok(&["rmi", "-f", &own]);
     assert!(
         status.success(),
         "the Airflow end-to-end run on the pushed image failed ({status}):\n{out}"
     );
-    assert!(pulled, "the daemon did not pull {slave}");
+    assert!(pulled, "the daemon did not pull {slave} and {own}");
     let progress: Vec<&str> = out.lines().filter(|l| l.starts_with("[e2e")).collect();
     println!("{}", progress.join("\n"));
 

@@ -6,7 +6,8 @@ with ``executor=`` (through ``default_args``), each runs in its own container th
 ``on_scheduler`` stays with the default executor (LocalExecutor, on the scheduler's host). The final
 states are deterministic:
 
-* ``extract`` -> ``transform`` (1 cpu, 256 MB via the AVENTER-style executor_config) -> ``load``
+* ``extract`` -> ``transform`` (1 cpu, 256 MB via the AVENTER-style executor_config, and its own
+  image when ``AM_EXAMPLE_TRANSFORM_IMAGE`` is set where the DAG is parsed) -> ``load``
 * ``flaky`` fails on its first try and succeeds on the retry (``retries=1``)
 * ``doomed`` always fails (``retries=0``)
 * ``slow`` sleeps for ``AM_EXAMPLE_SLOW_SECONDS`` (default 20) so that a scheduler restart can
@@ -37,6 +38,13 @@ except ImportError:  # Airflow 2.10
 MESOS = "airflow_mesos_executor.AirflowMesosExecutor"
 
 
+# One task with its own size, and its own image when one is given: executor_config is how a DAG
+# gives a task what the site template does not.
+TRANSFORM_CONFIG: dict = {"cpus": 1.0, "mem_limit": "256m"}
+if os.environ.get("AM_EXAMPLE_TRANSFORM_IMAGE"):
+    TRANSFORM_CONFIG["image"] = os.environ["AM_EXAMPLE_TRANSFORM_IMAGE"]
+
+
 def _mark() -> int:
     ctx = get_current_context()
     ti = ctx["ti"]
@@ -65,7 +73,7 @@ def mesos_example():
         _mark()
         return [1, 2, 3]
 
-    @task(executor_config={"cpus": 1.0, "mem_limit": "256m"})
+    @task(executor_config=TRANSFORM_CONFIG)
     def transform(values: list[int]) -> int:
         _mark()
         return sum(v * 10 for v in values)

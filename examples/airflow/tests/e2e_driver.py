@@ -116,6 +116,7 @@ class Run:
         self.api_port = free_port()
         self.daemon_port = free_port()
         self.daemon_token = "am-e2e-" + secrets.token_hex(16)
+        self.started = int(time.time())
         self.env = self._env()
 
     # -- set-up ---------------------------------------------------------------------------
@@ -192,6 +193,7 @@ class Run:
                 # The daemon's policy lets the tasks mount exactly the host paths they need.
                 # The LocalExecutor task (on this host) marks its try too.
                 "AM_EXAMPLE_MARK_DIR": marks,
+                "AM_EXAMPLE_TRANSFORM_IMAGE": self.args.transform_image,
                 "AIRFLOW__MESOS__ALLOWED_HOST_PATHS": ", ".join(
                     sorted({v["host_path"] for v in template["volumes"]})
                 ),
@@ -504,6 +506,31 @@ class Run:
         transform = [t for t in tasks if t["labels"].get("airflow.task_id") == "transform"][0]["spec"]
         if (transform.get("cpus"), transform.get("mem")) != (1.0, 256.0):
             raise Failure(f"transform's executor_config did not set cpus=1, mem=256: {transform}")
+        if self.args.transform_image:
+            # transform ran in its own image, every other task in docker_image_slave.
+            for t in tasks:
+                want = self.args.transform_image if t["labels"].get("airflow.task_id") == "transform" else None
+                if t["spec"].get("image") != want:
+                    raise Failure(f"{t['external_key']}: image {t['spec'].get('image')!r}, expected {want!r}")
+            # The image each task container was created from (they are removed once they end).
+            events = subprocess.run(
+                ["docker", "events", "--since", str(self.started), "--until", str(int(time.time()) + 1),
+                 "--filter", "type=container", "--filter", "event=create",
+                 "--filter", f"label=am-e2e={self.tag}", "--format", "{{json .}}"],
+                capture_output=True, text=True, check=True,
+            ).stdout
+            airflow_task = {t["id"]: t["labels"].get("airflow.task_id") for t in tasks}
+            images_run = {}
+            for line in events.splitlines():
+                attrs = json.loads(line)["Actor"]["Attributes"]
+                images_run[airflow_task.get(attrs.get("airflow-mesos.task-id"))] = attrs.get("image")
+            for task_id, image in images_run.items():
+                want = self.args.transform_image if task_id == "transform" else self.args.image
+                if image != want:
+                    raise Failure(f"{task_id}'s container was created from {image!r}, expected {want!r} ({images_run})")
+            if "transform" not in images_run:
+                raise Failure(f"no container of transform among the engine's events: {images_run}")
+            log(f"transform ran in {self.args.transform_image}")
         extract_spec = [t for t in tasks if t["labels"].get("airflow.task_id") == "extract"][0]["spec"]
         if (extract_spec.get("cpus"), extract_spec.get("mem")) != (0.25, 1024.0):
             raise Failure(f"extract did not get the template's resources: {extract_spec}")
@@ -593,6 +620,11 @@ def main() -> int:
         help="--image is in a registry (--registry, AM_TEST_REGISTRY_USER/PASSWORD) and has Airflow: no host Python mounted",
     )
     ap.add_argument("--registry", default=os.environ.get("AM_TEST_REGISTRY", ""))
+    ap.add_argument(
+        "--transform-image",
+        default="",
+        help="the image `transform` names in its executor_config (AM_EXAMPLE_TRANSFORM_IMAGE)",
+    )
     ap.add_argument(
         "--expect-pull-refused",
         action="store_true",
