@@ -80,22 +80,9 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 /// Submits `n` tasks through the CLI, trying again while the daemon is restarting or its
 /// database is away (the CLI itself retries a 503 for a while).
 async fn submit(d: &Daemon, n: usize, from: usize) -> Vec<String> {
-    let jobs = d.home.path().join(format!("jobs-{from}.yaml"));
-    let body: String = (from..from + n)
-        .map(|i| format!("  - command: echo {i}\n    name: chaos-{i}\n"))
-        .collect();
-    std::fs::write(&jobs, format!("tasks:\n{body}")).unwrap();
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
-        let (home, cfg, jobs) = (d.home.path().to_path_buf(), d.cfg_path(), jobs.clone());
-        let out = blocking(move || {
-            common::cli_in(
-                &home,
-                &cfg,
-                &["submit", "-f", jobs.to_str().unwrap(), "--json"],
-            )
-        })
-        .await;
+        let out = d.submit_echo_jobs(n, from).await;
         if out.status.success() {
             return common::task_ids(&serde_json::from_slice(&out.stdout).unwrap());
         }

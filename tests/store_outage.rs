@@ -48,18 +48,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 }
 
 async fn submit(d: &Daemon, n: usize) -> Vec<String> {
-    let jobs = d.home.path().join("jobs.yaml");
-    let body: String = (0..n).map(|i| format!("  - command: echo {i}\n")).collect();
-    std::fs::write(&jobs, format!("tasks:\n{body}")).unwrap();
-    let (home, cfg) = (d.home.path().to_path_buf(), d.cfg_path());
-    let out = blocking(move || {
-        common::cli_in(
-            &home,
-            &cfg,
-            &["submit", "-f", jobs.to_str().unwrap(), "--json"],
-        )
-    })
-    .await;
+    let out = d.submit_echo_jobs(n, 0).await;
     assert!(out.status.success(), "submit: {out:?}\n{}", d.log_text());
     common::task_ids(&serde_json::from_slice(&out.stdout).unwrap())
 }

@@ -262,6 +262,26 @@ impl Daemon {
             .unwrap()
     }
 
+    /// `submit -f <job file> --json` for `n` tasks `echo <i>` (i from `from`), run off the async
+    /// runtime; the CLI's output.
+    pub async fn submit_echo_jobs(&self, n: usize, from: usize) -> Output {
+        let jobs = self.home.path().join(format!("jobs-{from}.yaml"));
+        let body: String = (from..from + n)
+            .map(|i| format!("  - command: echo {i}\n"))
+            .collect();
+        std::fs::write(&jobs, format!("tasks:\n{body}")).unwrap();
+        let (home, cfg) = (self.home.path().to_path_buf(), self.cfg_path());
+        tokio::task::spawn_blocking(move || {
+            cli_in(
+                &home,
+                &cfg,
+                &["submit", "-f", jobs.to_str().unwrap(), "--json"],
+            )
+        })
+        .await
+        .unwrap()
+    }
+
     /// The text of `/metrics` (no token needed).
     pub async fn metrics(&self) -> String {
         reqwest::get(self.url("/metrics"))
