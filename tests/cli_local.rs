@@ -237,6 +237,35 @@ async fn ended_tasks_are_pruned_after_task_retention_and_running_ones_stay() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_idle_daemon_does_not_spin() {
+    let Some(d) = daemon(None) else { return };
+    // One task, then nothing: the offers are declined, suppressed, and the decline's hold
+    // (max_refuse, 5 s) ends while suppressed.
+    ids(&d.cli_json(&["submit", "--json", "--wait", "--shell", "true"]));
+    tokio::time::sleep(std::time::Duration::from_secs(7)).await;
+    let pid = d.pid().expect("the daemon runs");
+    // utime + stime (clock ticks, 100 a second) from /proc/<pid>/stat.
+    let cpu_ticks = || {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let fields: Vec<u64> = stat
+            .rsplit_once(')')
+            .unwrap()
+            .1
+            .split_whitespace()
+            .skip(11)
+            .take(2)
+            .map(|f| f.parse().unwrap())
+            .collect();
+        fields[0] + fields[1]
+    };
+    let before = cpu_ticks();
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let used = cpu_ticks() - before;
+    // A busy loop burns a whole core (about 300 ticks here); an idle daemon next to nothing.
+    assert!(used < 60, "the idle daemon used {used} ticks of CPU in 3 s");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn daemon_killed_with_sigkill_finishes_every_task_once() {
     let Some(mut d) = daemon(None) else { return };
     let marker = "ran-once";

@@ -229,8 +229,13 @@ impl OfferBook {
         self.refuse_until = None;
     }
 
-    /// When the next offer may go out because a decline's hold ends.
+    /// When the next offer may go out because a decline's hold ends (never while suppressed:
+    /// only a revive brings offers back then, and a hold that ended must not wake the backend's
+    /// loop again and again).
     pub fn wake_at(&self) -> Option<Instant> {
+        if self.suppressed {
+            return None;
+        }
         self.refuse_until
     }
 }
@@ -249,6 +254,28 @@ pub(super) fn to_ranges(ports: &[u64]) -> Vec<(u64, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_suppressed_book_never_asks_to_be_woken_for_a_hold_that_ended() {
+        let t0 = Instant::now();
+        let mut b = OfferBook::new(2.0, 1024.0, 0.0, (31000, 31003), Duration::from_secs(5));
+        let o = b.next_offer(t0, "a", "h").unwrap();
+        // Nothing is queued: the offer is declined and offers are suppressed (an idle daemon).
+        b.decline(std::slice::from_ref(&o.id), 120.0, t0);
+        b.suppress();
+        let later = t0 + Duration::from_secs(6);
+        assert!(b.next_offer(later, "a", "h").is_none(), "suppressed");
+        assert_eq!(
+            b.wake_at(),
+            None,
+            "a wake-up in the past would spin the backend's loop"
+        );
+        b.revive();
+        assert!(
+            b.next_offer(later, "a", "h").is_some(),
+            "revive brings offers back"
+        );
+    }
 
     #[test]
     fn offers_stay_valid_while_capacity_frees_or_offers_are_suppressed() {
