@@ -535,6 +535,36 @@ async fn sigkill_restart_keeps_framework_reconciles_and_launches_nothing_twice()
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_idle_daemon_does_not_spin() {
+    let m = master().await;
+    let d = daemon_for(&m.host_port());
+    let id = task_ids(&cli_json(&d, &["submit", "--json", "--", "true"]).await).remove(0);
+    wait_state(&d, &id, "succeeded").await;
+    // Nothing queued: offers declined and suppressed, heartbeats every second.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let pid = d.pid().expect("the daemon runs");
+    let cpu_ticks = || {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let fields: Vec<u64> = stat
+            .rsplit_once(')')
+            .unwrap()
+            .1
+            .split_whitespace()
+            .skip(11)
+            .take(2)
+            .map(|f| f.parse().unwrap())
+            .collect();
+        fields[0] + fields[1]
+    };
+    let before = cpu_ticks();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let used = cpu_ticks() - before;
+    println!("idle_mesos_daemon_cpu_ticks_in_5s={used}");
+    assert!(used < 60, "the idle daemon used {used} ticks of CPU in 5 s");
+    m.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn master_failover_mid_run() {
     let a = master().await;
     let b = master().await;
