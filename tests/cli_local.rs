@@ -244,23 +244,9 @@ async fn an_idle_daemon_does_not_spin() {
     ids(&d.cli_json(&["submit", "--json", "--wait", "--shell", "true"]));
     tokio::time::sleep(std::time::Duration::from_secs(7)).await;
     let pid = d.pid().expect("the daemon runs");
-    // utime + stime (clock ticks, 100 a second) from /proc/<pid>/stat.
-    let cpu_ticks = || {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-        let fields: Vec<u64> = stat
-            .rsplit_once(')')
-            .unwrap()
-            .1
-            .split_whitespace()
-            .skip(11)
-            .take(2)
-            .map(|f| f.parse().unwrap())
-            .collect();
-        fields[0] + fields[1]
-    };
-    let before = cpu_ticks();
+    let before = common::cpu_ticks(pid);
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
-    let used = cpu_ticks() - before;
+    let used = common::cpu_ticks(pid) - before;
     // A busy loop burns a whole core (about 300 ticks here); an idle daemon next to nothing.
     assert!(used < 60, "the idle daemon used {used} ticks of CPU in 3 s");
 }

@@ -543,22 +543,9 @@ async fn an_idle_daemon_does_not_spin() {
     // Nothing queued: offers declined and suppressed, heartbeats every second.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let pid = d.pid().expect("the daemon runs");
-    let cpu_ticks = || {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-        let fields: Vec<u64> = stat
-            .rsplit_once(')')
-            .unwrap()
-            .1
-            .split_whitespace()
-            .skip(11)
-            .take(2)
-            .map(|f| f.parse().unwrap())
-            .collect();
-        fields[0] + fields[1]
-    };
-    let before = cpu_ticks();
+    let before = common::cpu_ticks(pid);
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let used = cpu_ticks() - before;
+    let used = common::cpu_ticks(pid) - before;
     println!("idle_mesos_daemon_cpu_ticks_in_5s={used}");
     assert!(used < 60, "the idle daemon used {used} ticks of CPU in 5 s");
     m.shutdown().await;

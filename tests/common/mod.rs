@@ -359,6 +359,23 @@ pub fn cli_in(home: &Path, cfg: &Path, args: &[&str]) -> Output {
         .expect("run the CLI")
 }
 
+/// CPU a process has used so far: utime + stime from `/proc/<pid>/stat`, in clock ticks (100 a
+/// second).
+pub fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name in parentheses: utime and stime are the 12th and 13th.
+    let fields: Vec<u64> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .map(|f| f.parse().unwrap())
+        .collect();
+    fields[0] + fields[1]
+}
+
 /// Polls `f` until it returns `Some`, or panics after `secs`.
 pub fn eventually<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + Duration::from_secs(secs);
