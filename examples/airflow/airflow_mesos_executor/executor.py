@@ -22,6 +22,7 @@ from airflow.executors.base_executor import BaseExecutor
 from airflow.utils.state import TaskInstanceState
 
 from airflow_mesos_executor import settings as settings_mod
+from airflow_mesos_executor import task_log
 from airflow_mesos_executor.client import DaemonClient, DaemonError, DaemonUnavailable
 from airflow_mesos_executor.spec import (
     WORKLOAD_COMMAND,
@@ -238,7 +239,7 @@ class AirflowMesosExecutor(BaseExecutor):
             except (SpecBuildError, ValueError) as e:
                 self.log.error("airflow-mesos executor: cannot run %s: %s", key, e)
                 self.queued_tasks.pop(key, None)
-                self.fail(key, info=str(e))
+                self._fail_try(key, str(e))
                 continue
             items.append((key, spec))
         if not items:
@@ -253,7 +254,7 @@ class AirflowMesosExecutor(BaseExecutor):
             elif isinstance(result, DaemonError):
                 self.log.error("airflow-mesos executor: the daemon refused %s: %s", key, result)
                 self.queued_tasks.pop(key, None)
-                self.fail(key, info=str(result))
+                self._fail_try(key, str(result))
             else:
                 # Left in queued_tasks: the next heartbeat tries again.
                 self.log.warning("airflow-mesos executor: %s not submitted yet: %s", key, result)
@@ -311,6 +312,56 @@ class AirflowMesosExecutor(BaseExecutor):
         else:  # very old BaseExecutor
             self.change_state(key, TaskInstanceState.RUNNING, task_id, remove_running=False)
 
+    def _fail_try(self, key: Any, info: str) -> None:
+        """Reports the try failed; if its command never started, says why in the try's task log."""
+        self._write_why_in_task_log(key, info)
+        self.fail(key, info=info)
+
+    def _queued_task_instance(self, session: Any, key: Any) -> Any:
+        """Airflow's task instance of ``key`` if it is still queued at this try (Airflow's own test
+        for "the executor ended a try that never reported in"), else None."""
+        from airflow.models.taskinstance import TaskInstance
+
+        ti = (
+            session.query(TaskInstance)
+            .filter(
+                TaskInstance.dag_id == key.dag_id,
+                TaskInstance.task_id == key.task_id,
+                TaskInstance.run_id == key.run_id,
+                TaskInstance.map_index == key.map_index,
+            )
+            .one_or_none()
+        )
+        if ti is None or ti.try_number != key.try_number or ti.state != TaskInstanceState.QUEUED:
+            return None
+        return ti
+
+    def _write_why_in_task_log(self, key: Any, info: str) -> None:
+        """Writes ``info`` into the task log of a try whose command never started (see task_log).
+
+        Airflow reads a finished try's log from files only (not from the executor), and a try that
+        never started has none: without this, the reason is only in Airflow's audit log. Never
+        raises: the failure is reported either way.
+        """
+        try:
+            handler = task_log.task_handler()
+            if handler is None:
+                return
+            from airflow.utils.session import create_session
+
+            with create_session() as session:
+                ti = self._queued_task_instance(session, key)
+                if ti is None:
+                    return  # the task ran far enough to report in: its own log says what happened
+                text = task_log.redact(
+                    f"airflow-mesos: try {key.try_number} failed before its command started: {info}",
+                    [self._conf_get("mesos", "docker_registry_password")],
+                )
+                path = task_log.write(handler, ti, key.try_number, text)
+            self.log.info("airflow-mesos executor: wrote why %s failed into its task log %s", key, path)
+        except Exception as e:
+            self.log.warning("airflow-mesos executor: cannot write why %s failed into its task log: %s", key, e)
+
     def _apply(self, task_id: str, airflow_state: Optional[str], state: Optional[str], message: Any) -> None:
         key = self._keys.get(task_id)
         if key is None:
@@ -323,11 +374,11 @@ class AirflowMesosExecutor(BaseExecutor):
         elif airflow_state == "failed":
             self._forget(key)
             detail = f": {message}" if message else ""
-            self.fail(key, info=f"airflow-mesos task {task_id} {state}{detail}")
+            self._fail_try(key, f"airflow-mesos task {task_id} {state}{detail}")
 
     def sync(self) -> None:
         for key, reason in self._pending_failures:
-            self.fail(key, info=reason)
+            self._fail_try(key, reason)
         self._pending_failures = []
         for key, spec in list(self._resubmit.items()):
             if key not in self.running:
@@ -442,9 +493,9 @@ class AirflowMesosExecutor(BaseExecutor):
             else:
                 # Never submitted (its scheduler stopped first): reported failed, so that Airflow
                 # gives it a new try (if it has retries left) instead of waiting for it forever.
-                self.fail(
+                self._fail_try(
                     key,
-                    info="airflow-mesos: the daemon has no task for this try (its scheduler stopped "
+                    "airflow-mesos: the daemon has no task for this try (its scheduler stopped "
                     "before submitting it)",
                 )
 
