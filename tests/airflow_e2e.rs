@@ -21,7 +21,8 @@
 //!   the htpasswd registry, the local copy removed, and the same DAG and checks with the daemon
 //!   pulling that image with the `[mesos] docker_registry*` credentials (no host Python mounted);
 //!   then with a wrong registry password: no task runs, and Airflow's record of each failed task
-//!   instance (its audit log) names the registry and the authentication error, not the password.
+//!   instance (its audit log) and the try's task log as Airflow's REST API serves it (written by
+//!   the executor) name the registry and the authentication error, not the password.
 //!
 //! * `airflow_executor_mesos_path_fake_master`: the executor with real Airflow 3 workloads against
 //!   the daemon on the fake Mesos master (`tests/support`), states only
@@ -645,7 +646,8 @@ fn airflow_e2e_pushed_image() {
     println!("{}", progress.join("\n"));
 
     // 6. A wrong registry password: the pull is refused, no task runs, and Airflow records the
-    //    reason (registry and authentication error, not the password) with each task instance.
+    //    reason (registry and authentication error, not the password) with each task instance and
+    //    in the failed try's task log (read through Airflow's REST API).
     let wrong = format!("wrong-{}", uuid::Uuid::new_v4().simple());
     let (status, out) = run_bounded(
         Command::new(&python)

@@ -369,7 +369,8 @@ class Run:
 
     def run_dag_pull_refused(self) -> None:
         """With a wrong registry password: no task container starts, every airflow-mesos task
-        fails, and Airflow records why (the registry, the authentication error), never the password."""
+        fails, and Airflow records why (the registry, the authentication error), never the password,
+        in its audit log and in the task log of each such try (REST API)."""
         self.airflow("dags", "trigger", DAG_ID, "--run-id", RUN_ID)
 
         def finished():
@@ -395,11 +396,63 @@ class Run:
         if registry not in why or "authentication required" not in why:
             raise Failure(f"extract's failure does not name the registry {registry} and the authentication error: {reasons}")
         password = os.environ.get("AM_TEST_REGISTRY_PASSWORD", "")
+        # ... and in the try's task log, where the UI and the REST API show it: Airflow reads a
+        # finished try's log from files only, and the executor wrote the reason there.
         texts = {"Airflow's records": json.dumps(rows), "the daemon's log": open(os.path.join(self.home, "daemon.log"), errors="replace").read()}
+        tries = [("extract", states["extract"][1])]
+        if states.get("flaky", (None, 0))[1] >= 2:
+            tries.append(("flaky", 1))  # an earlier try (Airflow's task instance history)
+        for task_id, try_number in tries:
+            text = self.task_log(task_id, try_number)
+            where = f"{task_id}'s task log of try {try_number}"
+            log(f"{where}: {text[-400:]!r}")
+            if registry not in text or "authentication required" not in text:
+                raise Failure(f"{where} does not name the registry {registry} and the authentication error: {text[-2000:]!r}")
+            texts[where] = text
         texts["the API's task list"] = self.api(f"/v1/tasks?label=airflow.dag_id={DAG_ID}&limit=1000")
         for where, text in texts.items():
             if password and password in text:
                 raise Failure(f"the registry password appears in {where}")
+
+    def task_log(self, task_id: str, try_number: int) -> str:
+        """A try's task log as Airflow shows it: its REST API (Airflow 3, logged in as the simple
+        auth manager's admin) or its log reader (Airflow 2.10, whose REST API needs the webserver)."""
+        if AIRFLOW2:
+            code = (
+                "import json, sys\n"
+                "from airflow.models.taskinstance import TaskInstance\n"
+                "from airflow.utils.log.log_reader import TaskLogReader\n"
+                "from airflow.utils.session import create_session\n"
+                "with create_session() as s:\n"
+                "    ti = s.query(TaskInstance).filter_by(dag_id=sys.argv[1], run_id=sys.argv[2], task_id=sys.argv[3]).one()\n"
+                "    logs, _ = TaskLogReader().read_log_chunks(ti, int(sys.argv[4]), {'download_logs': True})\n"
+                "    print(json.dumps(logs, default=str))\n"
+            )
+            r = subprocess.run(
+                [sys.executable, "-c", code, DAG_ID, RUN_ID, task_id, str(try_number)],
+                env=self.env, cwd=self.home, capture_output=True, text=True, timeout=120,
+            )
+            if r.returncode != 0:
+                raise Failure(f"reading {task_id}'s task log failed: {r.stderr[-2000:]}")
+            return r.stdout
+        base = f"http://127.0.0.1:{self.api_port}"
+        with open(os.path.join(self.home, "simple_auth_manager_passwords.json.generated")) as f:
+            admin = json.load(f)["admin"]
+        req = urllib.request.Request(
+            f"{base}/auth/token",
+            data=json.dumps({"username": "admin", "password": admin}).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(req, timeout=30) as r:
+            jwt = json.load(r)["access_token"]
+        req = urllib.request.Request(
+            f"{base}/api/v2/dags/{DAG_ID}/dagRuns/{RUN_ID}/taskInstances/{task_id}/logs/{try_number}?full_content=true",
+            headers={"Authorization": f"Bearer {jwt}", "Accept": "application/json"},
+        )
+        with urllib.request.urlopen(req, timeout=60) as r:
+            content = json.load(r).get("content") or []
+        return "\n".join(c.get("event", "") if isinstance(c, dict) else str(c) for c in content)
 
     def inspect_containers(self) -> None:
         ids = subprocess.run(
