@@ -16,6 +16,8 @@
 //!   try, the LocalExecutor task on the host and never at the daemon, adoption after the restart,
 //!   no workload token in the daemon's log, the containers' config or the API's answers).
 //! * `airflow2_e2e_local_docker`: the same with Airflow 2.10 (`AM_TEST_AIRFLOW2_VENV`).
+//! * `task_log_in_airflow_2`: Airflow 2.10 and its metadata DB: the reason a try failed before
+//!   its command started is in that try's task log as Airflow's log reader shows it.
 //! * `airflow_e2e_pushed_image`: the seed's image path: a stand-in for the official Airflow image
 //!   built from Debian's Python and PyPI, `images build --target airflow` on it, `images push` to
 //!   the htpasswd registry, the local copy removed, and the same DAG and checks with the daemon
@@ -378,6 +380,46 @@ fn provider_in_airflow_2() {
         return;
     };
     check_provider(&python);
+}
+
+/// Airflow 2.10 with a real (SQLite) metadata DB: a try that failed at the daemon while Airflow
+/// still had it queued gets the reason in its task log as Airflow's log reader shows it, the
+/// registry password redacted; a try that reported in gets nothing written
+/// (`examples/airflow/tests/task_log_airflow2_check.py`). Airflow 3 is covered by the unit tests
+/// and `airflow_e2e_pushed_image`.
+#[test]
+fn task_log_in_airflow_2() {
+    let Some(python) = airflow2_python() else {
+        return;
+    };
+    let provider = install_provider(&python);
+    let home = tempfile::tempdir().expect("a temporary AIRFLOW_HOME");
+    let site = provider.path().join("site");
+    airflow_cli(&python, &site, home.path(), &[&["db", "migrate"]]);
+    let script = repo().join("examples/airflow/tests/task_log_airflow2_check.py");
+    let (status, out) = run_bounded(
+        Command::new(&python)
+            .arg(&script)
+            .env("AIRFLOW_HOME", home.path())
+            .env("PYTHONPATH", &site)
+            .env("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+            .env(
+                "AIRFLOW__CORE__EXECUTOR",
+                "LocalExecutor,airflow_mesos_executor.AirflowMesosExecutor",
+            )
+            .env("AIRFLOW__MESOS__API_URL", "http://mesos-daemon.test:11000")
+            .env(
+                "AIRFLOW__MESOS__DOCKER_REGISTRY_PASSWORD",
+                format!("pw-{}", uuid::Uuid::new_v4().simple()),
+            )
+            .env_remove("AIRFLOW_CONFIG"),
+        Duration::from_secs(240),
+        "the Airflow 2.10 task log check",
+    );
+    assert!(
+        status.success(),
+        "the Airflow 2.10 task log check failed ({status}):\n{out}"
+    );
 }
 
 #[test]

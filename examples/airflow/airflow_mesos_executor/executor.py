@@ -313,7 +313,7 @@ class AirflowMesosExecutor(BaseExecutor):
             self.change_state(key, TaskInstanceState.RUNNING, task_id, remove_running=False)
 
     def _fail_try(self, key: Any, info: str) -> None:
-        """Reports the try failed; if its command never started, says why in the try's task log."""
+        """Reports the try failed; if it never reached Airflow, says why in the try's task log."""
         self._write_why_in_task_log(key, info)
         self.fail(key, info=info)
 
@@ -337,11 +337,11 @@ class AirflowMesosExecutor(BaseExecutor):
         return ti
 
     def _write_why_in_task_log(self, key: Any, info: str) -> None:
-        """Writes ``info`` into the task log of a try whose command never started (see task_log).
+        """Writes ``info`` into the task log of a try that never reached Airflow (see task_log).
 
-        Airflow reads a finished try's log from files only (not from the executor), and a try that
-        never started has none: without this, the reason is only in Airflow's audit log. Never
-        raises: the failure is reported either way.
+        Airflow reads a finished try's log from files only (not from the executor), and a try whose
+        command never started (or died before reporting in) has none: without this, the reason is
+        only in Airflow's audit log. Never raises: the failure is reported either way.
         """
         try:
             handler = task_log.task_handler()
@@ -354,7 +354,7 @@ class AirflowMesosExecutor(BaseExecutor):
                 if ti is None:
                     return  # the task ran far enough to report in: its own log says what happened
                 text = task_log.redact(
-                    f"airflow-mesos: try {key.try_number} failed before its command started: {info}",
+                    f"airflow-mesos: try {key.try_number} ended before the task reached Airflow: {info}",
                     [self._conf_get("mesos", "docker_registry_password")],
                 )
                 path = task_log.write(handler, ti, key.try_number, text)

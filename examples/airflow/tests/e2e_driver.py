@@ -49,6 +49,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 import uuid
 
@@ -399,9 +400,9 @@ class Run:
         # ... and in the try's task log, where the UI and the REST API show it: Airflow reads a
         # finished try's log from files only, and the executor wrote the reason there.
         texts = {"Airflow's records": json.dumps(rows), "the daemon's log": open(os.path.join(self.home, "daemon.log"), errors="replace").read()}
-        tries = [("extract", states["extract"][1])]
-        if states.get("flaky", (None, 0))[1] >= 2:
-            tries.append(("flaky", 1))  # an earlier try (Airflow's task instance history)
+        # flaky's last try (its first one failed the same way; Airflow 3.1.8 keeps no history row
+        # for a try failed while queued, so its API answers 404 for that earlier try).
+        tries = [("extract", states["extract"][1]), ("flaky", states["flaky"][1])]
         for task_id, try_number in tries:
             text = self.task_log(task_id, try_number)
             where = f"{task_id}'s task log of try {try_number}"
@@ -450,8 +451,11 @@ class Run:
             f"{base}/api/v2/dags/{DAG_ID}/dagRuns/{RUN_ID}/taskInstances/{task_id}/logs/{try_number}?full_content=true",
             headers={"Authorization": f"Bearer {jwt}", "Accept": "application/json"},
         )
-        with urllib.request.urlopen(req, timeout=60) as r:
-            content = json.load(r).get("content") or []
+        try:
+            with urllib.request.urlopen(req, timeout=60) as r:
+                content = json.load(r).get("content") or []
+        except urllib.error.HTTPError as e:
+            raise Failure(f"Airflow's API answered {e.code} for {task_id}'s log of try {try_number}: {e.read()[:500]!r}")
         return "\n".join(c.get("event", "") if isinstance(c, dict) else str(c) for c in content)
 
     def inspect_containers(self) -> None:

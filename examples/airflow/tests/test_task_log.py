@@ -119,7 +119,7 @@ def test_a_try_that_never_started_gets_the_daemons_reason_in_its_task_log(daemon
     ti.state = TaskInstanceState.FAILED
     events, _ = read_back(handler, ti, 1)
     [line] = [e for e in events if "authentication required" in e]
-    assert REGISTRY in line and task_id in line and "before its command started" in line
+    assert REGISTRY in line and task_id in line and "ended before the task reached Airflow" in line
     assert PASSWORD not in "\n".join(events)
 
 
