@@ -74,7 +74,16 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
         match cli.command {
-            Command::Scheduler(a) => commands::scheduler::run(a, &cfg).await,
+            // The daemon runs on a worker of the runtime, not on this thread: the driver and
+            // the tasks it wakes (backend, commits, API) then hand work over on one worker
+            // more often than across threads, which is 6-8 % less CPU per task at 100 and
+            // 1,000 tasks/s (BENCHMARKS.md, "Where the CPU goes at 100 tasks/s").
+            Command::Scheduler(a) => {
+                match tokio::spawn(async move { commands::scheduler::run(a, &cfg).await }).await {
+                    Ok(r) => r,
+                    Err(e) => Err(anyhow::anyhow!("the daemon's task ended abnormally: {e}")),
+                }
+            }
             Command::Submit(a) => commands::submit::run(a, &cfg).await,
             Command::Status(a) => commands::status::run(a, &cfg).await,
             Command::List(a) => commands::list::run(a, &cfg).await,
