@@ -93,6 +93,16 @@ AIRFLOW2 = airflow_major() == 2
 AIRFLOW2_SQLITE_ENV = {"AIRFLOW__SCHEDULER__SCHEDULE_AFTER_TASK_EXECUTION": "False"}
 
 
+def airflow2_sqlite_env(home: str) -> dict:
+    """``AIRFLOW2_SQLITE_ENV`` and the metadata DB's URL with a 60 s busy timeout: Airflow 2's
+    task processes write their state into the SQLite file the scheduler writes too, and with
+    sqlite3's default 5 s a task that finished while the restarted scheduler held the write lock
+    failed its own commit ("database is locked") and was then failed as a zombie."""
+    env = dict(AIRFLOW2_SQLITE_ENV)
+    env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{home}/airflow.db?timeout=60"
+    return env
+
+
 class Failure(Exception):
     pass
 
@@ -140,7 +150,7 @@ class Run:
             vols.append({"container_path": self.home, "host_path": self.home, "mode": "rw"})
             env["AIRFLOW_HOME"] = self.home
             env["_AIRFLOW__SKIP_DATABASE_EXECUTOR_COMPATIBILITY_CHECK"] = "1"
-            env.update(AIRFLOW2_SQLITE_ENV)
+            env.update(airflow2_sqlite_env(self.home))
             paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
             for p in paths:
                 vols.append({"container_path": p, "host_path": p, "mode": "ro"})
@@ -203,7 +213,7 @@ class Run:
         )
         if AIRFLOW2:
             env["_AIRFLOW__SKIP_DATABASE_EXECUTOR_COMPATIBILITY_CHECK"] = "1"
-            env.update(AIRFLOW2_SQLITE_ENV)
+            env.update(airflow2_sqlite_env(self.home))
         if self.args.pushed:
             # The daemon pulls the task image from the registry with these, as an agent would.
             env["AIRFLOW__MESOS__DOCKER_REGISTRY"] = self.args.registry
