@@ -27,7 +27,7 @@ With Airflow 2.10 (the virtualenv's Airflow decides): no api-server or dag-proce
 AIRFLOW_HOME (SQLite with several processes is what Airflow's own tests do, with
 ``_AIRFLOW__SKIP_DATABASE_EXECUTOR_COMPATIBILITY_CHECK``; a real setup uses PostgreSQL or MySQL),
 without the tasks' own "mini scheduler" (which SQLite cannot keep apart from the scheduler, see
-``AIRFLOW2_SQLITE_ENV``); the checks on workload tokens have no token to look for and the task output is read from
+``airflow2_sqlite_env``); the checks on workload tokens have no token to look for and the task output is read from
 Airflow's task log.
 Every process started here is killed and every container removed at the end, also on failure.
 Exit status 0 = all checks held; the reason is printed otherwise.
@@ -90,17 +90,16 @@ AIRFLOW2 = airflow_major() == 2
 # try N is set back to scheduled and queued again as try N+1 -- two containers for one task
 # instance (seen: `report` as tries 1 and 2). The tasks (in containers and the LocalExecutor one)
 # and the scheduler run without it here.
-AIRFLOW2_SQLITE_ENV = {"AIRFLOW__SCHEDULER__SCHEDULE_AFTER_TASK_EXECUTION": "False"}
-
-
 def airflow2_sqlite_env(home: str) -> dict:
-    """``AIRFLOW2_SQLITE_ENV`` and the metadata DB's URL with a 60 s busy timeout: Airflow 2's
-    task processes write their state into the SQLite file the scheduler writes too, and with
-    sqlite3's default 5 s a task that finished while the restarted scheduler held the write lock
-    failed its own commit ("database is locked") and was then failed as a zombie."""
-    env = dict(AIRFLOW2_SQLITE_ENV)
-    env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{home}/airflow.db?timeout=60"
-    return env
+    """Airflow 2.10 on the shared SQLite file: no mini scheduler (above), and the metadata DB's
+    URL with a 60 s busy timeout: the task processes write their state into the file the scheduler
+    writes too, and with sqlite3's default 5 s a task that finished while the restarted scheduler
+    held the write lock failed its own commit ("database is locked") and was then failed as a
+    zombie."""
+    return {
+        "AIRFLOW__SCHEDULER__SCHEDULE_AFTER_TASK_EXECUTION": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db?timeout=60",
+    }
 
 
 class Failure(Exception):
@@ -426,26 +425,8 @@ class Run:
                 raise Failure(f"the registry password appears in {where}")
 
     def task_log(self, task_id: str, try_number: int) -> str:
-        """A try's task log as Airflow shows it: its REST API (Airflow 3, logged in as the simple
-        auth manager's admin) or its log reader (Airflow 2.10, whose REST API needs the webserver)."""
-        if AIRFLOW2:
-            code = (
-                "import json, sys\n"
-                "from airflow.models.taskinstance import TaskInstance\n"
-                "from airflow.utils.log.log_reader import TaskLogReader\n"
-                "from airflow.utils.session import create_session\n"
-                "with create_session() as s:\n"
-                "    ti = s.query(TaskInstance).filter_by(dag_id=sys.argv[1], run_id=sys.argv[2], task_id=sys.argv[3]).one()\n"
-                "    logs, _ = TaskLogReader().read_log_chunks(ti, int(sys.argv[4]), {'download_logs': True})\n"
-                "    print(json.dumps(logs, default=str))\n"
-            )
-            r = subprocess.run(
-                [sys.executable, "-c", code, DAG_ID, RUN_ID, task_id, str(try_number)],
-                env=self.env, cwd=self.home, capture_output=True, text=True, timeout=120,
-            )
-            if r.returncode != 0:
-                raise Failure(f"reading {task_id}'s task log failed: {r.stderr[-2000:]}")
-            return r.stdout
+        """A try's task log as Airflow 3's REST API serves it (logged in as the simple auth
+        manager's admin)."""
         base = f"http://127.0.0.1:{self.api_port}"
         with open(os.path.join(self.home, "simple_auth_manager_passwords.json.generated")) as f:
             admin = json.load(f)["admin"]
@@ -698,6 +679,9 @@ def main() -> int:
         help="with --pushed and a wrong AM_TEST_REGISTRY_PASSWORD: the tasks fail, Airflow records why",
     )
     args = ap.parse_args()
+    if args.expect_pull_refused and AIRFLOW2:
+        # Airflow 2.10's side of it: examples/airflow/tests/task_log_airflow2_check.py.
+        ap.error("--expect-pull-refused needs Airflow 3 (the task log is read through its REST API)")
     if not args.daemon_bin:
         ap.error("give --daemon-bin")
     run = Run(args)
