@@ -125,6 +125,9 @@ class Run:
         self.tag = uuid.uuid4().hex[:12]
         self.api_port = free_port()
         self.daemon_port = free_port()
+        # Airflow's worker log server (8793 by default) is bound by every scheduler that runs a
+        # LocalExecutor; the e2e runs of one test file run side by side, so each has its own.
+        self.log_server_port = free_port()
         self.daemon_token = "am-e2e-" + secrets.token_hex(16)
         self.started = int(time.time())
         self.env = self._env()
@@ -188,6 +191,7 @@ class Run:
                 "AIRFLOW__API__HOST": "127.0.0.1",
                 "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{self.api_port}",
                 "AIRFLOW__API__WORKERS": "1",
+                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(self.log_server_port),
                 "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{self.api_port}/execution/",
                 "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
                 "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "5",
