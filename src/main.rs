@@ -76,8 +76,8 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         match cli.command {
             // The daemon runs on a worker of the runtime, not on this thread: the driver and
             // the tasks it wakes (backend, commits, API) then hand work over on one worker
-            // more often than across threads, which is 6-8 % less CPU per task at 100 and
-            // 1,000 tasks/s (BENCHMARKS.md, "Where the CPU goes at 100 tasks/s").
+            // more often than across threads, which is 6-12 % less CPU per task at 100
+            // and 1,000 tasks/s (BENCHMARKS.md, "Where the CPU goes at 100 tasks/s").
             Command::Scheduler(a) => {
                 match tokio::spawn(async move { commands::scheduler::run(a, &cfg).await }).await {
                     Ok(r) => r,
