@@ -7,7 +7,7 @@
 //! the connection was never made, or the daemon answered 503. While every daemon answers 503
 //! (a failover in progress), requests are retried for up to [`FAILOVER_WAIT`].
 
-use crate::api::{EventView, TaskView};
+use crate::api::{EventPage, TaskView};
 use crate::task::TaskSpec;
 use serde::Deserialize;
 use std::time::Duration;
@@ -73,13 +73,6 @@ impl ClientError {
             _ => 1,
         }
     }
-}
-
-/// A page of the change feed.
-#[derive(Debug, Clone, Deserialize)]
-pub struct EventPage {
-    pub events: Vec<EventView>,
-    pub cursor: i64,
 }
 
 /// A page of tasks.

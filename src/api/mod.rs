@@ -27,7 +27,7 @@ mod views;
 
 /// The web UI forwards a kill made on a standby to the leader, marked like the API's own.
 pub(crate) use forward::FORWARDED;
-pub use views::{EventView, TaskView};
+pub use views::{EventPage, EventView, TaskView};
 
 use crate::driver::{DriverHandle, SubmitError};
 use crate::onetime::{secret_env_script, OneTimeFiles, Slot};
@@ -469,8 +469,8 @@ async fn events(
         let evs = st.store.events_since(since, limit).await?;
         if !evs.is_empty() || Instant::now() >= deadline {
             let cursor = evs.last().map(|e| e.seq).unwrap_or(since);
-            let views: Vec<EventView> = evs.iter().map(EventView::from).collect();
-            return Ok(Json(json!({ "events": views, "cursor": cursor })).into_response());
+            let events = evs.iter().map(EventView::from).collect();
+            return Ok(Json(EventPage { cursor, events }).into_response());
         }
         // Poll cheaply: only hit the store again once the driver committed something new
         // (a standby's driver commits nothing: it asks the store every quarter second).

@@ -67,17 +67,26 @@ impl From<&TaskRecord> for TaskView {
     }
 }
 
-/// One change-feed entry.
+/// One change-feed entry. The fields are in alphabetical order, the order the feed has always
+/// sent them in (it was built as a `serde_json::Value`, whose maps sort their keys).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EventView {
-    pub seq: i64,
-    pub task_id: String,
-    pub state: TaskState,
     pub airflow_state: crate::task::AirflowState,
-    pub attempt: u32,
-    pub message: Option<String>,
     pub at: String,
+    pub attempt: u32,
     pub external_key: Option<String>,
+    pub message: Option<String>,
+    pub seq: i64,
+    pub state: TaskState,
+    pub task_id: String,
+}
+
+/// A page of the change feed, serialized as it is (no `serde_json::Value` in between: the feed
+/// is the API's busiest answer).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventPage {
+    pub cursor: i64,
+    pub events: Vec<EventView>,
 }
 
 impl From<&TaskEvent> for EventView {
@@ -307,6 +316,36 @@ pub fn render_metrics(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The feed's page, serialized as it is, has the very bytes it had when it was built as
+    /// a `serde_json::Value` (keys sorted), so no client sees a change.
+    #[test]
+    fn an_event_page_serializes_as_the_feed_always_did() {
+        let event = |seq, message: Option<&str>, key: Option<&str>| TaskEvent {
+            seq,
+            task_id: format!("t-{seq}"),
+            state: TaskState::Running,
+            attempt: 2,
+            message: message.map(str::to_string),
+            at: 1_733_450_000_123,
+            external_key: key.map(str::to_string),
+            reason: Some("REASON_X".into()),
+            prev_seq: Some(1),
+        };
+        let evs = [
+            event(7, Some("on \"h\" é"), None),
+            event(9, None, Some("dag|run|1")),
+        ];
+        let views: Vec<EventView> = evs.iter().map(EventView::from).collect();
+        let before = serde_json::json!({ "events": views, "cursor": 9 }).to_string();
+        let page = EventPage {
+            cursor: 9,
+            events: views,
+        };
+        assert_eq!(serde_json::to_string(&page).unwrap(), before);
+        let back: EventPage = serde_json::from_str(&before).unwrap();
+        assert_eq!(back, page);
+    }
 
     #[test]
     fn metrics_render_every_state_and_counter() {
