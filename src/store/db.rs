@@ -73,6 +73,8 @@ pub struct Store {
     /// use the pool). `None` for the server databases and an in-memory SQLite database (which
     /// exists only in its one pooled connection).
     writer: Option<Arc<SqliteWriter>>,
+    /// SQLite in a file: the thread that reads the change feed (`writer`'s twin, read-only).
+    feed_reader: Option<Arc<SqliteWriter>>,
     /// The change feed's last seq as this process last wrote it (PostgreSQL's one-call
     /// commit plans on it; the call checks it), or `postgres::UNKNOWN_SEQ`.
     last_seq: Arc<std::sync::atomic::AtomicI64>,
@@ -380,17 +382,23 @@ impl Store {
             heads: Arc::default(),
             fence: Arc::default(),
             writer: None,
+            feed_reader: None,
             last_seq: Arc::new(std::sync::atomic::AtomicI64::new(postgres::UNKNOWN_SEQ)),
         };
         store.migrate(url).await?;
         if let Some(file) = writer_file {
-            let w =
-                tokio::task::spawn_blocking(move || SqliteWriter::open(&file, SQLITE_BUSY_TIMEOUT))
-                    .await
-                    .map_err(|e| StoreError::WriterStopped {
-                        reason: format!("opening the SQLite writer: {e}"),
-                    })??;
+            let (w, r) = tokio::task::spawn_blocking(move || {
+                Ok::<_, StoreError>((
+                    SqliteWriter::open(&file, SQLITE_BUSY_TIMEOUT)?,
+                    SqliteWriter::open_reader(&file, SQLITE_BUSY_TIMEOUT)?,
+                ))
+            })
+            .await
+            .map_err(|e| StoreError::WriterStopped {
+                reason: format!("opening the SQLite writer: {e}"),
+            })??;
             store.writer = Some(Arc::new(w));
+            store.feed_reader = Some(Arc::new(r));
         }
         tracing::debug!(url = %store.url, dialect = dialect.name(), "store connected");
         Ok(store)
@@ -414,10 +422,10 @@ impl Store {
     }
 
     /// Closes all connections (waiting for those in use to be returned, and for the SQLite
-    /// writer to finish what it was given).
+    /// writer and feed reader to finish what they were given).
     pub async fn close(&self) {
-        if let Some(w) = &self.writer {
-            w.close().await;
+        for t in [&self.writer, &self.feed_reader].into_iter().flatten() {
+            t.close().await;
         }
         on_pool!(self, |p| p.close().await)
     }
@@ -552,6 +560,9 @@ impl Store {
         cursor: i64,
         limit: u32,
     ) -> Result<Vec<TaskEvent>, StoreError> {
+        if let Some(r) = &self.feed_reader {
+            return r.run(move |c| c.events_since(cursor, limit)).await;
+        }
         let sql = self
             .dialect
             .sql(&format!(

@@ -49,8 +49,8 @@ pub enum StoreError {
         #[source]
         source: rusqlite::Error,
     },
-    /// The SQLite writer thread is gone (the store was closed).
-    #[error("the SQLite writer is not running: {reason}")]
+    /// The SQLite writer (or change-feed reader) thread is gone (the store was closed).
+    #[error("the SQLite store thread is not running: {reason}")]
     WriterStopped { reason: String },
     /// Another writer kept changing the same task rows while this one committed.
     #[error(

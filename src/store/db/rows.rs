@@ -121,6 +121,25 @@ pub(super) struct EventRow {
     reason: Option<Text>,
 }
 
+impl EventRow {
+    /// A row of `SELECT {EVENT_COLS}` read by rusqlite (the SQLite change-feed reader).
+    pub(super) fn from_sqlite(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventRow> {
+        let text = |i| r.get::<_, String>(i).map(Text);
+        let opt_text = |i| r.get::<_, Option<String>>(i).map(|t| t.map(Text));
+        Ok(EventRow {
+            seq: r.get(0)?,
+            task_id: text(1)?,
+            state: text(2)?,
+            attempt: r.get(3)?,
+            message: opt_text(4)?,
+            at: r.get(5)?,
+            external_key: opt_text(6)?,
+            prev_seq: r.get(7)?,
+            reason: opt_text(8)?,
+        })
+    }
+}
+
 pub(super) fn parse_state(s: &str, whose: &str) -> Result<TaskState, StoreError> {
     s.parse().map_err(|e| StoreError::Corrupt {
         what: format!("state of {whose}"),

@@ -28,6 +28,8 @@ type Job = Box<dyn FnOnce(&mut WriterConn) + Send>;
 
 /// The handle the store holds; the thread stops when the last handle is dropped.
 pub(in crate::store) struct SqliteWriter {
+    /// The thread's name, for errors.
+    name: &'static str,
     /// `None` once closed.
     jobs: std::sync::Mutex<Option<std::sync::mpsc::Sender<Job>>>,
     thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -45,19 +47,44 @@ impl SqliteWriter {
         path: &Path,
         busy_timeout: std::time::Duration,
     ) -> Result<SqliteWriter, StoreError> {
-        let op = "opening the SQLite writer";
+        SqliteWriter::start(path, busy_timeout, Role::Writer)
+    }
+
+    /// Opens a read-only connection to `path` on a thread of its own, for the change feed:
+    /// a page of events costs one hand-off there and back, where the sqlx pool hands every
+    /// row over from its worker thread. It writes nothing (`query_only`).
+    pub(in crate::store) fn open_reader(
+        path: &Path,
+        busy_timeout: std::time::Duration,
+    ) -> Result<SqliteWriter, StoreError> {
+        SqliteWriter::start(path, busy_timeout, Role::Reader)
+    }
+
+    fn start(
+        path: &Path,
+        busy_timeout: std::time::Duration,
+        role: Role,
+    ) -> Result<SqliteWriter, StoreError> {
+        let (op, flags, pragmas, name) = match role {
+            Role::Writer => (
+                "opening the SQLite writer",
+                OpenFlags::SQLITE_OPEN_READ_WRITE,
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                 PRAGMA secure_delete = ON; PRAGMA foreign_keys = ON;",
+                "store-writer",
+            ),
+            Role::Reader => (
+                "opening the SQLite change-feed reader",
+                OpenFlags::SQLITE_OPEN_READ_ONLY,
+                "PRAGMA query_only = ON;",
+                "store-reader",
+            ),
+        };
         let err = |e| StoreError::Sqlite { op, source: e };
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(err)?;
+        let conn = Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+            .map_err(err)?;
         conn.busy_timeout(busy_timeout).map_err(err)?;
-        conn.execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-             PRAGMA secure_delete = ON; PRAGMA foreign_keys = ON;",
-        )
-        .map_err(err)?;
+        conn.execute_batch(pragmas).map_err(err)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         let (jobs, rx) = std::sync::mpsc::channel::<Job>();
         let mut w = WriterConn {
@@ -65,7 +92,7 @@ impl SqliteWriter {
             sql: HashMap::new(),
         };
         let thread = std::thread::Builder::new()
-            .name("store-writer".into())
+            .name(name.into())
             .spawn(move || {
                 while let Ok(job) = rx.recv() {
                     // A panic in a job must not leave a transaction open for the next one.
@@ -79,9 +106,10 @@ impl SqliteWriter {
                 }
             })
             .map_err(|e| StoreError::WriterStopped {
-                reason: format!("cannot start the SQLite writer thread: {e}"),
+                reason: format!("cannot start the SQLite {name} thread: {e}"),
             })?;
         Ok(SqliteWriter {
+            name,
             jobs: std::sync::Mutex::new(Some(jobs)),
             thread: std::sync::Mutex::new(Some(thread)),
         })
@@ -107,7 +135,7 @@ impl SqliteWriter {
             let _ = reply.send(f(w));
         });
         let gone = || StoreError::WriterStopped {
-            reason: "the SQLite writer thread stopped".into(),
+            reason: format!("the SQLite {} thread stopped", self.name),
         };
         let sent = match &*lock(&self.jobs) {
             Some(jobs) => jobs.send(job).is_ok(),
@@ -118,6 +146,13 @@ impl SqliteWriter {
         }
         rx.await.map_err(|_| gone())?
     }
+}
+
+/// What a [`SqliteWriter`] thread's connection is for.
+#[derive(Debug, Clone, Copy)]
+enum Role {
+    Writer,
+    Reader,
 }
 
 /// The writer thread's connection, with the SQL text of the statements it has built.
@@ -172,6 +207,37 @@ impl WriterConn {
             .entry((kind, rows))
             .or_insert_with(|| build_sql(kind, rows).into())
             .clone()
+    }
+}
+
+impl WriterConn {
+    /// The change feed after `cursor` (as [`super::Store::events_since`]), read in one go.
+    pub(in crate::store) fn events_since(
+        &mut self,
+        cursor: i64,
+        limit: u32,
+    ) -> Result<Vec<TaskEvent>, StoreError> {
+        let err = |e| StoreError::Sqlite {
+            op: "reading the change feed",
+            source: e,
+        };
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {EVENT_COLS} FROM task_events WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+            ))
+            .map_err(err)?;
+        let rows = stmt
+            .query_map(
+                (cursor, i64::from(limit)),
+                super::rows::EventRow::from_sqlite,
+            )
+            .map_err(err)?;
+        let mut events = Vec::new();
+        for row in rows {
+            events.push(TaskEvent::try_from(row.map_err(err)?)?);
+        }
+        Ok(events)
     }
 }
 
@@ -540,5 +606,65 @@ mod tests {
         );
         w.close().await;
         assert!(w.run(|_| Ok(())).await.is_err(), "closed");
+    }
+
+    /// The change-feed reader reads what the writer committed, in pages, and cannot write.
+    #[tokio::test]
+    async fn the_feed_reader_reads_what_was_committed_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.db");
+        std::fs::File::create(&path).unwrap();
+        let timeout = std::time::Duration::from_secs(1);
+        let w = SqliteWriter::open(&path, timeout).unwrap();
+        w.run(|w| {
+            w.conn
+                .execute_batch(
+                    "CREATE TABLE task_events (seq INTEGER PRIMARY KEY, task_id TEXT NOT NULL, \
+                     state TEXT NOT NULL, attempt INTEGER NOT NULL, message TEXT, \
+                     at INTEGER NOT NULL, external_key TEXT, prev_seq INTEGER, reason TEXT); \
+                     INSERT INTO task_events VALUES (1, 'a', 'queued', 0, NULL, 10, 'k', NULL, NULL), \
+                     (2, 'a', 'launching', 1, 'on h', 11, 'k', 1, NULL), \
+                     (3, 'b', 'queued', 0, NULL, 12, NULL, NULL, NULL);",
+                )
+                .map_err(|e| StoreError::Sqlite { op: "test", source: e })
+        })
+        .await
+        .unwrap();
+        let r = SqliteWriter::open_reader(&path, timeout).unwrap();
+        let page = r.run(|c| c.events_since(1, 1)).await.unwrap();
+        assert_eq!(page.len(), 1);
+        let e = &page[0];
+        assert_eq!(
+            (
+                e.seq,
+                e.task_id.as_str(),
+                e.state,
+                e.attempt,
+                e.message.as_deref()
+            ),
+            (2, "a", crate::task::TaskState::Launching, 1, Some("on h"))
+        );
+        assert_eq!(
+            (e.at, e.external_key.as_deref(), e.prev_seq),
+            (11, Some("k"), Some(1))
+        );
+        let rest = r.run(|c| c.events_since(2, 10)).await.unwrap();
+        assert_eq!(rest.iter().map(|e| e.seq).collect::<Vec<_>>(), [3]);
+        let write = r
+            .run(|c| {
+                c.conn
+                    .execute("DELETE FROM task_events", [])
+                    .map_err(|e| StoreError::Sqlite {
+                        op: "test",
+                        source: e,
+                    })
+            })
+            .await;
+        assert!(write.is_err(), "the reader wrote: {write:?}");
+        let all = r.run(|c| c.events_since(0, 10)).await.unwrap();
+        assert_eq!(all.len(), 3, "nothing was deleted");
+        r.close().await;
+        let closed = r.run(|c| c.events_since(0, 1)).await.unwrap_err();
+        assert!(closed.to_string().contains("store-reader"), "{closed}");
     }
 }
