@@ -272,6 +272,19 @@ impl ClientError {
     }
 }
 
+/// A call encoded for the wire ([`MesosClient::encode`]).
+#[derive(Debug, Clone)]
+pub struct EncodedCall {
+    body: Bytes,
+    kind: scheduler::call::Type,
+}
+
+impl EncodedCall {
+    pub fn kind(&self) -> scheduler::call::Type {
+        self.kind
+    }
+}
+
 /// Where calls go after a successful SUBSCRIBE.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
@@ -689,41 +702,63 @@ impl MesosClient {
 
     /// Sends a non-subscribe call on the session's master; `Ok` on 202 (or 200).
     pub async fn call(&self, session: &Session, call: &scheduler::Call) -> Result<(), ClientError> {
-        let body = Bytes::from(self.cfg.encoding.encode(call));
+        self.send(session, self.encode(call)).await
+    }
+
+    /// `call` in the encoding the master is spoken to in, ready for [`MesosClient::send`].
+    /// A `Call` is large (over a kilobyte, its sub-messages inline): a caller that encodes it
+    /// before it awaits the answer keeps its future small (one is allocated per ACKNOWLEDGE).
+    pub fn encode(&self, call: &scheduler::Call) -> EncodedCall {
+        EncodedCall {
+            body: Bytes::from(self.cfg.encoding.encode(call)),
+            kind: call.r#type(),
+        }
+    }
+
+    /// Sends an encoded non-subscribe call on the session's master; `Ok` on 202 (or 200).
+    pub async fn send(&self, session: &Session, call: EncodedCall) -> Result<(), ClientError> {
+        let EncodedCall { body, kind } = call;
         let once_more = matches!(
-            call.r#type(),
+            kind,
             scheduler::call::Type::Acknowledge | scheduler::call::Type::AcknowledgeOperationStatus
         );
-        let mut start = (session.endpoint.clone(), 0);
-        if let Some(answer) = self.call_pipelined(session, &body, once_more).await? {
-            let url = &session.endpoint;
-            match answer.status {
-                200 | 202 => return Ok(()),
-                300..=399 => {
-                    let location = answer.location.unwrap_or_default();
-                    let next = self.redirected(url, &location)?;
-                    tracing::info!(from = %url, to = %next, status = answer.status, "master redirected the call");
-                    start = (next, 1);
-                }
-                status => {
-                    let message = error_text(&answer.body);
-                    return Err(ClientError::from_status(status, url.to_string(), message));
+        let start = match self.call_pipelined(session, &body, once_more).await? {
+            None => (session.endpoint.clone(), 0),
+            Some(answer) => {
+                let url = &session.endpoint;
+                match answer.status {
+                    200 | 202 => return Ok(()),
+                    300..=399 => {
+                        let location = answer.location.unwrap_or_default();
+                        let next = self.redirected(url, &location)?;
+                        tracing::info!(from = %url, to = %next, status = answer.status, "master redirected the call");
+                        (next, 1)
+                    }
+                    status => {
+                        let message = error_text(&answer.body);
+                        return Err(ClientError::from_status(status, url.to_string(), message));
+                    }
                 }
             }
-        }
-        let (url, resp) = self
-            .post(
-                &self.call_http,
-                start.0,
-                start.1,
-                body,
-                Some(&session.stream_id),
-            )
-            .await?;
-        match resp.status().as_u16() {
-            200 | 202 => Ok(()),
-            _ => Err(self.error_from(&url, resp).await),
-        }
+        };
+        // Boxed, as the pipelined connection's connect: a call one per request is rare, and its
+        // future would otherwise make every call's large.
+        Box::pin(async move {
+            let (url, resp) = self
+                .post(
+                    &self.call_http,
+                    start.0,
+                    start.1,
+                    body,
+                    Some(&session.stream_id),
+                )
+                .await?;
+            match resp.status().as_u16() {
+                200 | 202 => Ok(()),
+                _ => Err(self.error_from(&url, resp).await),
+            }
+        })
+        .await
     }
 
     /// Sends a call on the session's pipelined connection: its answer, or `None` when calls
@@ -801,7 +836,9 @@ impl MesosClient {
             url: session.endpoint.clone(),
             headers,
         };
-        let pipe = Pipe::connect(&target, &self.tls, self.cfg.connect_timeout)
+        // Boxed: connecting is rare, and its (large) future would otherwise be part of every
+        // call's, which is allocated per ACKNOWLEDGE.
+        let pipe = Box::pin(Pipe::connect(&target, &self.tls, self.cfg.connect_timeout))
             .await
             .map_err(|message| ClientError::Transport {
                 endpoint: session.endpoint.to_string(),

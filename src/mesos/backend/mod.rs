@@ -19,7 +19,8 @@
 //!   running for the next daemon (`failover_timeout`).
 
 use super::client::{
-    CallKind, ClientConfig, ClientError, Credentials, Disposition, MesosClient, Session,
+    CallKind, ClientConfig, ClientError, Credentials, Disposition, EncodedCall, MesosClient,
+    Session,
 };
 use super::convert::{self, FetchUri, LaunchContext};
 use super::detect::{DetectError, MasterSource};
@@ -321,7 +322,7 @@ async fn run(
     let stop = shutdown.child_token();
     let masters = MasterSource::start(&cfg.master, cfg.ssl, cfg.zk_retry, &stop)
         .map_err(|e: DetectError| e.to_string())?;
-    let (session_tx, session_rx) = watch::channel::<Option<Session>>(None);
+    let (session_tx, session_rx) = watch::channel::<Option<Arc<Session>>>(None);
     let (work_tx, work_rx) = mpsc::channel::<Action>(cfg.channel_capacity.max(1));
     let worker = tokio::spawn(call_worker(
         client.clone(),

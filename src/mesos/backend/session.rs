@@ -17,7 +17,7 @@ pub(super) struct SubscriptionLoop {
     pub(super) client: MesosClient,
     pub(super) masters: MasterSource,
     pub(super) events: mpsc::Sender<Event>,
-    pub(super) session_tx: watch::Sender<Option<Session>>,
+    pub(super) session_tx: watch::Sender<Option<Arc<Session>>>,
     pub(super) framework_id: Option<String>,
     /// Roles currently suppressed (re-declared on every SUBSCRIBE).
     pub(super) suppressed: BTreeSet<String>,
@@ -225,11 +225,11 @@ impl SubscriptionLoop {
                 p.deadline = Instant::now() + timeout;
                 tracing::info!(framework_id = %fid, endpoint = %p.endpoint, "subscribed to Mesos");
                 self.framework_id = Some(fid.clone());
-                self.session_tx.send_replace(Some(Session {
+                self.session_tx.send_replace(Some(Arc::new(Session {
                     endpoint: p.endpoint.clone(),
                     stream_id: p.stream_id.clone(),
                     framework_id: fid,
-                }));
+                })));
                 if let Ok(Some(domain)) = convert::event_from_proto(ev) {
                     if !self.emit(domain).await {
                         return Err(());
