@@ -7,7 +7,7 @@
 //! the connection was never made, or the daemon answered 503. While every daemon answers 503
 //! (a failover in progress), requests are retried for up to [`FAILOVER_WAIT`].
 
-use crate::api::{EventPage, TaskView};
+use crate::api::{Created, EventPage, TaskPage, TaskView};
 use crate::task::TaskSpec;
 use serde::Deserialize;
 use std::time::Duration;
@@ -73,13 +73,6 @@ impl ClientError {
             _ => 1,
         }
     }
-}
-
-/// A page of tasks.
-#[derive(Debug, Clone, Deserialize)]
-pub struct TaskPage {
-    pub tasks: Vec<TaskView>,
-    pub cursor: i64,
 }
 
 /// One chunk of a log.
@@ -229,10 +222,6 @@ impl Client {
     }
 
     pub async fn submit(&self, specs: &[TaskSpec]) -> Result<Vec<TaskView>, ClientError> {
-        #[derive(Deserialize)]
-        struct Created {
-            tasks: Vec<TaskView>,
-        }
         let body = serde_json::json!({ "tasks": specs });
         let c: Created = self
             .send(self.req(reqwest::Method::POST, "/v1/tasks").json(body))

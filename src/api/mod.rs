@@ -27,7 +27,7 @@ mod views;
 
 /// The web UI forwards a kill made on a standby to the leader, marked like the API's own.
 pub(crate) use forward::FORWARDED;
-pub use views::{EventPage, EventView, TaskView};
+pub use views::{Created, EventPage, EventView, TaskPage, TaskView};
 
 use crate::driver::{DriverHandle, SubmitError};
 use crate::onetime::{secret_env_script, OneTimeFiles, Slot};
@@ -350,8 +350,8 @@ async fn submit(State(st): State<AppState>, body: Bytes) -> Result<Response, Api
     let single = specs.len() == 1;
     match st.driver.submit(specs).await {
         Ok(records) => {
-            let views: Vec<TaskView> = records.iter().map(TaskView::from).collect();
-            Ok((StatusCode::CREATED, Json(json!({ "tasks": views }))).into_response())
+            let tasks = records.iter().map(TaskView::from).collect();
+            Ok((StatusCode::CREATED, Json(Created { tasks })).into_response())
         }
         Err(SubmitError::Invalid { index, error }) => {
             let field = if single {
@@ -442,8 +442,8 @@ async fn list(
     }
     let tasks = st.store.list_tasks(&filter).await?;
     let cursor = tasks.last().map(|t| t.seq).or(q.since).unwrap_or(0);
-    let views: Vec<TaskView> = tasks.iter().map(TaskView::from).collect();
-    Ok(Json(json!({ "tasks": views, "cursor": cursor })).into_response())
+    let tasks = tasks.iter().map(TaskView::from).collect();
+    Ok(Json(TaskPage { tasks, cursor }).into_response())
 }
 
 #[derive(Debug, Deserialize)]

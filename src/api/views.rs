@@ -42,6 +42,19 @@ pub struct TaskView {
     pub spec: TaskSpec,
 }
 
+/// A page of tasks (`GET /v1/tasks`), serialized as it is (no `serde_json::Value` in between).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskPage {
+    pub tasks: Vec<TaskView>,
+    pub cursor: i64,
+}
+
+/// The tasks a submission created (`POST /v1/tasks`), serialized as it is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Created {
+    pub tasks: Vec<TaskView>,
+}
+
 impl From<&TaskRecord> for TaskView {
     fn from(t: &TaskRecord) -> TaskView {
         TaskView {
