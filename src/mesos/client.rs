@@ -272,8 +272,8 @@ impl ClientError {
     }
 }
 
-/// A call encoded for the wire ([`MesosClient::encode`]).
-#[derive(Debug, Clone)]
+/// A call encoded for the wire ([`MesosClient::encode`]). Not `Debug`: a LAUNCH's body holds
+/// the tasks' environment.
 pub struct EncodedCall {
     body: Bytes,
     kind: scheduler::call::Type,
