@@ -72,9 +72,9 @@ pub struct Store {
     /// SQLite in a file: the thread that runs the inserts and commits (the other statements
     /// use the pool). `None` for the server databases and an in-memory SQLite database (which
     /// exists only in its one pooled connection).
-    writer: Option<Arc<SqliteWriter>>,
-    /// SQLite in a file: the thread that reads the change feed (`writer`'s twin, read-only).
-    feed_reader: Option<Arc<SqliteWriter>>,
+    writer: Option<Arc<SqliteThread>>,
+    /// SQLite in a file: the thread that reads the change feed (a read-only connection).
+    feed_reader: Option<Arc<SqliteThread>>,
     /// The change feed's last seq as this process last wrote it (PostgreSQL's one-call
     /// commit plans on it; the call checks it), or `postgres::UNKNOWN_SEQ`.
     last_seq: Arc<std::sync::atomic::AtomicI64>,
@@ -257,6 +257,12 @@ const JOINED_ATTEMPT_COLS: &str =
     a.started_at AS a_started_at, a.updated_at AS a_updated_at";
 const EVENT_COLS: &str =
     "seq, task_id, state, attempt, message, at, external_key, prev_seq, reason";
+
+/// The change feed's query: the events after a cursor (`?`), in order, at most a limit (`?`).
+fn feed_sql() -> String {
+    format!("SELECT {EVENT_COLS} FROM task_events WHERE seq > ? ORDER BY seq LIMIT ?")
+}
+
 const TERMINAL: &str = "('succeeded', 'failed', 'killed')";
 
 /// How a [`Store`] connects.
@@ -389,8 +395,8 @@ impl Store {
         if let Some(file) = writer_file {
             let (w, r) = tokio::task::spawn_blocking(move || {
                 Ok::<_, StoreError>((
-                    SqliteWriter::open(&file, SQLITE_BUSY_TIMEOUT)?,
-                    SqliteWriter::open_reader(&file, SQLITE_BUSY_TIMEOUT)?,
+                    SqliteThread::open(&file, SQLITE_BUSY_TIMEOUT)?,
+                    SqliteThread::open_reader(&file, SQLITE_BUSY_TIMEOUT)?,
                 ))
             })
             .await
@@ -563,12 +569,7 @@ impl Store {
         if let Some(r) = &self.feed_reader {
             return r.run(move |c| c.events_since(cursor, limit)).await;
         }
-        let sql = self
-            .dialect
-            .sql(&format!(
-                "SELECT {EVENT_COLS} FROM task_events WHERE seq > ? ORDER BY seq LIMIT ?"
-            ))
-            .into_owned();
+        let sql = self.dialect.sql(&feed_sql()).into_owned();
         let rows = on_pool!(self, |p| sqlx::query_as::<_, EventRow>(&sql)
             .bind(cursor)
             .bind(i64::from(limit))
@@ -685,7 +686,7 @@ mod lease;
 pub use lease::Fence;
 mod postgres;
 mod sqlite_writer;
-use sqlite_writer::SqliteWriter;
+use sqlite_writer::SqliteThread;
 
 fn warn_concurrent_writer() {
     tracing::warn!(

@@ -2,11 +2,12 @@
 //! prepared statements, and runs every write of the driver's hot path (inserting tasks,
 //! committing changes) a whole transaction per message. A commit thus costs one hand-off to
 //! that thread and back, where a sqlx connection hands every statement to its worker thread
-//! and back. Reads (API, CLI, web UI) stay on the sqlx pool; SQLite's WAL lets them run while
-//! the writer writes.
+//! and back. The change feed is read the same way, on a second such thread whose connection is
+//! read-only; the other reads (API, CLI, web UI) stay on the sqlx pool. SQLite's WAL lets them
+//! all run while the writer writes.
 //!
-//! The connection is opened with the settings of the pool's: WAL, `synchronous = FULL` (a
-//! commit is on disk before it is reported), `secure_delete`, foreign keys, the busy timeout.
+//! The writer's connection is opened with the settings of the pool's: WAL, `synchronous = FULL`
+//! (a commit is on disk before it is reported), `secure_delete`, foreign keys, the busy timeout.
 
 use super::{
     event_size, parse_state, to_i32, to_u32, Fence, HeadCache, NewTask, ATTEMPT_INSERT_COLS,
@@ -24,10 +25,12 @@ use std::sync::Arc;
 /// Statements the connection keeps prepared (a handful of chunk sizes per statement kind).
 const STATEMENT_CACHE: usize = 128;
 
-type Job = Box<dyn FnOnce(&mut WriterConn) + Send>;
+type Job = Box<dyn FnOnce(&mut SqliteConn) + Send>;
 
-/// The handle the store holds; the thread stops when the last handle is dropped.
-pub(in crate::store) struct SqliteWriter {
+/// A thread that owns one connection (the writer's, or the feed reader's) and runs the jobs it
+/// is given, in order. The store holds its handle; the thread stops when the last handle is
+/// dropped.
+pub(in crate::store) struct SqliteThread {
     /// The thread's name, for errors.
     name: &'static str,
     /// `None` once closed.
@@ -35,19 +38,19 @@ pub(in crate::store) struct SqliteWriter {
     thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
-impl std::fmt::Debug for SqliteWriter {
+impl std::fmt::Debug for SqliteThread {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SqliteWriter")
+        f.write_str("SqliteThread")
     }
 }
 
-impl SqliteWriter {
+impl SqliteThread {
     /// Opens the writer's connection to `path` (migrated already) and starts its thread.
     pub(in crate::store) fn open(
         path: &Path,
         busy_timeout: std::time::Duration,
-    ) -> Result<SqliteWriter, StoreError> {
-        SqliteWriter::start(path, busy_timeout, Role::Writer)
+    ) -> Result<SqliteThread, StoreError> {
+        SqliteThread::start(path, busy_timeout, Role::Writer)
     }
 
     /// Opens a read-only connection to `path` on a thread of its own, for the change feed:
@@ -56,15 +59,15 @@ impl SqliteWriter {
     pub(in crate::store) fn open_reader(
         path: &Path,
         busy_timeout: std::time::Duration,
-    ) -> Result<SqliteWriter, StoreError> {
-        SqliteWriter::start(path, busy_timeout, Role::Reader)
+    ) -> Result<SqliteThread, StoreError> {
+        SqliteThread::start(path, busy_timeout, Role::Reader)
     }
 
     fn start(
         path: &Path,
         busy_timeout: std::time::Duration,
         role: Role,
-    ) -> Result<SqliteWriter, StoreError> {
+    ) -> Result<SqliteThread, StoreError> {
         let (op, flags, pragmas, name) = match role {
             Role::Writer => (
                 "opening the SQLite writer",
@@ -87,7 +90,7 @@ impl SqliteWriter {
         conn.execute_batch(pragmas).map_err(err)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         let (jobs, rx) = std::sync::mpsc::channel::<Job>();
-        let mut w = WriterConn {
+        let mut w = SqliteConn {
             conn,
             sql: HashMap::new(),
         };
@@ -108,7 +111,7 @@ impl SqliteWriter {
             .map_err(|e| StoreError::WriterStopped {
                 reason: format!("cannot start the SQLite {name} thread: {e}"),
             })?;
-        Ok(SqliteWriter {
+        Ok(SqliteThread {
             name,
             jobs: std::sync::Mutex::new(Some(jobs)),
             thread: std::sync::Mutex::new(Some(thread)),
@@ -128,7 +131,7 @@ impl SqliteWriter {
     /// Runs `f` on the writer thread and returns what it returns.
     pub(in crate::store) async fn run<R: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut WriterConn) -> Result<R, StoreError> + Send + 'static,
+        f: impl FnOnce(&mut SqliteConn) -> Result<R, StoreError> + Send + 'static,
     ) -> Result<R, StoreError> {
         let (reply, rx) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move |w| {
@@ -148,15 +151,15 @@ impl SqliteWriter {
     }
 }
 
-/// What a [`SqliteWriter`] thread's connection is for.
+/// What a [`SqliteThread`]'s connection is for.
 #[derive(Debug, Clone, Copy)]
 enum Role {
     Writer,
     Reader,
 }
 
-/// The writer thread's connection, with the SQL text of the statements it has built.
-pub(in crate::store) struct WriterConn {
+/// A [`SqliteThread`]'s connection, with the SQL text of the statements it has built.
+pub(in crate::store) struct SqliteConn {
     conn: Connection,
     /// SQL by (statement kind, rows): building a statement of hundreds of rows' placeholders
     /// costs more than looking it up.
@@ -171,6 +174,7 @@ enum Kind {
     TaskUpdate,
     AttemptUpsert,
     Events,
+    Feed,
 }
 
 fn build_sql(kind: Kind, rows: usize) -> String {
@@ -198,19 +202,18 @@ fn build_sql(kind: Kind, rows: usize) -> String {
             "INSERT INTO task_events ({EVENT_COLS}) VALUES {}",
             values_list(rows, 9)
         ),
+        Kind::Feed => super::feed_sql(),
     }
 }
 
-impl WriterConn {
+impl SqliteConn {
     fn sql(&mut self, kind: Kind, rows: usize) -> Arc<str> {
         self.sql
             .entry((kind, rows))
             .or_insert_with(|| build_sql(kind, rows).into())
             .clone()
     }
-}
 
-impl WriterConn {
     /// The change feed after `cursor` (as [`super::Store::events_since`]), read in one go.
     pub(in crate::store) fn events_since(
         &mut self,
@@ -221,23 +224,17 @@ impl WriterConn {
             op: "reading the change feed",
             source: e,
         };
-        let mut stmt = self
-            .conn
-            .prepare_cached(&format!(
-                "SELECT {EVENT_COLS} FROM task_events WHERE seq > ?1 ORDER BY seq LIMIT ?2"
-            ))
-            .map_err(err)?;
+        let sql = self.sql(Kind::Feed, 0);
+        let mut stmt = self.conn.prepare_cached(&sql).map_err(err)?;
         let rows = stmt
             .query_map(
                 (cursor, i64::from(limit)),
                 super::rows::EventRow::from_sqlite,
             )
+            .map_err(err)?
+            .collect::<Result<Vec<_>, _>>()
             .map_err(err)?;
-        let mut events = Vec::new();
-        for row in rows {
-            events.push(TaskEvent::try_from(row.map_err(err)?)?);
-        }
-        Ok(events)
+        super::collect(rows)
     }
 }
 
@@ -259,7 +256,7 @@ impl<'s, 'c> Binder<'s, 'c> {
     }
 }
 
-impl WriterConn {
+impl SqliteConn {
     /// Runs `body` in a `BEGIN IMMEDIATE` transaction that it commits; whatever it leaves
     /// uncommitted (an error, a `None`) is rolled back.
     fn in_transaction<R>(
@@ -575,7 +572,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("w.db");
         std::fs::File::create(&path).unwrap();
-        let w = SqliteWriter::open(&path, std::time::Duration::from_secs(1)).unwrap();
+        let w = SqliteThread::open(&path, std::time::Duration::from_secs(1)).unwrap();
         let got = w
             .run(|w| {
                 let p = |name: &str| -> String {
@@ -615,7 +612,7 @@ mod tests {
         let path = dir.path().join("f.db");
         std::fs::File::create(&path).unwrap();
         let timeout = std::time::Duration::from_secs(1);
-        let w = SqliteWriter::open(&path, timeout).unwrap();
+        let w = SqliteThread::open(&path, timeout).unwrap();
         w.run(|w| {
             w.conn
                 .execute_batch(
@@ -630,7 +627,7 @@ mod tests {
         })
         .await
         .unwrap();
-        let r = SqliteWriter::open_reader(&path, timeout).unwrap();
+        let r = SqliteThread::open_reader(&path, timeout).unwrap();
         let page = r.run(|c| c.events_since(1, 1)).await.unwrap();
         assert_eq!(page.len(), 1);
         let e = &page[0];
