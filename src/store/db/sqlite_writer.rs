@@ -72,8 +72,13 @@ impl SqliteThread {
             Role::Writer => (
                 "opening the SQLite writer",
                 OpenFlags::SQLITE_OPEN_READ_WRITE,
+                // temp_store: a multi-row statement keeps the pages it may have to undo in a
+                // statement journal, which otherwise spills to a temporary file past 64 KiB
+                // (a `pwrite` per page). Any failed statement rolls the whole transaction
+                // back, so that journal never outlives its statement.
                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                 PRAGMA secure_delete = ON; PRAGMA foreign_keys = ON;",
+                 PRAGMA secure_delete = ON; PRAGMA foreign_keys = ON; \
+                 PRAGMA temp_store = MEMORY;",
                 "store-writer",
             ),
             Role::Reader => (
@@ -566,7 +571,8 @@ fn sqlite_err(op: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {
 mod tests {
     use super::*;
 
-    /// The writer's connection keeps the durability and privacy settings of the pool's.
+    /// The writer's connection keeps the durability and privacy settings of the pool's, and
+    /// keeps its statement journals in memory (`temp_store`).
     #[tokio::test]
     async fn the_writer_connection_is_durable_and_overwrites_what_it_deletes() {
         let dir = tempfile::tempdir().unwrap();
@@ -588,6 +594,7 @@ mod tests {
                     p("synchronous"),
                     p("secure_delete"),
                     p("foreign_keys"),
+                    p("temp_store"),
                 ])
             })
             .await
@@ -599,6 +606,7 @@ mod tests {
                 "Integer(2)".into(), // FULL
                 "Integer(1)".into(),
                 "Integer(1)".into(),
+                "Integer(2)".into(), // MEMORY
             ]
         );
         w.close().await;
