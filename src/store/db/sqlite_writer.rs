@@ -7,7 +7,8 @@
 //! all run while the writer writes.
 //!
 //! The writer's connection is opened with the settings of the pool's: WAL, `synchronous = FULL`
-//! (a commit is on disk before it is reported), `secure_delete`, foreign keys, the busy timeout.
+//! (a commit is on disk before it is reported), `secure_delete`, foreign keys, the busy timeout;
+//! and, its own, `temp_store = MEMORY` (see [`SqliteThread::open`]'s pragmas).
 
 use super::{
     event_size, parse_state, to_i32, to_u32, Fence, HeadCache, NewTask, ATTEMPT_INSERT_COLS,
@@ -74,8 +75,7 @@ impl SqliteThread {
                 OpenFlags::SQLITE_OPEN_READ_WRITE,
                 // temp_store: a multi-row statement keeps the pages it may have to undo in a
                 // statement journal, which otherwise spills to a temporary file past 64 KiB
-                // (a `pwrite` per page). Any failed statement rolls the whole transaction
-                // back, so that journal never outlives its statement.
+                // (a `pwrite` per page). The journal lives only while its statement runs.
                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
                  PRAGMA secure_delete = ON; PRAGMA foreign_keys = ON; \
                  PRAGMA temp_store = MEMORY;",
