@@ -583,7 +583,12 @@ fn airflow_e2e_pushed_image() {
     for f in ["Cargo.toml", "Cargo.lock", "build.rs", ".dockerignore"] {
         copy_file(&repo().join(f), &ctx.path().join(f));
     }
-    for d in ["proto", "docker", "examples/airflow/airflow_mesos_executor"] {
+    for d in [
+        ".cargo",
+        "proto",
+        "docker",
+        "examples/airflow/airflow_mesos_executor",
+    ] {
         copy_tree(&repo().join(d), &ctx.path().join(d));
     }
     copy_file(

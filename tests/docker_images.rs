@@ -93,6 +93,7 @@ fn prebuilt_context() -> tempfile::TempDir {
     for f in ["Cargo.toml", "Cargo.lock", "build.rs", ".dockerignore"] {
         std::fs::copy(root.join(f), ctx.path().join(f)).unwrap();
     }
+    copy_dir(&root.join(".cargo"), &ctx.path().join(".cargo"));
     copy_dir(&root.join("proto"), &ctx.path().join("proto"));
     copy_dir(&root.join("docker"), &ctx.path().join("docker"));
     copy_dir(

@@ -1511,3 +1511,53 @@ async fn a_task_history_has_each_change_with_its_reason_and_message() {
         db.drop_database().await;
     }
 }
+
+/// SQLite (built from source for sqlx and rusqlite alike) syncs its files with fdatasync(2), as
+/// the distributions' builds of it do on Linux, and not with fsync(2), which also writes the
+/// file's inode for its new modification time at every commit (`.cargo/config.toml` sets
+/// `HAVE_FDATASYNC`). Seen from outside: the system calls of a command that creates and
+/// migrates a fresh SQLite store, under strace.
+#[test]
+fn sqlite_syncs_its_files_with_fdatasync() {
+    let strace_there = std::process::Command::new("strace")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !strace_there {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "strace is not installed but CI=true (.ci/setup-databases.sh installs it)"
+        );
+        eprintln!("skipping: strace is not installed");
+        return;
+    }
+    let home = tempfile::tempdir().unwrap();
+    let trace = home.path().join("trace");
+    let out = std::process::Command::new("strace")
+        .args(["-f", "-qq", "-e", "trace=fsync,fdatasync", "-o"])
+        .arg(&trace)
+        .args([
+            env!("CARGO_BIN_EXE_airflow-mesos"),
+            "framework",
+            "reset",
+            "--yes",
+        ])
+        .env("AIRFLOW_HOME", home.path())
+        .env_remove("AIRFLOW_CONFIG")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        home.path().join("airflow-mesos.db").exists(),
+        "no store was made"
+    );
+    let calls = std::fs::read_to_string(&trace).unwrap();
+    let count = |call: &str| calls.lines().filter(|l| l.contains(call)).count();
+    let (fsync, fdatasync) = (count(" fsync("), count(" fdatasync("));
+    assert!(
+        fdatasync > 0,
+        "no fdatasync while migrating a fresh store:\n{calls}"
+    );
+    assert_eq!(fsync, 0, "fsync called {fsync} times:\n{calls}");
+}

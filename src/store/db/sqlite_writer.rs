@@ -8,7 +8,9 @@
 //!
 //! The writer's connection is opened with the settings of the pool's: WAL, `synchronous = FULL`
 //! (a commit is on disk before it is reported), `secure_delete`, foreign keys, the busy timeout;
-//! and, its own, `temp_store = MEMORY` (see [`SqliteThread::open`]'s pragmas).
+//! and, its own, `temp_store = MEMORY` (see [`SqliteThread::open`]'s pragmas). SQLite syncs
+//! with `fdatasync(2)` (`HAVE_FDATASYNC` in `.cargo/config.toml`, as Linux distributions build
+//! it), so a commit does not also write the WAL file's inode for its modification time.
 
 use super::{
     event_size, parse_state, to_i32, to_u32, Fence, HeadCache, NewTask, ATTEMPT_INSERT_COLS,
