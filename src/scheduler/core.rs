@@ -174,8 +174,9 @@ pub struct TaskView {
     pub exit_code: Option<i32>,
     /// FIFO position: older tasks have smaller numbers.
     pub seq: u64,
-    /// Resolved demand and command; `None` when the spec can no longer be launched (then a
-    /// relaunch fails the task).
+    /// Resolved demand and command, held while the task is queued; `None` once it is
+    /// launched (a relaunch prepares it again from the spec, and fails the task when the spec
+    /// can no longer be launched), so that running tasks do not hold it.
     prepared: Option<Box<Prepared>>,
     class: Option<usize>,
     kill_at: Option<Instant>,
@@ -421,7 +422,6 @@ impl Core {
         if self.tasks.contains_key(&rec.id) || self.terminal.contains_key(&rec.id) {
             return;
         }
-        let prepared = prepare(&self.cfg, &rec.spec);
         let seq = self.next_seq;
         self.next_seq += 1;
         let (backend_task_id, agent_id, hostname, agent_url) = match &attempt {
@@ -466,7 +466,7 @@ impl Core {
             queue_deadline: None,
         };
         if rec.state == TaskState::Queued {
-            match prepared {
+            match prepare(&self.cfg, &view.spec) {
                 Ok(p) => {
                     view.prepared = Some(Box::new(p));
                     self.counts[TaskState::Queued as usize] += 1;
@@ -484,7 +484,7 @@ impl Core {
             }
             return;
         }
-        view.prepared = prepared.ok().map(Box::new);
+        // Launched: prepared again if it is relaunched (see `launch_failed`).
         if view.kill_requested {
             view.kill_at = Some(now.instant);
             self.kill_timers.insert((now.instant, rec.id.clone()));
@@ -743,7 +743,8 @@ impl Core {
 
 #[cfg(test)]
 impl Core {
-    /// Checks the bookkeeping: per-state counts, queue membership, classes, kill timers.
+    /// Checks the bookkeeping: per-state counts, queue membership, classes, prepared specs,
+    /// kill timers.
     pub(crate) fn assert_consistent(&self) {
         let mut counts = [0usize; 9];
         for (id, t) in &self.tasks {
@@ -759,6 +760,19 @@ impl Core {
                 (_, Some(_)) => panic!("{id} is {} but still in a class", t.state),
                 (_, None) => {}
             }
+            // What a spec is prepared into is held while queued only (100,000 running tasks
+            // do not keep it).
+            assert_eq!(
+                t.prepared.is_some(),
+                t.state == TaskState::Queued,
+                "{id} is {} and {} its prepared spec",
+                t.state,
+                if t.prepared.is_some() {
+                    "holds"
+                } else {
+                    "lacks"
+                }
+            );
             if let Some(at) = t.kill_at {
                 assert!(self.kill_timers.contains(&(at, id.clone())));
             }

@@ -1253,6 +1253,80 @@ fn gone_resolves_started_attempts_as_failed_and_relaunches_unstarted_ones() {
     assert!(!s.changes[0].kill_requested);
 }
 
+/// The one task launched in `step`.
+fn only_launch(step: &Step) -> crate::scheduler::types::LaunchTask {
+    let tasks: Vec<&crate::scheduler::types::LaunchTask> = step
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Launch { tasks, .. } => Some(tasks),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert_eq!(tasks.len(), 1, "{:?}", step.actions);
+    tasks[0].clone()
+}
+
+/// A launched task does not keep what its spec was prepared into; a relaunch prepares it
+/// again and launches it as the first time (resources, command, shell, the resolved spec).
+#[test]
+fn a_relaunch_prepares_the_spec_again_and_launches_it_alike() {
+    let clock = Clock::new();
+    let mut core = Core::new(cfg());
+    core.handle_event(subscribed(), clock.now());
+    let mut spec = TaskSpec::shell("echo $HOME");
+    spec.cpus = Some(0.5);
+    spec.mem = Some(300.0);
+    spec.env.insert("A".into(), "1".into());
+    core.submit(vec![record_with("t-1", spec)], clock.now());
+    let first = only_launch(&core.handle_event(
+        Event::Offers(vec![offer("o1", "a1", 4.0, 4096.0)]),
+        clock.now(),
+    ));
+    let mut u = update("t-1.1", BackendState::Dropped, None);
+    u.reason = Some("REASON_INVALID_OFFERS".into());
+    let s = core.handle_event(Event::Update(u), clock.now());
+    assert_eq!(s.changes.last().unwrap().state, TaskState::Queued);
+    let second = only_launch(&core.handle_event(
+        Event::Offers(vec![offer("o2", "a1", 4.0, 4096.0)]),
+        clock.now(),
+    ));
+    assert_eq!(second.backend_task_id, "t-1.2");
+    assert_eq!(second.resources, first.resources);
+    assert_eq!(second.spec, first.spec);
+    assert_eq!(second.shell, first.shell);
+    core.assert_consistent();
+}
+
+/// A task restored launched whose spec this configuration cannot launch (no image, and no
+/// default image any more) fails at its relaunch rather than being queued for ever.
+#[test]
+fn a_restored_task_whose_spec_cannot_launch_fails_at_its_relaunch() {
+    let clock = Clock::new();
+    let mut core = Core::new(CoreConfig {
+        default_image: None,
+        ..cfg()
+    });
+    let (rec, a) = live("t-x", TaskState::Launching, 1, "a1");
+    assert!(rec.spec.image.is_none(), "{:?}", rec.spec);
+    core.restore(vec![(rec, a)], clock.now());
+    core.handle_event(subscribed(), clock.now());
+    let mut u = update("t-x.1", BackendState::Dropped, None);
+    u.reason = Some("REASON_INVALID_OFFERS".into());
+    let s = core.handle_event(Event::Update(u), clock.now());
+    let c = s.changes.last().unwrap();
+    assert_eq!(c.state, TaskState::Failed, "{c:?}");
+    assert!(
+        c.message
+            .as_deref()
+            .unwrap()
+            .contains("the spec can no longer be launched"),
+        "{c:?}"
+    );
+    core.assert_consistent();
+}
+
 #[test]
 fn restored_killing_task_gets_its_kill_again_after_subscribe() {
     let clock = Clock::new();

@@ -52,9 +52,12 @@ impl Core {
             let offer = &offers[p.offer];
             let t = self.tasks.get_mut(&id).expect("queued task is held");
             let attempt = t.attempt + 1;
-            let prepared = t.prepared.as_ref().expect("queued task is prepared");
+            // Launched, the task no longer holds what its spec was prepared into (its demand,
+            // its resolved command): a relaunch prepares it again (`launch_failed`), and
+            // 100,000 running tasks do not keep 100,000 of them.
+            let prepared = t.prepared.take().expect("queued task is prepared");
             let take = plan.take(p, offer);
-            let launch = build(&self.cfg, &id, attempt, &t.spec, prepared, offer, take);
+            let launch = build(&self.cfg, &id, attempt, &t.spec, &prepared, offer, take);
             t.class = None;
             t.attempt = attempt;
             t.backend_task_id = Some(launch.backend_task_id.clone());

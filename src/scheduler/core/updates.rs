@@ -410,8 +410,14 @@ impl Core {
         let limit = t.spec.retries.unwrap_or(self.cfg.launch_retries);
         // Attempts the cluster lost before they reached an agent are not the task's.
         let n = t.attempt - t.free_attempts.min(MAX_FREE_RELAUNCHES).min(t.attempt);
-        if n > limit || t.prepared.is_none() {
-            let why = if t.prepared.is_none() {
+        // A launched task does not keep what its spec was prepared into (`on_offers`): it
+        // is made again, from the same spec and configuration, for the relaunch.
+        let prepared = match &t.prepared {
+            Some(p) => Some(p.clone()),
+            None => prepare(&self.cfg, &t.spec).ok().map(Box::new),
+        };
+        if n > limit || prepared.is_none() {
+            let why = if prepared.is_none() {
                 "the spec can no longer be launched".to_string()
             } else {
                 format!("no launch retries left ({limit} allowed)")
@@ -432,6 +438,7 @@ impl Core {
         });
         t.started = false;
         t.unconfirmed = None;
+        t.prepared = prepared;
         self.counts[old as usize] -= 1;
         self.counts[TaskState::Queued as usize] += 1;
         step.changes.push(change_of(t, now));
