@@ -412,10 +412,7 @@ impl Core {
         let n = t.attempt - t.free_attempts.min(MAX_FREE_RELAUNCHES).min(t.attempt);
         // A launched task does not keep what its spec was prepared into (`on_offers`): it
         // is made again, from the same spec and configuration, for the relaunch.
-        let prepared = match &t.prepared {
-            Some(p) => Some(p.clone()),
-            None => prepare(&self.cfg, &t.spec).ok().map(Box::new),
-        };
+        let prepared = prepare(&self.cfg, &t.spec).ok().map(Box::new);
         if n > limit || prepared.is_none() {
             let why = if prepared.is_none() {
                 "the spec can no longer be launched".to_string()
