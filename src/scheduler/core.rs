@@ -70,10 +70,12 @@ use super::types::{
 };
 use crate::store::Change;
 use crate::task::{parse_attempt_task_id, Attempt, TaskRecord, TaskSpec, TaskState};
+use held::HeldSpec;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod held;
 mod offers;
 mod timers;
 mod updates;
@@ -154,7 +156,8 @@ pub struct CoreStats {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskView {
     pub id: String,
-    pub spec: Arc<TaskSpec>,
+    /// Parsed while queued, packed once launched (see [`held`]).
+    spec: HeldSpec,
     pub state: TaskState,
     /// The latest attempt made (0 before the first launch).
     pub attempt: u32,
@@ -168,6 +171,9 @@ pub struct TaskView {
     /// never relaunched blindly.
     pub started: bool,
     pub kill_requested: bool,
+    /// The spec holds secrets (sandbox file contents, secret environment values) that are
+    /// blanked once the attempt runs.
+    secrets: bool,
     pub last_backend_state: Option<BackendState>,
     pub message: Option<String>,
     pub reason: Option<String>,
@@ -194,6 +200,13 @@ pub struct TaskView {
     free_attempts: u32,
     /// When it fails for having waited queued too long (`queued_timeout`).
     queue_deadline: Option<Instant>,
+}
+
+impl TaskView {
+    /// The task's spec (parsed again if the task is launched); `Err` says why it could not be.
+    pub fn spec(&self) -> Result<Arc<TaskSpec>, String> {
+        self.spec.get()
+    }
 }
 
 /// Attempts lost to the cluster's own reasons that are relaunched without counting against
@@ -274,7 +287,9 @@ struct Recon {
 #[derive(Debug, Clone)]
 pub struct Core {
     cfg: CoreConfig,
-    tasks: HashMap<String, TaskView>,
+    /// Boxed: a running task's view is ~300 bytes, and a table of them inline would be
+    /// copied whole (both sizes live at once) each time it grows.
+    tasks: HashMap<String, Box<TaskView>>,
     agents: Interner,
     /// Terminal tasks remembered (bounded by `remember_terminal`), oldest first in `order`.
     terminal: HashMap<String, TaskState>,
@@ -438,9 +453,11 @@ impl Core {
                 None,
             ),
         };
+        let secrets = rec.spec.has_secrets();
+        let spec = Arc::new(rec.spec);
         let mut view = TaskView {
             id: rec.id.clone(),
-            spec: Arc::new(rec.spec),
+            spec: HeldSpec::Parsed(spec.clone()),
             state: rec.state,
             attempt: attempt
                 .as_ref()
@@ -451,6 +468,7 @@ impl Core {
             agent_url: self.agents.intern(agent_url),
             started: rec.state != TaskState::Launching,
             kill_requested: rec.kill_requested,
+            secrets,
             last_backend_state: None,
             message: rec.message,
             reason: rec.reason,
@@ -466,18 +484,18 @@ impl Core {
             queue_deadline: None,
         };
         if rec.state == TaskState::Queued {
-            match prepare(&self.cfg, &view.spec) {
+            match prepare(&self.cfg, &spec) {
                 Ok(p) => {
                     view.prepared = Some(Box::new(p));
                     self.counts[TaskState::Queued as usize] += 1;
-                    self.tasks.insert(rec.id.clone(), view);
+                    self.tasks.insert(rec.id.clone(), Box::new(view));
                     self.enqueue(&rec.id, now.instant);
                     self.revive_wanted = true;
                 }
                 Err(e) => {
                     view.message = Some(format!("cannot be launched: {e}"));
                     self.counts[TaskState::Queued as usize] += 1;
-                    self.tasks.insert(rec.id.clone(), view);
+                    self.tasks.insert(rec.id.clone(), Box::new(view));
                     let msg = Some(format!("cannot be launched: {e}"));
                     self.finish(&rec.id, TaskState::Failed, msg, None, None, now, step);
                 }
@@ -485,12 +503,13 @@ impl Core {
             return;
         }
         // Launched: prepared again if it is relaunched (see `launch_failed`).
+        view.spec.pack();
         if view.kill_requested {
             view.kill_at = Some(now.instant);
             self.kill_timers.insert((now.instant, rec.id.clone()));
         }
         self.counts[view.state as usize] += 1;
-        self.tasks.insert(rec.id, view);
+        self.tasks.insert(rec.id, Box::new(view));
     }
 
     /// New tasks, already stored as queued. A task whose spec cannot be launched (no image,
@@ -678,7 +697,7 @@ impl Core {
     #[cfg(test)]
     /// What the core holds about a non-terminal task.
     pub fn task(&self, id: &str) -> Option<&TaskView> {
-        self.tasks.get(id)
+        self.tasks.get(id).map(|t| &**t)
     }
 
     /// The state of a task the core holds or remembers as terminal.
@@ -772,6 +791,14 @@ impl Core {
                 } else {
                     "lacks"
                 }
+            );
+            // So is its spec parsed (launched, it is packed).
+            assert_eq!(
+                t.spec.is_parsed(),
+                t.state == TaskState::Queued,
+                "{id} is {} and its spec is parsed: {}",
+                t.state,
+                t.spec.is_parsed()
             );
             if let Some(at) = t.kill_at {
                 assert!(self.kill_timers.contains(&(at, id.clone())));

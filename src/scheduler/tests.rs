@@ -373,9 +373,9 @@ fn secrets_are_kept_only_until_the_attempt_starts() {
     assert_eq!(spec.files[0].path, "workload.json");
     assert_eq!(spec.files[0].content, "");
     assert_eq!(spec.secret_env.get("PW").map(String::as_str), Some(""));
-    assert!(!core.task("t-a").unwrap().spec.files[0]
-        .content
-        .contains("t0k"));
+    let held = core.task("t-a").unwrap().spec().unwrap();
+    assert!(!held.files[0].content.contains("t0k"));
+    assert!(held.secret_env.values().all(String::is_empty));
     // Later changes carry no spec.
     let s = core.handle_event(
         Event::Update(update("t-a.1", BackendState::Finished, Some(2))),
@@ -856,6 +856,56 @@ fn kill_of_a_running_task_is_sent_with_grace_and_repeated() {
         .actions
         .iter()
         .all(|a| !matches!(a, Action::Kill { .. })));
+}
+
+/// A launched task holds its spec packed (its JSON), not parsed: what is read from it later
+/// (the kill's grace period, the launch retries, the spec itself) is the task's own.
+#[test]
+fn a_launched_tasks_spec_is_held_packed_and_read_back_alike() {
+    let mut clock = Clock::new();
+    let mut core = Core::new(cfg());
+    core.handle_event(subscribed(), clock.now());
+    let graced = TaskSpec {
+        kill_grace_period: Some(7.5),
+        name: Some("graced".into()),
+        ..TaskSpec::shell("sleep 60")
+    };
+    let no_retry = TaskSpec {
+        retries: Some(0),
+        ..TaskSpec::shell("x")
+    };
+    core.submit(
+        vec![
+            record_with("t-g", graced.clone()),
+            record_with("t-r", no_retry),
+        ],
+        clock.now(),
+    );
+    let s = core.handle_event(
+        Event::Offers(vec![offer("o1", "a1", 8.0, 8192.0)]),
+        clock.advance(1.0),
+    );
+    assert_eq!(launches(&s)[0].1.len(), 2);
+    core.assert_consistent();
+    assert_eq!(*core.task("t-g").unwrap().spec().unwrap(), graced);
+    core.handle_event(
+        Event::Update(update("t-g.1", BackendState::Running, Some(1))),
+        clock.now(),
+    );
+    let s = core.kill("t-g", clock.now()).unwrap();
+    assert!(has(
+        &s,
+        |a| matches!(a, Action::Kill { backend_task_id, grace_secs: Some(g), .. }
+        if backend_task_id == "t-g.1" && *g == 7.5)
+    ));
+    let s = core.handle_event(
+        Event::Update(update("t-r.1", BackendState::Dropped, Some(2))),
+        clock.now(),
+    );
+    assert_eq!(s.changes[0].state, TaskState::Failed);
+    let msg = s.changes[0].message.as_deref().unwrap_or_default();
+    assert!(msg.contains("no launch retries left (0 allowed)"), "{msg}");
+    core.assert_consistent();
 }
 
 #[test]

@@ -57,7 +57,12 @@ impl Core {
             // 100,000 running tasks do not keep 100,000 of them.
             let prepared = t.prepared.take().expect("queued task is prepared");
             let take = plan.take(p, offer);
-            let launch = build(&self.cfg, &id, attempt, &t.spec, &prepared, offer, take);
+            let HeldSpec::Parsed(spec) = &t.spec else {
+                unreachable!("a queued task's spec is parsed")
+            };
+            let launch = build(&self.cfg, &id, attempt, spec, &prepared, offer, take);
+            // Nothing reads it again unless the attempt is lost (see `held`).
+            t.spec.pack();
             t.class = None;
             t.attempt = attempt;
             t.backend_task_id = Some(launch.backend_task_id.clone());

@@ -8,7 +8,10 @@ impl Core {
         let Some(t) = self.tasks.get_mut(tid) else {
             return;
         };
-        let grace = t.spec.kill_grace_period.unwrap_or(self.cfg.kill_grace_secs);
+        // A launched task's spec is packed: read again for its grace period (kills are few).
+        let grace = (t.spec.get().ok())
+            .and_then(|s| s.kill_grace_period)
+            .unwrap_or(self.cfg.kill_grace_secs);
         if let Some(b) = &t.backend_task_id {
             self.stats.kills_sent += 1;
             step.actions.push(Action::Kill {

@@ -217,10 +217,15 @@ impl Core {
                 self.counts[old as usize] -= 1;
                 self.counts[s as usize] += 1;
                 let mut change = change_of(t, now);
-                if running && t.spec.has_secrets() {
+                if running && t.secrets {
                     // The agent has fetched what it needs: keep no secret any longer.
-                    t.spec = Arc::new(t.spec.without_secrets());
-                    change.spec = Some(t.spec.clone());
+                    if let Ok(spec) = t.spec.get() {
+                        let blanked = Arc::new(spec.without_secrets());
+                        t.spec = HeldSpec::Parsed(blanked.clone());
+                        t.spec.pack();
+                        t.secrets = false;
+                        change.spec = Some(blanked);
+                    }
                 }
                 step.changes.push(change);
             }
@@ -407,12 +412,18 @@ impl Core {
             self.finish(tid, TaskState::Killed, msg, reason, None, now, step);
             return;
         }
-        let limit = t.spec.retries.unwrap_or(self.cfg.launch_retries);
+        // A launched task holds its spec packed (see `held`): parsed again for the relaunch.
+        let spec = t.spec.get().ok();
+        let limit = (spec.as_ref())
+            .and_then(|s| s.retries)
+            .unwrap_or(self.cfg.launch_retries);
         // Attempts the cluster lost before they reached an agent are not the task's.
         let n = t.attempt - t.free_attempts.min(MAX_FREE_RELAUNCHES).min(t.attempt);
         // A launched task does not keep what its spec was prepared into (`on_offers`): it
         // is made again, from the same spec and configuration, for the relaunch.
-        let prepared = prepare(&self.cfg, &t.spec).ok().map(Box::new);
+        let prepared = (spec.as_ref())
+            .and_then(|s| prepare(&self.cfg, s).ok())
+            .map(Box::new);
         if n > limit || prepared.is_none() {
             let why = if prepared.is_none() {
                 "the spec can no longer be launched".to_string()
@@ -436,6 +447,9 @@ impl Core {
         t.started = false;
         t.unconfirmed = None;
         t.prepared = prepared;
+        if let Some(spec) = spec {
+            t.spec = HeldSpec::Parsed(spec);
+        }
         self.counts[old as usize] -= 1;
         self.counts[TaskState::Queued as usize] += 1;
         step.changes.push(change_of(t, now));
@@ -471,8 +485,10 @@ impl Core {
         t.reason = reason;
         t.exit_code = exit_code;
         let mut change = change_of(&t, now);
-        if t.spec.has_secrets() {
-            change.spec = Some(Arc::new(t.spec.without_secrets()));
+        if t.secrets {
+            if let Ok(spec) = t.spec.get() {
+                change.spec = Some(Arc::new(spec.without_secrets()));
+            }
         }
         step.changes.push(change);
         match state {
