@@ -126,6 +126,14 @@ fn has(step: &Step, pred: impl Fn(&Action) -> bool) -> bool {
     step.actions.iter().any(pred)
 }
 
+/// The step kills `backend_id` with that grace period.
+fn kills_with_grace(step: &Step, backend_id: &str, grace: f64) -> bool {
+    has(step, |a| {
+        matches!(a, Action::Kill { backend_task_id, grace_secs: Some(g), .. }
+            if backend_task_id == backend_id && *g == grace)
+    })
+}
+
 /// A connected core with the given tasks launched on agent `a1` (one offer).
 fn running_core(ids: &[&str], clock: &Clock) -> Core {
     let mut core = Core::new(cfg());
@@ -893,11 +901,7 @@ fn a_launched_tasks_spec_is_held_packed_and_read_back_alike() {
         clock.now(),
     );
     let s = core.kill("t-g", clock.now()).unwrap();
-    assert!(has(
-        &s,
-        |a| matches!(a, Action::Kill { backend_task_id, grace_secs: Some(g), .. }
-        if backend_task_id == "t-g.1" && *g == 7.5)
-    ));
+    assert!(kills_with_grace(&s, "t-g.1", 7.5), "{:?}", s.actions);
     let s = core.handle_event(
         Event::Update(update("t-r.1", BackendState::Dropped, Some(2))),
         clock.now(),
@@ -1390,11 +1394,7 @@ fn restored_killing_task_gets_its_kill_again_after_subscribe() {
         "nothing before the subscription"
     );
     let s = core.handle_event(subscribed(), clock.now());
-    assert!(has(
-        &s,
-        |a| matches!(a, Action::Kill { backend_task_id, grace_secs: Some(g), .. }
-        if backend_task_id == "t-k.1" && *g == 30.0)
-    ));
+    assert!(kills_with_grace(&s, "t-k.1", 30.0), "{:?}", s.actions);
     let s = core.handle_event(
         Event::Update(update("t-k.1", BackendState::Failed, Some(1))),
         clock.now(),
