@@ -7,8 +7,10 @@
 //! tasks/s (a `POST /v1/tasks` of rate × 100 ms tasks every 100 ms for `AM_BENCH_LOAD_SECONDS`,
 //! default 10 s, each task running 1 s on its agent; the feed is read at most every 100 ms).
 //! Next to tasks/s each run reports the **daemon's CPU per task**: its user + system time from
-//! `/proc/<pid>/stat` from the first POST until every task is terminal and acknowledged, / N;
-//! the Python peer runs at the same loads on the same master and reports its own.
+//! `/proc/<pid>/stat` from the first POST until every task is terminal and acknowledged, / N,
+//! with the system (kernel) part of it and the context switches of its threads per task (from
+//! `/proc/<pid>/task/*/status`); the Python peer runs at the same loads on the same master and
+//! reports its own.
 //!
 //! 1. **launch rate** — the real `airflow-mesos scheduler` binary (a subprocess) is pointed at a
 //!    fake master whose agents finish every task at once (STARTING → RUNNING → FINISHED, each
@@ -721,6 +723,10 @@ struct LaunchRun {
     /// API client) used during the run, and the 1-minute load average at its start.
     daemon_cpu: f64,
     bench_cpu: f64,
+    /// The daemon's share of `daemon_cpu` spent in the kernel (system time), in seconds.
+    daemon_sys: f64,
+    /// Context switches of the daemon's threads during the run (voluntary and not).
+    daemon_switches: u64,
     load_before: String,
 }
 
@@ -774,8 +780,11 @@ impl LaunchRun {
                 "µs",
                 cpu_target,
                 format!(
-                    "user+sys of the daemon ({:.3} s) from the first POST until all {n} tasks were terminal and acknowledged, / N",
-                    self.daemon_cpu
+                    "user+sys of the daemon ({:.3} s, of which system {:.3} s = {:.0} µs per task; {:.1} context switches per task) from the first POST until all {n} tasks were terminal and acknowledged, / N",
+                    self.daemon_cpu,
+                    self.daemon_sys,
+                    self.daemon_sys / n.max(1) as f64 * 1e6,
+                    self.daemon_switches as f64 / n.max(1) as f64,
                 ),
             ),
         ];
@@ -810,8 +819,9 @@ async fn launch_run(
         .ok()
         .and_then(|l| l.split_whitespace().next().map(str::to_string))
         .unwrap_or_default();
-    let daemon_cpu_before = cpu_seconds(daemon.pid()).unwrap_or(0.0);
-    let bench_cpu_before = cpu_seconds(std::process::id()).unwrap_or(0.0);
+    let daemon_before = CpuTimes::of(daemon.pid()).unwrap_or_default();
+    let bench_cpu_before = CpuTimes::of(std::process::id()).unwrap_or_default().total();
+    let switches_before = context_switches(daemon.pid());
     let acks_before = master.stats().acknowledged;
     let updates_before = master.stats().agent_updates_sent;
     let specs: Vec<Value> = (0..n).map(task_spec).collect();
@@ -843,8 +853,9 @@ async fn launch_run(
         r
     };
     let (result, samples) = tokio::join!(work, sampler);
-    let daemon_cpu = cpu_seconds(daemon.pid()).unwrap_or(0.0) - daemon_cpu_before;
-    let bench_cpu = cpu_seconds(std::process::id()).unwrap_or(0.0) - bench_cpu_before;
+    let daemon_after = CpuTimes::of(daemon.pid()).unwrap_or_default();
+    let daemon_switches = context_switches(daemon.pid()).saturating_sub(switches_before);
+    let bench_cpu = CpuTimes::of(std::process::id()).unwrap_or_default().total() - bench_cpu_before;
     if let Some(p) = perf {
         p.finish();
     }
@@ -863,21 +874,58 @@ async fn launch_run(
         peak_ack_rate: peak,
         failed,
         rss_peak_kb,
-        daemon_cpu,
+        daemon_cpu: daemon_after.total() - daemon_before.total(),
+        daemon_sys: daemon_after.sys - daemon_before.sys,
+        daemon_switches,
         bench_cpu,
         load_before,
     })
 }
 
-/// User + system CPU seconds of a process, from `/proc/<pid>/stat` (clock ticks of 1/100 s).
-fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let utime: f64 = f.get(11)?.parse().ok()?;
-    let stime: f64 = f.get(12)?.parse().ok()?;
-    Some((utime + stime) / 100.0)
+/// The CPU seconds a process has used, from `/proc/<pid>/stat` (clock ticks of 1/100 s).
+#[derive(Debug, Default, Clone, Copy)]
+struct CpuTimes {
+    user: f64,
+    sys: f64,
+}
+
+impl CpuTimes {
+    fn of(pid: u32) -> Option<CpuTimes> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
+        let rest = &stat[stat.rfind(')')? + 2..];
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let utime: f64 = f.get(11)?.parse().ok()?;
+        let stime: f64 = f.get(12)?.parse().ok()?;
+        Some(CpuTimes {
+            user: utime / 100.0,
+            sys: stime / 100.0,
+        })
+    }
+
+    fn total(self) -> f64 {
+        self.user + self.sys
+    }
+}
+
+/// Context switches (voluntary and not) of the threads a process has now, from
+/// `/proc/<pid>/task/*/status`; threads that already ended are not counted (the daemon's
+/// threads live as long as it does, but for the runtime's blocking pool).
+fn context_switches(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
+        .flat_map(|status| {
+            status
+                .lines()
+                .filter(|l| l.contains("ctxt_switches:"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .collect::<Vec<_>>()
+        })
+        .sum()
 }
 
 /// Submits every spec (flat out: back to back in POSTs of [`BATCH`]; at a fixed rate: a POST
