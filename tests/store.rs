@@ -337,6 +337,50 @@ async fn insert_and_get_round_trip_with_the_full_spec() {
     }
 }
 
+/// A lookup by a text with a NUL character (which no task holds, and which PostgreSQL refuses
+/// to be asked for) finds nothing on every database, where it failed the query on PostgreSQL
+/// (an API client got 503 "state store" for its own bad input).
+#[tokio::test]
+async fn lookups_by_a_text_with_a_nul_find_nothing() {
+    for db in databases().await {
+        let k = db.kind;
+        let s = Store::connect(&db.url).await.unwrap();
+        s.insert_tasks(&[record("t-1", rich_spec(1))], 1)
+            .await
+            .unwrap();
+        assert!(s.get_task("t-1\0").await.unwrap().is_none(), "{k}");
+        assert!(s.attempts("t-1\0").await.unwrap().is_empty(), "{k}");
+        for filter in [
+            TaskFilter {
+                external_key: Some("dag.task.run-1\0".into()),
+                ..TaskFilter::default()
+            },
+            TaskFilter {
+                label: Some(("team\0".into(), "x".into())),
+                ..TaskFilter::default()
+            },
+            TaskFilter {
+                label: Some(("team".into(), "\0".into())),
+                ..TaskFilter::default()
+            },
+        ] {
+            assert!(s.list_tasks(&filter).await.unwrap().is_empty(), "{k}");
+            let page = s
+                .task_page(&TaskPageQuery {
+                    filter,
+                    before: None,
+                    limit: 10,
+                    scan_window: None,
+                })
+                .await
+                .unwrap();
+            assert!(page.tasks.is_empty(), "{k}");
+        }
+        assert!(s.get_task("t-1").await.unwrap().is_some(), "{k}");
+        s.close().await;
+    }
+}
+
 #[tokio::test]
 async fn a_full_lifecycle_commits_rows_attempts_and_events() {
     for db in databases().await {

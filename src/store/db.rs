@@ -501,6 +501,9 @@ impl Store {
 
     /// One task, by id.
     pub async fn get_task(&self, id: &str) -> Result<Option<TaskRecord>, StoreError> {
+        if super::has_nul(id) {
+            return Ok(None);
+        }
         let sql = self
             .dialect
             .sql(&format!("SELECT {TASK_COLS} FROM tasks t WHERE t.id = ?"))
@@ -515,6 +518,9 @@ impl Store {
 
     /// The tasks matching `filter`, ordered by seq (the position of their last transition).
     pub async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<TaskRecord>, StoreError> {
+        if filter.matches_nothing() {
+            return Ok(Vec::new());
+        }
         let mut sql = format!("SELECT {TASK_COLS} FROM tasks t WHERE 1 = 1");
         if !filter.states.is_empty() {
             sql.push_str(&format!(" AND t.state {}", in_list(filter.states.len())));
@@ -593,6 +599,9 @@ impl Store {
 
     /// The attempts of a task, oldest first.
     pub async fn attempts(&self, task_id: &str) -> Result<Vec<Attempt>, StoreError> {
+        if super::has_nul(task_id) {
+            return Ok(Vec::new());
+        }
         let sql = self
             .dialect
             .sql(&format!(

@@ -66,3 +66,22 @@ pub struct TaskFilter {
     /// At most this many (ordered by seq ascending).
     pub limit: Option<u32>,
 }
+
+impl TaskFilter {
+    /// True when the filter asks for a text with a NUL character, which no task holds: a
+    /// submission with one is refused, and PostgreSQL cannot store one (asking it fails the
+    /// query). Such a filter matches nothing, on every database.
+    pub(crate) fn matches_nothing(&self) -> bool {
+        let label = self
+            .label
+            .as_ref()
+            .is_some_and(|(k, v)| has_nul(k) || has_nul(v));
+        label || self.external_key.as_deref().is_some_and(has_nul)
+    }
+}
+
+/// True when `s` holds a NUL character: no task id, label or external key does (see
+/// [`TaskFilter::matches_nothing`]), so a lookup by one finds nothing without asking.
+pub(crate) fn has_nul(s: &str) -> bool {
+    s.contains('\0')
+}

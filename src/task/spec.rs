@@ -464,8 +464,83 @@ impl TaskSpec {
         Ok(())
     }
 
+    /// Refuses a NUL character in the spec's text: no `execve(2)` can carry one (command,
+    /// image, environment, user, paths, Docker parameters: such a task could only fail at
+    /// launch on its agent), and PostgreSQL's text columns cannot hold one (name, external key,
+    /// labels). The error names the field, never the value (`secret_env` values are secrets).
+    /// Sandbox file contents and `executor_config` may hold anything (they are stored as JSON,
+    /// and what `executor_config` sets is checked here once folded in).
+    fn check_no_nul(&self) -> Result<(), SpecError> {
+        let nul = |field: String, v: &str| {
+            if v.contains('\0') {
+                Err(SpecError::new(
+                    field,
+                    "must not contain a NUL character (\\0)",
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        match &self.command {
+            Some(Command::Shell(c)) => nul("command".into(), c)?,
+            Some(Command::Argv(a)) => {
+                for (i, w) in a.iter().enumerate() {
+                    nul(format!("command[{i}]"), w)?;
+                }
+            }
+            None => {}
+        }
+        if let Some(i) = &self.image {
+            nul("image".into(), i)?;
+        }
+        for (field, t) in [
+            ("name", &self.name),
+            ("user", &self.user),
+            ("external_key", &self.external_key),
+        ] {
+            if let Some(t) = t {
+                nul(field.into(), t)?;
+            }
+        }
+        for (i, c) in self.constraints.iter().enumerate() {
+            nul(format!("constraints[{i}]"), c)?;
+        }
+        for (map, name) in [
+            (&self.env, "env"),
+            (&self.secret_env, "secret_env"),
+            (&self.labels, "labels"),
+        ] {
+            for (k, v) in map {
+                let field = format!("{name}.{}", k.escape_default());
+                nul(field.clone(), k)?;
+                nul(field, v)?;
+            }
+        }
+        for (i, v) in self.volumes.iter().enumerate() {
+            nul(format!("volumes[{i}].container_path"), &v.container_path)?;
+            for (what, t) in [
+                ("host_path", &v.host_path),
+                ("name", &v.name),
+                ("driver", &v.driver),
+            ] {
+                if let Some(t) = t {
+                    nul(format!("volumes[{i}].{what}"), t)?;
+                }
+            }
+        }
+        for (i, f) in self.files.iter().enumerate() {
+            nul(format!("files[{i}].path"), &f.path)?;
+        }
+        for (i, p) in self.docker_parameters.iter().enumerate() {
+            nul(format!("docker_parameters[{i}].key"), &p.key)?;
+            nul(format!("docker_parameters[{i}].value"), &p.value)?;
+        }
+        Ok(())
+    }
+
     /// Checks a (folded) spec against the defaults; see [`SpecError`].
     pub fn validate(&self, d: &SpecDefaults) -> Result<(), SpecError> {
+        self.check_no_nul()?;
         if let Some(Command::Shell(s)) = &self.command {
             if s.trim().is_empty() {
                 return Err(SpecError::new("command", "must not be empty"));
@@ -841,6 +916,85 @@ mod tests {
             ..d
         };
         assert_eq!(bare.normalize(&local).unwrap_err().field, "containerizer");
+    }
+
+    /// A NUL character, which no process and no PostgreSQL text column can take, is refused
+    /// at submission in every text field, naming the field and never showing a secret; file
+    /// contents may hold one.
+    #[test]
+    fn a_nul_character_is_refused_naming_the_field() {
+        let cases = [
+            (serde_json::json!({"command": "echo a\0b"}), "command"),
+            (
+                serde_json::json!({"command": ["echo", "a\0"]}),
+                "command[1]",
+            ),
+            (
+                serde_json::json!({"command": "x", "image": "busy\0box"}),
+                "image",
+            ),
+            (serde_json::json!({"command": "x", "user": "\0"}), "user"),
+            (serde_json::json!({"command": "x", "name": "n\0"}), "name"),
+            (
+                serde_json::json!({"command": "x", "external_key": "k\0"}),
+                "external_key",
+            ),
+            (
+                serde_json::json!({"command": "x", "env": {"A\0B": "x"}}),
+                "env.A\\u{0}B",
+            ),
+            (
+                serde_json::json!({"command": "x", "env": {"A": "x\0"}}),
+                "env.A",
+            ),
+            (
+                serde_json::json!({"command": "x", "labels": {"team": "d\0"}}),
+                "labels.team",
+            ),
+            (
+                serde_json::json!({"command": "x", "constraints": ["a:b\0"]}),
+                "constraints[0]",
+            ),
+            (
+                serde_json::json!({"command": "x", "volumes": [{"container_path": "/a\0", "name": "v"}]}),
+                "volumes[0].container_path",
+            ),
+            (
+                serde_json::json!({"command": "x", "volumes": [{"container_path": "/a", "host_path": "/tmp/\0"}]}),
+                "volumes[0].host_path",
+            ),
+            (
+                serde_json::json!({"command": "x", "files": [{"path": "a\0", "content": ""}]}),
+                "files[0].path",
+            ),
+            (
+                serde_json::json!({"command": "x", "docker_parameters": [{"key": "shm-size", "value": "1g\0"}]}),
+                "docker_parameters[0].value",
+            ),
+            // What executor_config sets is checked once folded in.
+            (
+                serde_json::json!({"command": "x", "executor_config": {"env": {"B": "\0"}}}),
+                "env.B",
+            ),
+        ];
+        for (v, field) in cases {
+            let mut s: TaskSpec = serde_json::from_value(v.clone()).unwrap();
+            let e = s.normalize(&defaults()).unwrap_err();
+            assert_eq!(e.field, field, "{v}: {e}");
+            assert!(e.to_string().contains("NUL"), "{v}: {e}");
+        }
+        let mut s: TaskSpec = serde_json::from_value(
+            serde_json::json!({"command": "x", "secret_env": {"TOKEN": "s3cr3t\0"}}),
+        )
+        .unwrap();
+        let e = s.normalize(&defaults()).unwrap_err();
+        assert_eq!(e.field, "secret_env.TOKEN");
+        assert!(!e.to_string().contains("s3cr3t"), "{e}");
+        let mut fine: TaskSpec = serde_json::from_value(
+            serde_json::json!({"command": "x", "files": [{"path": "a", "content": "\0"}]}),
+        )
+        .unwrap();
+        fine.normalize(&defaults()).unwrap();
     }
 
     #[test]

@@ -59,6 +59,13 @@ impl Store {
     pub async fn task_page(&self, q: &TaskPageQuery) -> Result<TaskPage, StoreError> {
         let limit = q.limit.clamp(1, MAX_PAGE);
         let f = &q.filter;
+        if f.matches_nothing() {
+            return Ok(TaskPage {
+                tasks: Vec::new(),
+                next_before: None,
+                searched: None,
+            });
+        }
         let since = f.since.unwrap_or(0);
         if f.label.is_some() || f.external_key.is_some() {
             let high = match q.before {
