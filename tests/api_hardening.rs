@@ -204,6 +204,21 @@ async fn every_error_is_json_naming_what_was_wrong() {
     assert_eq!(s, 200, "{v}");
     let (s, v, _) = call(&d, Method::GET, "/v1/tasks/x/logs?offset=-1", None).await;
     assert_eq!((s, v["field"].as_str()), (400, Some("offset")), "{v}");
+    // A misspelt parameter is refused, not ignored: `?stat=running` must not list every task.
+    for (path, name) in [
+        ("/v1/tasks?stat=running", "stat"),
+        ("/v1/tasks?limit=5&after=3", "after"),
+        ("/v1/events?after=3", "after"),
+        ("/v1/tasks/x/logs?strem=stderr", "strem"),
+    ] {
+        let (s, v, _) = call(&d, Method::GET, path, None).await;
+        assert_eq!((s, v["field"].as_str()), (400, Some(name)), "{path}: {v}");
+        let msg = v["error"].as_str().unwrap();
+        assert!(
+            msg.starts_with(&format!("query parameter {name}: unknown field")),
+            "{path}: {v}"
+        );
+    }
 
     // Bodies: the job-file schema, with field paths; duplicates and stray keys refused.
     for (body, field) in [
@@ -224,6 +239,11 @@ async fn every_error_is_json_naming_what_was_wrong() {
             "priority",
         ),
         ("{not json".to_string(), "body"),
+        (
+            json!({"tasks": [{"command": "a"}, {"command": "b", "env": {"A": "x\0y"}}]})
+                .to_string(),
+            "tasks[1].env.A",
+        ),
     ] {
         let (s, v, _) = call(
             &d,

@@ -405,7 +405,10 @@ async fn get_task(
     }
 }
 
+/// Unknown parameters are refused: a misspelt filter must not list (or feed a script) every
+/// task.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ListQuery {
     state: Option<String>,
     label: Option<String>,
@@ -447,6 +450,7 @@ async fn list(
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct EventsQuery {
     #[serde(default, deserialize_with = "query::feed_position")]
     since: Option<i64>,
@@ -510,6 +514,7 @@ async fn kill(State(st): State<AppState>, Path(id): Path<String>) -> Result<Resp
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct LogQuery {
     stream: Option<String>,
     #[serde(default, deserialize_with = "query::byte_offset")]
