@@ -73,6 +73,8 @@ impl IniDoc {
 pub enum IniError {
     #[error("line {line}: an option appears before any [section] header")]
     MissingSectionHeader { line: usize },
+    #[error("line {line}: a line that starts with `[` must be a section header, `[name]`")]
+    BadSectionHeader { line: usize },
     #[error(
         "line {line}: expected `key = value`, a `[section]` header, a comment (`#` or `;` at \
          the start of the line) or an indented continuation line"
@@ -100,6 +102,7 @@ impl IniError {
     pub fn line(&self) -> usize {
         match self {
             IniError::MissingSectionHeader { line }
+            | IniError::BadSectionHeader { line }
             | IniError::Syntax { line }
             | IniError::DuplicateSection { line, .. }
             | IniError::DuplicateOption { line, .. } => *line,
@@ -127,6 +130,8 @@ pub fn parse(text: &str) -> (IniDoc, Vec<IniError>) {
     let mut open: Option<(Target, usize)> = None;
     let mut pending: Vec<String> = Vec::new();
     let mut indent_level = 0usize;
+    // After a broken `[` header: options are skipped until the next good header.
+    let mut in_broken_section = false;
     // Sections seen (name -> first line) and options seen per section (for strictness).
     let mut seen_sections: HashMap<String, usize> = HashMap::new();
     let mut seen_options: HashMap<(String, String), usize> = HashMap::new();
@@ -166,6 +171,7 @@ pub fn parse(text: &str) -> (IniDoc, Vec<IniError>) {
         indent_level = cur_indent;
 
         if let Some(name) = section_header(stripped) {
+            in_broken_section = false;
             if name == DEFAULT_SECTION {
                 target = Some(Target::Defaults);
                 continue;
@@ -187,6 +193,15 @@ pub fn parse(text: &str) -> (IniDoc, Vec<IniError>) {
                 options: Vec::new(),
             });
             target = Some(Target::Section(doc.sections.len() - 1));
+            continue;
+        }
+        if stripped.starts_with('[') {
+            errors.push(IniError::BadSectionHeader { line: lineno });
+            // Its options belong to no section read (not to the one before it).
+            in_broken_section = true;
+            continue;
+        }
+        if in_broken_section {
             continue;
         }
         let Some(t) = target else {
@@ -380,6 +395,32 @@ mod tests {
                 },
             ]
         );
+    }
+
+    /// A broken section header is named as one, wherever it is, and its options are not read
+    /// into the section before it.
+    #[test]
+    fn a_broken_section_header_is_named_as_one() {
+        let (doc, errs) =
+            parse("[mesos\ntask_cpu = 2\n[core]\nx = 1\n[]\n[webserver\ny = 2\n[mesos]\nz = 3\n");
+        assert_eq!(
+            errs,
+            vec![
+                IniError::BadSectionHeader { line: 1 },
+                IniError::BadSectionHeader { line: 5 },
+                IniError::BadSectionHeader { line: 6 },
+            ]
+        );
+        assert!(errs[0].to_string().contains("`[name]`"), "{}", errs[0]);
+        let core = doc.section("core").unwrap();
+        assert_eq!(core.get("x").unwrap().value, "1");
+        assert!(
+            core.get("y").is_none(),
+            "an option of [webserver went to [core]"
+        );
+        let mesos = doc.section("mesos").unwrap();
+        assert!(mesos.get("task_cpu").is_none());
+        assert_eq!(mesos.get("z").unwrap().value, "3");
     }
 
     #[test]
