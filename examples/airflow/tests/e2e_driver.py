@@ -247,7 +247,11 @@ class Run:
         log(f"started {name} (pid {p.pid})")
         return p
 
-    def stop(self, name: str, grace: float = 30) -> None:
+    def stop(self, name: str, grace: float = 30, again_after: float = 10) -> None:
+        """SIGTERM, a second SIGTERM after ``again_after`` s (Airflow's LocalExecutor waits for
+        its workers on the first one, "Signal again if you don't want to wait", and on a loaded
+        machine that wait can outlast a task the test needs still running), SIGKILL after
+        ``grace`` s."""
         p = self.procs.get(name)
         if p is None or p.poll() is not None:
             return
@@ -256,7 +260,16 @@ class Run:
         except ProcessLookupError:
             return
         try:
-            p.wait(timeout=grace)
+            p.wait(timeout=min(again_after, grace))
+            return
+        except subprocess.TimeoutExpired:
+            log(f"{name} still running {min(again_after, grace)}s after SIGTERM; signalling again")
+        try:
+            os.killpg(p.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        try:
+            p.wait(timeout=max(grace - again_after, 1))
         except subprocess.TimeoutExpired:
             log(f"{name} ignored SIGTERM for {grace}s; killing")
             try:
