@@ -255,28 +255,24 @@ class Run:
         p = self.procs.get(name)
         if p is None or p.poll() is not None:
             return
-        try:
-            os.killpg(p.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        try:
-            p.wait(timeout=min(again_after, grace))
-            return
-        except subprocess.TimeoutExpired:
-            log(f"{name} still running {min(again_after, grace)}s after SIGTERM; signalling again")
-        try:
-            os.killpg(p.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        try:
-            p.wait(timeout=max(grace - again_after, 1))
-        except subprocess.TimeoutExpired:
-            log(f"{name} ignored SIGTERM for {grace}s; killing")
+        first = min(again_after, grace)
+        steps = [
+            (signal.SIGTERM, first, f"{name} still running {first}s after SIGTERM; signalling again"),
+            (signal.SIGTERM, max(grace - first, 1), f"{name} ignored SIGTERM for {grace}s; killing"),
+            (signal.SIGKILL, 10, None),
+        ]
+        for sig, wait, if_still_running in steps:
             try:
-                os.killpg(p.pid, signal.SIGKILL)
+                os.killpg(p.pid, sig)
             except ProcessLookupError:
-                pass
-            p.wait(timeout=10)
+                return
+            try:
+                p.wait(timeout=wait)
+                return
+            except subprocess.TimeoutExpired:
+                if if_still_running is None:
+                    raise
+                log(if_still_running)
 
     def airflow(self, *argv: str, timeout: float = 120) -> str:
         r = subprocess.run(
