@@ -471,39 +471,38 @@ impl TaskSpec {
     /// Sandbox file contents and `executor_config` may hold anything (they are stored as JSON,
     /// and what `executor_config` sets is checked here once folded in).
     fn check_no_nul(&self) -> Result<(), SpecError> {
-        let nul = |field: String, v: &str| {
+        // The field's name is only made for the error: this runs for every submitted task.
+        fn nul(v: &str, field: impl FnOnce() -> String) -> Result<(), SpecError> {
             if v.contains('\0') {
                 Err(SpecError::new(
-                    field,
+                    field(),
                     "must not contain a NUL character (\\0)",
                 ))
             } else {
                 Ok(())
             }
-        };
+        }
         match &self.command {
-            Some(Command::Shell(c)) => nul("command".into(), c)?,
+            Some(Command::Shell(c)) => nul(c, || "command".into())?,
             Some(Command::Argv(a)) => {
                 for (i, w) in a.iter().enumerate() {
-                    nul(format!("command[{i}]"), w)?;
+                    nul(w, || format!("command[{i}]"))?;
                 }
             }
             None => {}
         }
-        if let Some(i) = &self.image {
-            nul("image".into(), i)?;
-        }
         for (field, t) in [
+            ("image", &self.image),
             ("name", &self.name),
             ("user", &self.user),
             ("external_key", &self.external_key),
         ] {
             if let Some(t) = t {
-                nul(field.into(), t)?;
+                nul(t, || field.into())?;
             }
         }
         for (i, c) in self.constraints.iter().enumerate() {
-            nul(format!("constraints[{i}]"), c)?;
+            nul(c, || format!("constraints[{i}]"))?;
         }
         for (map, name) in [
             (&self.env, "env"),
@@ -511,29 +510,29 @@ impl TaskSpec {
             (&self.labels, "labels"),
         ] {
             for (k, v) in map {
-                let field = format!("{name}.{}", k.escape_default());
-                nul(field.clone(), k)?;
-                nul(field, v)?;
+                let field = || format!("{name}.{}", k.escape_default());
+                nul(k, field)?;
+                nul(v, field)?;
             }
         }
         for (i, v) in self.volumes.iter().enumerate() {
-            nul(format!("volumes[{i}].container_path"), &v.container_path)?;
+            nul(&v.container_path, || format!("volumes[{i}].container_path"))?;
             for (what, t) in [
                 ("host_path", &v.host_path),
                 ("name", &v.name),
                 ("driver", &v.driver),
             ] {
                 if let Some(t) = t {
-                    nul(format!("volumes[{i}].{what}"), t)?;
+                    nul(t, || format!("volumes[{i}].{what}"))?;
                 }
             }
         }
         for (i, f) in self.files.iter().enumerate() {
-            nul(format!("files[{i}].path"), &f.path)?;
+            nul(&f.path, || format!("files[{i}].path"))?;
         }
         for (i, p) in self.docker_parameters.iter().enumerate() {
-            nul(format!("docker_parameters[{i}].key"), &p.key)?;
-            nul(format!("docker_parameters[{i}].value"), &p.value)?;
+            nul(&p.key, || format!("docker_parameters[{i}].key"))?;
+            nul(&p.value, || format!("docker_parameters[{i}].value"))?;
         }
         Ok(())
     }
